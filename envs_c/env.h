@@ -1,0 +1,141 @@
+/* The contract every shoal environment follows.
+ *
+ * An environment is a plain struct whose first fields are pointers into buffers that Python owns (numpy
+ * arrays, shared zero-copy), followed by its RNG state and its episode Log. The step function reads the
+ * action buffer, writes observations, rewards, terminals and truncations, and resets the environment in
+ * place when an episode ends, so the vector loop never needs to branch on episode boundaries.
+ *
+ * Each environment header defines, for its struct T and name NAME:
+ *   void NAME_init(T*)      set up after buffers, RNG and config are assigned (no allocation later on)
+ *   void NAME_reset(T*)     start a new episode and write the first observation
+ *   void NAME_step(T*)      advance one step; validate every action it reads
+ *   void NAME_render(T*, uint8_t* rgb)   draw an RGB frame of NAME_RENDER_W x NAME_RENDER_H
+ *   void NAME_close(T*)
+ * and then invokes SHOAL_VECTOR(NAME, T, OBS_T, ACT_T) to get the batched entry points bound by cffi.
+ *
+ * The Log struct of each environment is floats only, starts with perf, score, episode_return and
+ * episode_length, may add the environment's own statistics, and ends with n (episodes counted). The vector
+ * layer sums it as a float array, which is why the layout rule matters.
+ */
+#ifndef SHOAL_ENV_H
+#define SHOAL_ENV_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    float perf;
+    float score;
+    float episode_return;
+    float episode_length;
+    float n;
+} Log;
+
+/* splitmix64: a full-period generator with good mixing, cheap enough for the step path. */
+static inline uint64_t shoal_next(uint64_t* state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static inline float shoal_uniform(uint64_t* state) {
+    return (float)(shoal_next(state) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Uniform integer in [0, n); n must be positive. */
+static inline int shoal_randint(uint64_t* state, int n) {
+    return (int)((shoal_next(state) >> 33) % (uint64_t)n);
+}
+
+static inline float shoal_clampf(float x, float lo, float hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+static inline int shoal_clampi(int x, int lo, int hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* A discrete action from an untrusted buffer: out-of-range values are clamped and counted. */
+static inline int shoal_discrete(int32_t raw, int n, float* invalid) {
+    if (raw < 0 || raw >= n) {
+        *invalid += 1.0f;
+        return raw < 0 ? 0 : n - 1;
+    }
+    return raw;
+}
+
+/* A continuous action from an untrusted buffer: NaN becomes 0, infinities and overshoot are clamped. */
+static inline float shoal_continuous(float raw, float lo, float hi, float* invalid) {
+    if (isnan(raw)) {
+        *invalid += 1.0f;
+        return 0.0f;
+    }
+    if (raw < lo || raw > hi) {
+        *invalid += 1.0f;
+        return shoal_clampf(raw, lo, hi);
+    }
+    return raw;
+}
+
+/* Per-environment seeding: environment i of a batch seeded with s always replays the same trajectory. */
+static inline uint64_t shoal_seed(uint64_t seed, int index) {
+    uint64_t state = seed * 0x2545F4914F6CDD1DULL + (uint64_t)index;
+    return shoal_next(&state);
+}
+
+/* Batched entry points. Every environment struct starts with the fields these loops touch:
+ *   OBS_T* observations; ACT_T* actions; float* rewards; uint8_t* terminals; uint8_t* truncations;
+ *   uint64_t rng; LOG_T log;
+ * NAME_num_agents(T*) and NAME_obs_size(T*) report what the environment will write, so vec_init can refuse
+ * buffers that Python sized differently instead of writing past them.
+ */
+#define SHOAL_VECTOR(NAME, T, OBS_T, ACT_T, ACT_SIZE)                                                    \
+    int NAME##_vec_init(T* envs, int num_envs, int agents_per_env, int obs_size, int act_size,          \
+                        void* obs, void* actions, float* rewards, uint8_t* terminals,                   \
+                        uint8_t* truncations, uint64_t seed) {                                          \
+        for (int i = 0; i < num_envs; i++) {                                                            \
+            T* e = &envs[i];                                                                            \
+            if (NAME##_num_agents(e) != agents_per_env || NAME##_obs_size(e) != obs_size ||             \
+                (ACT_SIZE) != act_size) {                                                               \
+                return -1;                                                                              \
+            }                                                                                           \
+            size_t row = (size_t)i * (size_t)agents_per_env;                                            \
+            e->observations = (OBS_T*)obs + row * (size_t)obs_size;                                     \
+            e->actions = (ACT_T*)actions + row * (size_t)act_size;                                      \
+            e->rewards = rewards + row;                                                                 \
+            e->terminals = terminals + row;                                                             \
+            e->truncations = truncations + row;                                                         \
+            e->rng = shoal_seed(seed, i);                                                               \
+            memset(&e->log, 0, sizeof(e->log));                                                         \
+            NAME##_init(e);                                                                             \
+        }                                                                                               \
+        return 0;                                                                                       \
+    }                                                                                                   \
+    void NAME##_vec_reset(T* envs, int num_envs, uint64_t seed) {                                       \
+        for (int i = 0; i < num_envs; i++) {                                                            \
+            envs[i].rng = shoal_seed(seed, i);                                                          \
+            NAME##_reset(&envs[i]);                                                                     \
+        }                                                                                               \
+    }                                                                                                   \
+    void NAME##_vec_step(T* envs, int start, int end) {                                                 \
+        for (int i = start; i < end; i++) {                                                             \
+            NAME##_step(&envs[i]);                                                                      \
+        }                                                                                               \
+    }                                                                                                   \
+    void NAME##_vec_log(T* envs, int num_envs, float* out) {                                            \
+        const int width = (int)(sizeof(envs[0].log) / sizeof(float));                                   \
+        memset(out, 0, sizeof(envs[0].log));                                                            \
+        for (int i = 0; i < num_envs; i++) {                                                            \
+            const float* fields = (const float*)&envs[i].log;                                           \
+            for (int k = 0; k < width; k++) out[k] += fields[k];                                        \
+            memset(&envs[i].log, 0, sizeof(envs[i].log));                                              \
+        }                                                                                               \
+    }                                                                                                   \
+    void NAME##_vec_close(T* envs, int num_envs) {                                                      \
+        for (int i = 0; i < num_envs; i++) NAME##_close(&envs[i]);                                      \
+    }
+
+#endif
