@@ -1,0 +1,75 @@
+"""The FastAPI application: routes, error shapes and request guards."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from services.api.routes import envs, health, runs
+from services.common.config import ConfigError, UnknownEnv
+
+MAX_BODY_BYTES = 1 << 20
+
+
+class BodyLimit:
+    """Refuse bodies over MAX_BODY_BYTES with 413, whether or not Content-Length announces them."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return await _too_large(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send) -> None:
+    response = JSONResponse(
+        {"detail": f"request body exceeds {MAX_BODY_BYTES} bytes"}, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    )
+    await send(
+        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="shoal", version="0.1.0", description="RL experiment platform")
+
+    @app.exception_handler(ConfigError)
+    async def config_error(_: Request, e: ConfigError) -> JSONResponse:
+        loc = (
+            ["body", "env"] if isinstance(e, UnknownEnv) else ["body", "hyperparameters", *e.field.split(".")]
+        )
+        return JSONResponse(
+            {"detail": [{"loc": loc, "msg": e.message, "type": "value_error"}]},
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+
+    for module in (runs, envs, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit)
+    return app
+
+
+app = create_app()

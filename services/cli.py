@@ -1,0 +1,277 @@
+"""The `shoal` command: up, api, worker, train, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from services.common.settings import HOME, get_settings
+
+QUEUES = ("train", "sweeper", "elo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shoal", description="RL experiment platform")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the API and one worker per queue on this machine")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--demo", action="store_true", help="launch a cartpole run and follow it")
+
+    api = commands.add_parser("api", help="serve the HTTP API and dashboard")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--host", default="127.0.0.1")
+
+    worker = commands.add_parser("worker", help="run a Celery worker for one queue")
+    worker.add_argument("--queue", choices=QUEUES, required=True)
+    worker.add_argument("--concurrency", type=int, default=1)
+
+    commands.add_parser("migrate", help="bring the database schema up to date")
+
+    train = commands.add_parser("train", help="train one environment here, no services needed")
+    train.add_argument("env")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=None, help="checkpoint directory")
+    _add_config_options(train)
+
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return cmd_up(args)
+    if args.command == "api":
+        return cmd_api(args)
+    if args.command == "worker":
+        return cmd_worker(args)
+    if args.command == "migrate":
+        return cmd_migrate()
+    return cmd_train(args, train)
+
+
+def cmd_migrate() -> int:
+    from services.common.migrate import upgrade
+
+    upgrade()
+    print(f"database schema is up to date ({_redacted(get_settings().database_url)})")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("services.api.app:app", host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import importlib
+
+    from services.common.celery_app import QUEUE_MODULES, app
+
+    for module in QUEUE_MODULES[args.queue]:
+        importlib.import_module(module)
+    # Training runs one job per process (per GPU); the solo pool also makes a killed worker lose its job
+    # visibly, which the reaper then requeues.
+    pool = ["--pool", "solo"] if args.queue == "train" else ["--concurrency", str(args.concurrency)]
+    app.worker_main(
+        ["worker", "-Q", args.queue, "-n", f"{args.queue}-{os.getpid()}@%h", "--loglevel", "INFO", *pool]
+    )
+    return 0
+
+
+# ---- shoal up ---------------------------------------------------------------------------------------------
+
+
+def _token() -> str:
+    settings = get_settings()
+    if settings.api_token:
+        return settings.api_token
+    path = HOME / "api_token"
+    if not path.exists():
+        HOME.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    token = _token()
+    env = {**os.environ, "SHOAL_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    cmd_migrate()
+    shoal = [sys.executable, "-m", "services.cli"]
+    children = [subprocess.Popen([*shoal, "api", "--host", args.host, "--port", str(args.port)], env=env)]
+    children += [subprocess.Popen([*shoal, "worker", "--queue", q], env=env) for q in QUEUES]
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    base = f"http://{args.host}:{args.port}"
+    try:
+        _wait_healthy(base, children)
+        print(
+            f"\nshoal is up.\n  dashboard: {base}/\n  API docs:  {base}/docs\n  token:     {token}"
+            f"  (also in {HOME / 'api_token'})\nCtrl-C stops everything.\n",
+            flush=True,
+        )
+        if args.demo:
+            _demo(base, token)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a shoal process exited; stopping the others", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _request(url: str, token: str | None = None, body: dict | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait_healthy(base: str, children: list[subprocess.Popen], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            raise SystemExit("a shoal process exited during start-up; see its output above")
+        try:
+            if _request(f"{base}/healthz")["status"] == "ok":
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the API did not become healthy within {timeout:.0f}s")
+
+
+def _demo(base: str, token: str) -> None:
+    run = _request(f"{base}/runs", token, {"env": "cartpole", "tags": ["demo"]})
+    print(f"demo: cartpole run {run['id']} queued; follow it at {base}/#/runs/{run['id']}", flush=True)
+    while True:
+        time.sleep(2)
+        run = _request(f"{base}/runs/{run['id']}")
+        done = run["progress_steps"] / max(1, run["total_timesteps"])
+        print(
+            f"demo: run {run['id']} {run['status']:<9} {done:6.1%} of {run['total_timesteps']:,} steps",
+            flush=True,
+        )
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            print(
+                f"demo: finished {run['status']}: final perf {run['final_score']} "
+                f"in {run['cost_seconds'] or 0:.1f}s {run['failure_reason'] or ''}",
+                flush=True,
+            )
+            return
+
+
+# ---- shoal train ------------------------------------------------------------------------------------------
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of the train and policy sections, e.g. --learning-rate, --hidden-size."""
+    from services.common.config import PolicyConfig, TrainConfig
+
+    for section, model in (("train", TrainConfig), ("policy", PolicyConfig)):
+        group = parser.add_argument_group(section)
+        for name, field in model.model_fields.items():
+            option = "--" + name.replace("_", "-")
+            dest = f"{section}.{name}"
+            annotation = field.annotation
+            if annotation is bool:
+                group.add_argument(option, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+                continue
+            choices = get_args(annotation) if get_origin(annotation) is Literal else None
+            kind = int if annotation is int else float if annotation in (float, float | None) else str
+            group.add_argument(
+                option,
+                dest=dest,
+                type=kind,
+                choices=choices,
+                default=None,
+                metavar=name.upper(),
+                help=field.description,
+            )
+    parser.add_argument(
+        "--env-config",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="environment settings, e.g. '{\"max_steps\": 200}'",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    if args.env_config:
+        out["env"] = args.env_config
+    return out
+
+
+def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from services.common.config import ConfigError, UnknownEnv, resolve
+
+    try:
+        config = resolve(args.env, _overrides(args))
+    except UnknownEnv as e:
+        parser.error(e.message)
+    except ConfigError as e:
+        option = (
+            "--env-config" if e.field.startswith("env") else "--" + e.field.split(".")[-1].replace("_", "-")
+        )
+        parser.error(f"{option}: {e.message}")
+
+    from services.trainer.loop import train
+    from services.trainer.progress import ProgressTable
+
+    out = args.out or HOME / "local" / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(args.env, config, args.seed, out, ProgressTable(args.env))
+    print(
+        f"\n{result.status}: {result.steps:,} steps in {result.seconds:.1f}s"
+        + (
+            f", eval perf {result.final_score:.3f} (score {result.final_raw_score:.2f})"
+            if result.final_score is not None
+            else ""
+        )
+        + (f" ({result.failure_reason})" if result.failure_reason else "")
+        + (f"\ncheckpoint: {result.last_checkpoint}" if result.last_checkpoint else "")
+    )
+    return 0 if result.status == "succeeded" else 1
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

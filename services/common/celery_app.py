@@ -1,0 +1,51 @@
+"""The Celery app shared by every service: queues, routing and delivery guarantees.
+
+Task modules are imported by the worker that serves their queue (see `QUEUE_MODULES`), never here, so
+the API can enqueue work by task name without importing torch.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from services.common.settings import get_settings
+
+QUEUE_MODULES = {
+    "train": ["services.trainer.tasks"],
+    "sweeper": [],
+    "elo": [],
+}
+
+TRAIN_TASK = "shoal.train"
+REAP_TASK = "shoal.reap"
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("shoal", broker=settings.broker_url)
+    app.conf.update(
+        task_routes={
+            "shoal.train": {"queue": "train"},
+            "shoal.reap": {"queue": "train"},
+            "shoal.sweeper.*": {"queue": "sweeper"},
+            "shoal.elo.*": {"queue": "elo"},
+        },
+        task_default_queue="train",
+        task_ignore_result=True,
+        # A training run must survive its worker: acknowledge only once it ends, and hand the message back
+        # if the worker process dies. Duplicate deliveries are harmless: a run is claimed in the database.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        # Redis hands an unacknowledged message to another worker after this long; runs can be long, and a
+        # lost worker is detected sooner by the heartbeat reaper anyway.
+        broker_transport_options={"visibility_timeout": 6 * 3600}
+        if settings.broker_url.startswith("redis")
+        else {},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()

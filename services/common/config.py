@@ -1,0 +1,141 @@
+"""The training configuration schema and the per-environment defaults in configs/<env>.toml.
+
+A run's configuration has three sections: `train` (PPO), `policy` (network) and `env` (the C environment's
+own settings, validated by the environment registry). Unknown keys are refused with their dotted name, so
+a typo or a stale key from an older schema fails at submission instead of silently running defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from envs_c.registry import ENVS
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+MAX_BATCH = 1 << 24
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class TrainConfig(Strict):
+    total_timesteps: int = Field(500_000, gt=0, le=10**12)
+    num_envs: int = Field(64, ge=1, le=1 << 20)
+    num_threads: int = Field(1, ge=1, le=256, description="threads stepping env shards")
+    num_steps: int = Field(64, ge=1, le=8192, description="rollout horizon per update")
+    minibatch_size: int = Field(1024, ge=1, le=MAX_BATCH)
+    update_epochs: int = Field(4, ge=1, le=64)
+    learning_rate: float = Field(3e-3, gt=0, le=1)
+    anneal_lr: bool = True
+    optimizer: Literal["adam"] = "adam"
+    adam_eps: float = Field(1e-5, gt=0, le=1)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    vtrace: bool = Field(False, description="clip importance weights in the advantage (V-trace-like)")
+    vtrace_rho_clip: float = Field(1.0, gt=0, le=100)
+    vtrace_c_clip: float = Field(1.0, gt=0, le=100)
+    clip_coef: float = Field(0.2, gt=0, le=10)
+    vf_coef: float = Field(0.5, ge=0, le=100)
+    vf_clip_coef: float = Field(0.2, ge=0, le=100)
+    ent_coef: float = Field(0.01, ge=0, le=10)
+    max_grad_norm: float = Field(0.5, gt=0, le=1000)
+    norm_adv: bool = True
+    reward_clamp: float | None = Field(None, gt=0, description="clamp rewards to [-x, x]")
+    checkpoint_interval: int = Field(50, ge=1, description="epochs between checkpoints")
+    keep_last: int = Field(3, ge=1, le=1000, description="checkpoints kept: the last N ...")
+    keep_every: int = Field(0, ge=0, description="... plus every M-th (0: none)")
+    eval_episodes: int = Field(64, ge=1, le=100_000)
+    eval_deterministic: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="CPU threads for torch; small nets run fastest on one (0: torch's default)",
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> TrainConfig:
+        batch = self.num_envs * self.num_steps
+        if batch > MAX_BATCH:
+            raise ValueError(f"num_envs * num_steps = {batch} exceeds {MAX_BATCH}")
+        if self.minibatch_size > batch:
+            raise ValueError(f"minibatch_size {self.minibatch_size} exceeds the batch ({batch})")
+        return self
+
+
+class PolicyConfig(Strict):
+    encoder: Literal["auto", "mlp", "conv"] = "auto"
+    hidden_size: int = Field(64, ge=4, le=4096)
+    num_layers: int = Field(2, ge=1, le=8)
+    recurrent: Literal["none", "lstm", "gru"] = "none"
+    obs_norm: bool = False
+
+
+class RunConfig(Strict):
+    train: TrainConfig = TrainConfig()
+    policy: PolicyConfig = PolicyConfig()
+    env: dict[str, Any] = {}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; `field` is the dotted path of the offending key."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownEnv(ConfigError):
+    def __init__(self, env: str):
+        super().__init__("env", f"unknown environment {env!r}; known: {', '.join(sorted(ENVS))}")
+
+
+@cache
+def env_defaults(env: str) -> dict[str, Any]:
+    """configs/<env>.toml as a dict (empty if the environment has no file yet)."""
+    path = CONFIG_DIR / f"{env}.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults of `env` overlaid with `overrides`, validated; raises ConfigError naming the field."""
+    if env not in ENVS:
+        raise UnknownEnv(env)
+    defaults = {k: v for k, v in env_defaults(env).items() if k in RunConfig.model_fields}
+    raw = merge(defaults, overrides or {})
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "config"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(field, message) from None
+    try:
+        config.env = ENVS[env].config(config.env)
+    except ValueError as e:
+        raise ConfigError("env", str(e)) from None
+    agents = config.train.num_envs * ENVS[env].agents_per_env(config.env)
+    if agents * config.train.num_steps > MAX_BATCH:
+        raise ConfigError("train.num_envs", f"{agents} agents x {config.train.num_steps} steps is too large")
+    return config

@@ -1,0 +1,133 @@
+"""A run's life in the database: created queued, claimed by one worker, heartbeating, finished.
+
+Every transition is a conditional UPDATE, so two workers that receive the same run (a redelivered
+message, a reaper racing a slow worker) cannot both train it, and a finished run never changes again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+import envs_c
+from services.common.celery_app import TRAIN_TASK, app
+from services.common.config import resolve
+from services.common.models import Run, RunStatus, RunTag, utcnow
+
+
+def create_run(
+    session: Session,
+    env: str,
+    overrides: dict[str, Any] | None = None,
+    total_timesteps: int | None = None,
+    seed: int = 0,
+    tags: list[str] | None = None,
+) -> Run:
+    """Validate and insert a queued run (raises ConfigError naming the field). The caller commits and
+    then calls `enqueue`, so a worker never sees a run id that is not yet committed."""
+    overrides = dict(overrides or {})
+    if total_timesteps is not None:
+        overrides = {**overrides, "train": {**overrides.get("train", {}), "total_timesteps": total_timesteps}}
+    config = resolve(env, overrides)
+    run = Run(
+        env=env,
+        env_version=envs_c.version(env),
+        status=RunStatus.queued,
+        config=config.model_dump(),
+        overrides=overrides,
+        total_timesteps=config.train.total_timesteps,
+        seed=seed,
+        tags=[RunTag(tag=t) for t in sorted(set(tags or []))],
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def enqueue(run_id: int) -> None:
+    app.send_task(TRAIN_TASK, args=[run_id])
+
+
+def claim(session: Session, run_id: int, worker: str) -> bool:
+    """Take a queued run for this worker; False if someone else has it or it is finished/cancelled."""
+    now = utcnow()
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.queued, Run.cancel_requested.is_(False))
+        .values(
+            status=RunStatus.running,
+            worker=worker,
+            heartbeat_at=now,
+            attempts=Run.attempts + 1,
+            started_at=func.coalesce(Run.started_at, now),
+        )
+    )
+    if result.rowcount == 1:
+        return True
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.queued, Run.cancel_requested.is_(True))
+        .values(status=RunStatus.cancelled, finished_at=now)
+    )
+    return False
+
+
+def heartbeat(session: Session, run_id: int, worker: str, progress_steps: int | None = None) -> bool:
+    """Refresh the heartbeat; returns whether cancellation was requested (or the run was taken away)."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress_steps is not None:
+        values["progress_steps"] = progress_steps
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
+        .values(**values)
+    )
+    if result.rowcount == 0:
+        return True
+    return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+
+
+def finish(session: Session, run_id: int, worker: str, status: RunStatus, **fields: Any) -> bool:
+    """Record the outcome, only if this worker still owns the running run."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
+        .values(status=status, finished_at=utcnow(), **fields)
+    )
+    return result.rowcount == 1
+
+
+def request_cancel(session: Session, run: Run) -> None:
+    """A queued run is cancelled at once; a running one stops at its trainer's next heartbeat."""
+    if RunStatus(run.status).finished:
+        return
+    run.cancel_requested = True
+    if run.status == RunStatus.queued:
+        run.status = RunStatus.cancelled
+        run.finished_at = utcnow()
+
+
+def reap_stale(session: Session, timeout_seconds: float, max_attempts: int) -> list[int]:
+    """Running runs whose heartbeat went stale lost their worker: requeue them (the caller enqueues the
+    returned ids after commit), or fail them once they have used up their attempts."""
+    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+    stale = and_(Run.status == RunStatus.running, or_(Run.heartbeat_at < cutoff, Run.heartbeat_at.is_(None)))
+    session.execute(
+        update(Run)
+        .where(stale, Run.attempts >= max_attempts)
+        .values(
+            status=RunStatus.failed,
+            finished_at=utcnow(),
+            failure_reason=f"worker lost: no heartbeat for {timeout_seconds:g}s, {max_attempts} attempts",
+        )
+    )
+    requeued = session.scalars(
+        update(Run)
+        .where(stale, Run.attempts < max_attempts)
+        .values(status=RunStatus.queued, worker=None)
+        .returning(Run.id)
+    ).all()
+    return list(requeued)

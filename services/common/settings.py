@@ -1,0 +1,44 @@
+"""Every setting shoal reads, from SHOAL_* environment variables, in one place.
+
+The defaults give the embedded platform: a SQLite file and a broker that needs no server, both under
+./.shoal/. Setting SHOAL_DATABASE_URL and SHOAL_BROKER_URL moves the same code onto PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HOME = Path(".shoal")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{HOME / 'shoal.db'}",
+        description="SQLAlchemy URL; postgresql+psycopg://... for PostgreSQL",
+    )
+    broker_url: str = Field(
+        default=f"sqla+sqlite:///{HOME / 'broker.db'}",
+        description="Celery broker; redis://host:6379/0 for Redis",
+    )
+    artifacts: Path = Field(default=HOME / "artifacts", description="checkpoint and replay store")
+    api_token: str | None = Field(default=None, description="accepted as an admin bearer token")
+    heartbeat_timeout: float = Field(
+        default=60.0, gt=0, description="seconds without a heartbeat before a run is presumed lost"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="deliveries of a run before it fails for good")
+    metrics_flush_seconds: float = Field(default=1.0, gt=0, description="trainer metric flush period")
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

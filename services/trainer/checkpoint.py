@@ -1,0 +1,164 @@
+"""Checkpoints: safetensors weights plus JSON metadata, written atomically; nothing is ever unpickled.
+
+A checkpoint `<dir>/<stem>` is the pair `<stem>.safetensors` + `<stem>.json`. The JSON is written last, so
+its presence marks a complete checkpoint. Trainer state (optimizer moments, counters, RNG) is a separate
+pair `<stem>.trainer.safetensors` + `<stem>.trainer.json`, needed only to resume training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from envs_c.spec import make_spec
+from services.trainer.policy import Policy
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the reason."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True)))
+
+
+def save_policy(stem: Path, policy: Policy, meta: dict[str, Any]) -> int:
+    """Write weights then metadata; returns the size in bytes of the weights."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    weights = stem.with_suffix(".safetensors")
+    _atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+    _write_json(stem.with_suffix(".json"), {"format": FORMAT, "policy": policy.describe(), **meta})
+    return weights.stat().st_size
+
+
+def read_meta(stem: Path) -> dict[str, Any]:
+    path = stem.with_suffix(".json")
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    return meta
+
+
+def load_policy(
+    stem: Path, env: str | None = None, env_version: str | None = None, device: str = "cpu"
+) -> tuple[Policy, dict[str, Any]]:
+    """Rebuild a policy; refuses a checkpoint made for another environment, version or spec."""
+    meta = read_meta(stem)
+    if env is not None and meta.get("env") != env:
+        raise CheckpointError(f"checkpoint is for env {meta.get('env')!r}, not {env!r}")
+    if env_version is not None and meta.get("env_version") != env_version:
+        raise CheckpointError(
+            f"checkpoint env version {meta.get('env_version')} differs from {env_version}: "
+            "the environment's C source changed since it was saved"
+        )
+    check_spec(meta)
+    try:
+        policy = Policy.from_description(meta["policy"])
+        tensors = load_file(str(stem.with_suffix(".safetensors")))
+        policy.load_state_dict(tensors)
+    except (SafetensorError, FileNotFoundError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{stem}: cannot load weights: {e}") from None
+    return policy.to(device).eval(), meta
+
+
+def check_spec(meta: dict[str, Any]) -> None:
+    """The observation and action spec stored with the checkpoint must match the environment's now."""
+    try:
+        current = make_spec(meta["env"], **meta.get("env_config", {})).to_dict()
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint names an unusable environment: {e}") from None
+    saved = meta.get("env_spec", {})
+    for field in ("observation", "action", "agents_per_env"):
+        if saved.get(field) != current[field]:
+            raise CheckpointError(
+                f"checkpoint {field} spec {saved.get(field)} differs from the environment's {current[field]}"
+            )
+
+
+def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: dict[str, Any]) -> None:
+    """Optimizer moments and torch's RNG as tensors; param groups and counters as JSON."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    scalars: dict[str, Any] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    _atomic_write(stem.with_suffix(".trainer.safetensors"), lambda tmp: save_file(tensors, tmp))
+    _write_json(
+        stem.with_suffix(".trainer.json"),
+        {
+            "param_groups": state["param_groups"],
+            "scalars": scalars,
+            "counters": counters,
+        },
+    )
+
+
+def load_trainer_state(stem: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore optimizer and RNG; returns the counters saved beside them."""
+    try:
+        info = json.loads(stem.with_suffix(".trainer.json").read_text())
+        tensors = load_file(str(stem.with_suffix(".trainer.safetensors")))
+    except (FileNotFoundError, json.JSONDecodeError, SafetensorError) as e:
+        raise CheckpointError(f"{stem}: trainer state unusable: {e}") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = tensor
+    for key, value in info["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    device = next(p.device for group in optimizer.param_groups for p in group["params"])
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    for values in optimizer.state.values():
+        for name, value in values.items():
+            if torch.is_tensor(value) and name != "step":
+                values[name] = value.to(device)
+    torch.set_rng_state(tensors["rng.torch"])
+    return info["counters"]
+
+
+def retained(steps: list[int], keep_last: int, keep_every: int) -> set[int]:
+    """Which checkpoint steps a retention policy keeps: the last N, plus every M-th in save order."""
+    ordered = sorted(steps)
+    keep = set(ordered[-keep_last:])
+    if keep_every > 0:
+        keep.update(step for i, step in enumerate(ordered, start=1) if i % keep_every == 0)
+    return keep
+
+
+def delete(stem: Path) -> None:
+    for suffix in (".json", ".safetensors", ".trainer.json", ".trainer.safetensors"):
+        stem.with_suffix(suffix).unlink(missing_ok=True)

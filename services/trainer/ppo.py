@@ -1,0 +1,90 @@
+"""PPO's pieces as pure tensor functions: advantages and the clipped loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def advantages(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    next_done: torch.Tensor,
+    gamma: float,
+    lam: float,
+    ratio: torch.Tensor | None = None,
+    rho_clip: float = 1.0,
+    c_clip: float = 1.0,
+) -> torch.Tensor:
+    """Generalised advantage estimates over a [T, B] rollout.
+
+    `dones[t]` marks that the observation at step t began a new episode, so the value at t must not
+    bootstrap into step t-1. With `ratio` (pi/mu for the stored actions) the TD errors and the trace are
+    weighted by clipped importance ratios, V-trace style, which keeps later update epochs honest when the
+    policy has drifted from the one that collected the data.
+    """
+    steps = rewards.shape[0]
+    out = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(steps)):
+        if t == steps - 1:
+            not_done, following = 1.0 - next_done, next_value
+        else:
+            not_done, following = 1.0 - dones[t + 1], values[t + 1]
+        delta = rewards[t] + gamma * following * not_done - values[t]
+        trace = gamma * lam * not_done
+        if ratio is not None:
+            delta = delta * ratio[t].clamp(max=rho_clip)
+            trace = trace * ratio[t].clamp(max=c_clip)
+        last = delta + trace * last
+        out[t] = last
+    return out
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clipfrac: torch.Tensor
+
+
+def ppo_loss(
+    new_logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    new_value: torch.Tensor,
+    old_value: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_coef: float,
+    vf_coef: float,
+    vf_clip_coef: float,
+    ent_coef: float,
+) -> LossTerms:
+    """The clipped surrogate, a clipped value loss (vf_clip_coef 0 turns its clipping off), and the
+    entropy bonus. The loss is minimised, so the policy term is the negated surrogate."""
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    if vf_clip_coef > 0:
+        clipped = old_value + (new_value - old_value).clamp(-vf_clip_coef, vf_clip_coef)
+        value_loss = 0.5 * torch.max((new_value - returns) ** 2, (clipped - returns) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((new_value - returns) ** 2).mean()
+    entropy_mean = entropy.mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > clip_coef).float().mean()
+    total = surrogate + vf_coef * value_loss - ent_coef * entropy_mean
+    return LossTerms(total, surrogate, value_loss, entropy_mean, approx_kl, clipfrac)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - predicted).var() / var)
