@@ -1,0 +1,147 @@
+"""The vertical slice on real PostgreSQL, Redis and Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+from sqlalchemy import create_engine, text
+
+from services.trainer.checkpoint import load_policy
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def wait_for(predicate, timeout: float, every: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_cartpole_run_succeeds_with_live_metrics_and_a_safe_checkpoint(services_platform):
+    platform = services_platform
+    with platform.client() as client:
+        started = time.monotonic()
+        run = client.post("/runs", json={"env": "cartpole", "seed": 1, "tags": ["e2e"]})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["id"]
+
+        seen_while_running: set[float] = set()
+        while True:
+            state = client.get(f"/runs/{run_id}").json()
+            if state["status"] == "running":
+                series = client.get(f"/runs/{run_id}/metrics", params={"keys": "SPS,env/perf"}).json()[
+                    "series"
+                ]
+                seen_while_running.update(series.get("SPS", {}).get("time", []))
+            if state["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            assert time.monotonic() - started < 180, "run did not finish within 3 minutes"
+            time.sleep(0.5)
+
+        assert state["status"] == "succeeded", state
+        assert state["final_score"] >= 0.9
+        assert state["cost_seconds"] > 0 and state["cost_steps"] >= state["total_timesteps"]
+        assert len(seen_while_running) >= 3, f"only {len(seen_while_running)} timestamps while running"
+
+        after = client.get(f"/runs/{run_id}/metrics", params={"max_points": 50}).json()["series"]
+        assert {"SPS", "agent_steps", "env/perf", "losses/entropy", "eval/perf"} <= set(after)
+        assert len(set(after["SPS"]["time"])) >= 3
+        assert len(after["SPS"]["step"]) <= 50
+
+        detail = client.get(f"/runs/{run_id}").json()
+        assert detail["checkpoints"], "no checkpoint recorded"
+        last = detail["checkpoints"][-1]
+        stem = platform.workdir / "artifacts" / last["path"]
+        policy, meta = load_policy(stem, env="cartpole", env_version=detail["env_version"])
+        assert meta["step"] == last["step"] and meta["env"] == "cartpole"
+        params, _, _ = policy(torch.zeros(3, 4))
+        assert policy.sample(params, deterministic=True).shape == (3,)
+
+
+def test_cancel_stops_a_running_run_within_5_seconds(services_platform):
+    with services_platform.client() as client:
+        run_id = client.post("/runs", json={"env": "cartpole", "total_timesteps": 50_000_000}).json()["id"]
+        wait_for(
+            lambda: client.get(f"/runs/{run_id}").json()["progress_steps"] > 0, 60, what="the run to start"
+        )
+        asked = time.monotonic()
+        assert client.post(f"/runs/{run_id}/cancel").status_code == 200
+        wait_for(
+            lambda: client.get(f"/runs/{run_id}").json()["status"] == "cancelled", 5, 0.1, "cancellation"
+        )
+        assert time.monotonic() - asked < 5
+
+
+def test_a_killed_worker_loses_nothing(services_platform, pg_url):
+    platform = services_platform
+    with platform.client() as client:
+        body = {
+            "env": "cartpole",
+            "total_timesteps": 400_000,
+            "seed": 2,
+            "hyperparameters": {"train": {"checkpoint_interval": 20}},
+        }
+        run_id = client.post("/runs", json=body).json()["id"]
+        wait_for(
+            lambda: len(client.get(f"/runs/{run_id}").json()["checkpoints"]) >= 1, 120, what="a checkpoint"
+        )
+        time.sleep(1.5)
+        for worker in [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        killed_at = client.get(f"/runs/{run_id}").json()
+        killed_time = time.time()
+        assert killed_at["status"] == "running"
+        saved_step = killed_at["checkpoints"][-1]["step"]
+
+        platform.start_worker()
+        final = wait_for(
+            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
+            180,
+            what="the resumed run to finish",
+        )
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 2
+        assert final["cost_steps"] >= 400_000
+
+    engine = create_engine(pg_url)
+    with engine.connect() as c:
+        duplicates = c.execute(
+            text(
+                "SELECT key, step, count(*) FROM metrics WHERE run_id = :r "
+                "GROUP BY key, step HAVING count(*) > 1"
+            ),
+            {"r": run_id},
+        ).all()
+        gaps = c.execute(
+            text("SELECT key FROM metrics WHERE run_id = :r GROUP BY key HAVING max(seq) + 1 <> count(*)"),
+            {"r": run_id},
+        ).all()
+        steps = [
+            s
+            for (s,) in c.execute(
+                text("SELECT step FROM metrics WHERE run_id = :r AND key = 'agent_steps' ORDER BY seq"),
+                {"r": run_id},
+            )
+        ]
+        # Resumed, not restarted: the points logged before the kill, up to the checkpoint, were kept.
+        kept = c.execute(
+            text(
+                "SELECT count(*) FROM metrics WHERE run_id = :r AND key = 'agent_steps' "
+                "AND time < :t AND step <= :s"
+            ),
+            {"r": run_id, "t": killed_time, "s": saved_step},
+        ).scalar()
+    engine.dispose()
+    assert duplicates == []
+    assert gaps == []
+    assert steps == sorted(steps) and steps[-1] >= 400_000
+    assert kept > 0
