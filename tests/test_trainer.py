@@ -1,0 +1,153 @@
+"""The trainer: failure on non-finite losses, resume, checkpoints, defaults, and solving on CPU."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs_c
+from services.common.config import resolve
+from services.trainer import checkpoint as ckpt
+from services.trainer import loop
+
+
+class Recorder:
+    """A sink that keeps everything and can cancel after a number of checkpoints (a simulated kill)."""
+
+    def __init__(self, stop_after_checkpoints: int | None = None):
+        self.rows: list[tuple[int, dict]] = []
+        self.checkpoints: list[tuple[int, Path]] = []
+        self.stop_after = stop_after_checkpoints
+
+    def metrics(self, step, values):
+        self.rows.append((step, values))
+
+    def checkpoint(self, step, stem, size_bytes, meta):
+        self.checkpoints.append((step, stem))
+
+    def cancelled(self):
+        return self.stop_after is not None and len(self.checkpoints) >= self.stop_after
+
+
+def small(env: str = "cartpole", **train) -> object:
+    return resolve(
+        env,
+        {
+            "train": {
+                "total_timesteps": 8 * 2048,
+                "num_envs": 16,
+                "num_steps": 128,
+                "checkpoint_interval": 2,
+                "eval_episodes": 4,
+                **train,
+            }
+        },
+    )
+
+
+def test_non_finite_loss_fails_the_run_at_its_step_and_keeps_the_last_good_checkpoint(embedded, monkeypatch):
+    from services.common.db import session_scope
+    from services.common.models import Checkpoint, Run
+    from services.common.runs import create_run
+    from services.trainer import tasks
+
+    real_loss = loop.ppo_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        terms = real_loss(*args, **kwargs)
+        if calls["n"] > 40:  # after a few epochs and at least one checkpoint
+            terms.total = terms.total * float("nan")
+        return terms
+
+    monkeypatch.setattr(loop, "ppo_loss", poisoned)
+    with session_scope() as session:
+        run_id = create_run(
+            session, "cartpole", {"train": {"checkpoint_interval": 2}}, total_timesteps=100_000
+        ).id
+    tasks.train_run(run_id)
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        checkpoints = session.query(Checkpoint).filter_by(run_id=run_id).all()
+        assert run.status == "failed"
+        assert run.failure_reason.startswith("nan_loss at step ")
+        failed_at = int(run.failure_reason.split("step ")[1].split(":")[0])
+        assert 0 < failed_at < 100_000
+        assert checkpoints and all(c.step < failed_at for c in checkpoints)
+        policy, _ = ckpt.load_policy(Path(embedded) / "artifacts" / checkpoints[-1].path, env="cartpole")
+        assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+
+def test_resume_continues_from_the_saved_step_to_exactly_the_budget(tmp_path):
+    config = small()
+    first = Recorder(stop_after_checkpoints=2)
+    interrupted = loop.train("cartpole", config, 0, tmp_path, first)
+    assert interrupted.status == "cancelled"
+    saved_step = first.checkpoints[-1][0]
+    assert saved_step == 4 * 2048
+
+    second = Recorder()
+    resumed = loop.train("cartpole", config, 0, tmp_path, second, resume=first.checkpoints[-1][1])
+    assert resumed.status == "succeeded"
+    assert resumed.steps == config.train.total_timesteps
+    assert min(step for step, _ in second.rows) > saved_step
+    epochs = [values["epoch"] for _, values in second.rows if "epoch" in values]
+    assert epochs[-1] == 8
+
+
+def test_a_checkpoint_round_trip_reproduces_the_same_actions(tmp_path):
+    result = loop.train("cartpole", small(total_timesteps=4096), 0, tmp_path, Recorder())
+    original, meta = ckpt.load_policy(
+        result.last_checkpoint, env="cartpole", env_version=envs_c.version("cartpole")
+    )
+    again, _ = ckpt.load_policy(result.last_checkpoint)
+    obs = torch.randn(256, 4)
+    with torch.no_grad():
+        a = original.sample(original(obs)[0], deterministic=True)
+        b = again.sample(again(obs)[0], deterministic=True)
+    assert torch.equal(a, b)
+    assert meta["env_spec"]["observation"]["shape"] == [4]
+    assert meta["hyperparameters"]["train"]["total_timesteps"] == 4096
+
+
+def test_checkpoints_of_another_env_version_or_with_corrupt_weights_are_refused(tmp_path):
+    result = loop.train("cartpole", small(total_timesteps=2048), 0, tmp_path, Recorder())
+    stem = result.last_checkpoint
+    with pytest.raises(ckpt.CheckpointError, match="not 'pong'"):
+        ckpt.load_policy(stem, env="pong")
+    with pytest.raises(ckpt.CheckpointError, match="version"):
+        ckpt.load_policy(stem, env="cartpole", env_version="0000")
+    stem.with_suffix(".safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ckpt.CheckpointError, match="cannot load weights"):
+        ckpt.load_policy(stem)
+    stem.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match="not valid JSON"):
+        ckpt.load_policy(stem)
+
+
+def test_retention_keeps_the_last_n_and_every_mth():
+    assert ckpt.retained([10, 20, 30, 40, 50, 60], keep_last=2, keep_every=3) == {30, 50, 60}
+    assert ckpt.retained([10, 20], keep_last=5, keep_every=0) == {10, 20}
+
+
+@pytest.mark.parametrize("env", envs_c.names())
+def test_every_environment_has_defaults_that_parse(env):
+    config = resolve(env)
+    assert config.train.total_timesteps > 0
+    spec = envs_c.make_spec(env, **config.env)
+    assert 0 < spec.solved <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["cartpole"])
+def test_defaults_solve_on_cpu_in_under_two_minutes(env, tmp_path):
+    started = time.monotonic()
+    result = loop.train(env, resolve(env), 1, tmp_path, Recorder())
+    elapsed = time.monotonic() - started
+    assert result.status == "succeeded"
+    assert result.final_score >= envs_c.make_spec(env).solved, result
+    assert elapsed < 120
