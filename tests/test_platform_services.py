@@ -145,3 +145,38 @@ def test_a_killed_worker_loses_nothing(services_platform, pg_url):
     assert gaps == []
     assert steps == sorted(steps) and steps[-1] >= 400_000
     assert kept > 0
+
+
+def test_sigterm_checkpoints_and_requeues_the_run_for_another_worker(services_platform):
+    platform = services_platform
+    with platform.client() as client:
+        body = {
+            "env": "cartpole",
+            "total_timesteps": 600_000,
+            "seed": 3,
+            "hyperparameters": {"train": {"checkpoint_interval": 1000}},
+        }
+        run_id = client.post("/runs", json=body).json()["id"]
+        wait_for(
+            lambda: client.get(f"/runs/{run_id}").json()["progress_steps"] > 50_000, 120, what="progress"
+        )
+        workers = [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            assert worker.wait(timeout=60) == 0, "the worker should exit cleanly after requeueing"
+        preempted = client.get(f"/runs/{run_id}").json()
+        assert preempted["status"] == "queued"
+        assert preempted["checkpoints"], "no checkpoint was written on SIGTERM"
+        saved = preempted["checkpoints"][-1]["step"]
+        assert saved > 50_000
+
+        platform.start_worker()
+        final = wait_for(
+            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
+            180,
+            what="the requeued run to finish",
+        )
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 1, "a clean preemption must not use up an attempt"
+        assert final["cost_steps"] >= 600_000

@@ -28,8 +28,10 @@ class Recorder:
     def checkpoint(self, step, stem, size_bytes, meta):
         self.checkpoints.append((step, stem))
 
-    def cancelled(self):
-        return self.stop_after is not None and len(self.checkpoints) >= self.stop_after
+    def interrupt(self):
+        if self.stop_after is not None and len(self.checkpoints) >= self.stop_after:
+            return "cancel"
+        return None
 
 
 def small(env: str = "cartpole", **train) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from services.api.routes import envs, health, runs
+from services.api.routes import dashboard, envs, health, runs
 from services.common.config import ConfigError, UnknownEnv
 
 MAX_BODY_BYTES = 1 << 20
@@ -66,8 +66,9 @@ def create_app() -> FastAPI:
             status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
 
-    for module in (runs, envs, health):
+    for module in (runs, envs, health, dashboard):
         app.include_router(module.router)
+    dashboard.mount_static(app)
     app.add_middleware(BodyLimit)
     return app
 

@@ -4,6 +4,9 @@ A series is the points of one (run, key), ordered by step. Each point gets an or
 points (level 1..LEVELS) the writer also stores a rollup row: count, mean, min and max of that span. A read
 of N points at max_points M uses the coarsest level that still has at least M rows, plus the raw tail
 after its last rollup, so its cost is bounded by about 4*M rows whatever N is.
+
+Smoothing (a debiased EMA) runs over those finest buckets before they are merged down to M, so what the
+dashboard draws does not depend on how many points were merged into one pixel; min and max stay raw.
 """
 
 from __future__ import annotations
@@ -160,8 +163,15 @@ def _insert_ignoring_duplicates(session: Session, model):
     return insert(model).on_conflict_do_nothing()
 
 
-def read_series(session: Session, run_id: int, key: str, max_points: int) -> dict[str, list]:
-    """At most `max_points` buckets of one series: last step and time, mean, min, max and point count."""
+def read_series(
+    session: Session, run_id: int, key: str, max_points: int, smoothing: float = 0.0
+) -> dict[str, list]:
+    """At most `max_points` buckets of one series: last step and time, mean, min, max and point count.
+
+    `smoothing` (0 <= s < 1, 0 is off) replaces the means by their debiased EMA, see `_smooth`.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
     last = session.execute(
         select(Metric.seq)
         .where(Metric.run_id == run_id, Metric.key == key)
@@ -199,7 +209,33 @@ def read_series(session: Session, run_id: int, key: str, max_points: int) -> dic
         .order_by(Metric.seq)
     ).all()
     columns.extend((seq, step, t, 1, v, v, v) for seq, step, t, v in tail)
+    if smoothing > 0.0:
+        columns = _smooth(columns, smoothing)
     return _merge(columns, max_points)
+
+
+def _smooth(rows: list[tuple], smoothing: float) -> list[tuple]:
+    """A debiased exponential moving average of the bucket means (TensorBoard's smoothing weight s: each
+    point keeps s of the running average and adds 1 - s of itself).
+
+    A bucket of n points with mean m moves the average as n points all equal to m would:
+    ema <- s**n * ema + (1 - s**n) * m. That is exact when the points inside a bucket are equal; otherwise
+    it ignores their order inside the bucket, a lag of at most one bucket (4**level points). Debiasing
+    divides by 1 - s**N, N the points averaged so far, so the first points are not pulled towards 0.
+    Buckets with no finite value stay gaps and do not move the average. Min and max are left raw: the
+    envelope shows what really happened around the smoothed line.
+    """
+    out: list[tuple] = []
+    ema, seen = 0.0, 0
+    for seq, step, at, count, mean, low, high in rows:
+        if mean is None:
+            out.append((seq, step, at, count, None, low, high))
+            continue
+        decay = smoothing**count
+        ema = decay * ema + (1.0 - decay) * mean
+        seen += count
+        out.append((seq, step, at, count, ema / (1.0 - smoothing**seen), low, high))
+    return out
 
 
 def _merge(rows: list[tuple], max_points: int) -> dict[str, list]:

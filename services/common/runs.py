@@ -100,6 +100,17 @@ def finish(session: Session, run_id: int, worker: str, status: RunStatus, **fiel
     return result.rowcount == 1
 
 
+def requeue(session: Session, run_id: int, worker: str) -> bool:
+    """Hand a preempted run back to the queue (the caller enqueues after commit). The attempt is not
+    counted: the worker stopped cleanly after a checkpoint, the run did nothing wrong."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
+        .values(status=RunStatus.queued, worker=None, attempts=Run.attempts - 1)
+    )
+    return result.rowcount == 1
+
+
 def request_cancel(session: Session, run: Run) -> None:
     """A queued run is cancelled at once; a running one stops at its trainer's next heartbeat."""
     if RunStatus(run.status).finished:

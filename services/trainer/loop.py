@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -21,16 +21,21 @@ from services.trainer import checkpoint as ckpt
 from services.trainer.policy import Policy
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
+Interrupt = Literal["cancel", "preempt"] | None
+
 
 class Sink(Protocol):
     def metrics(self, step: int, values: dict[str, float]) -> None: ...
     def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None: ...
-    def cancelled(self) -> bool: ...
+
+    def interrupt(self) -> Interrupt:
+        """ "cancel" stops the run for good; "preempt" (the worker is shutting down) stops it after a
+        checkpoint, so that another worker can resume it."""
 
 
 @dataclass
 class Result:
-    status: str  # succeeded | failed | cancelled
+    status: str  # succeeded | failed | cancelled | preempted
     steps: int
     seconds: float
     failure_reason: str | None = None
@@ -134,12 +139,15 @@ def train(
     start = time.perf_counter()
     last_flush, last_flush_step = start, step
     last_checkpoint: Path | None = resume
+    saved_step = step
     losses: dict[str, float] = {}
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
 
     def save(at_step: int) -> Path:
+        nonlocal saved_step
+        saved_step = at_step
         stem = checkpoint_stem(out_dir, at_step)
         meta = {**meta_base, "step": at_step, "epoch": epoch}
         size = ckpt.save_policy(stem, policy, meta)
@@ -149,9 +157,15 @@ def train(
 
     try:
         while step < tc.total_timesteps:
-            if sink.cancelled():
+            interrupt = sink.interrupt()
+            if interrupt == "cancel":
                 env.close()
                 return Result("cancelled", step, elapsed(), last_checkpoint=last_checkpoint)
+            if interrupt == "preempt":
+                env.close()
+                if step > saved_step:
+                    last_checkpoint = save(step)
+                return Result("preempted", step, elapsed(), last_checkpoint=last_checkpoint)
             if tc.anneal_lr:
                 for group in optimizer.param_groups:
                     group["lr"] = tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs)
@@ -228,7 +242,8 @@ def train(
         return Result("failed", e.step, elapsed(), failure_reason=str(e), last_checkpoint=last_checkpoint)
     env.close()
 
-    last_checkpoint = save(step)
+    if step > saved_step:
+        last_checkpoint = save(step)
     score, raw = evaluate(policy, env_name, config, seed, device)
     sink.metrics(step, {"eval/perf": score, "eval/score": raw})
     return Result(

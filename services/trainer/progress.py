@@ -47,5 +47,5 @@ class ProgressTable:
     def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
         pass
 
-    def cancelled(self) -> bool:
-        return False
+    def interrupt(self) -> None:
+        return None

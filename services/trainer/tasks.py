@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 from sqlalchemy import select
 
 from services.common import artifacts
@@ -24,13 +24,20 @@ from services.common.config import RunConfig
 from services.common.db import session_scope
 from services.common.metrics import MetricWriter
 from services.common.models import Checkpoint, Run, RunStatus
-from services.common.runs import claim, enqueue, finish, heartbeat, reap_stale
+from services.common.runs import claim, enqueue, finish, heartbeat, reap_stale, requeue
 from services.common.settings import get_settings
 from services.trainer import checkpoint as ckpt
-from services.trainer.loop import Result, train
+from services.trainer.loop import Interrupt, Result, train
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+# Set when the worker is asked to stop (SIGTERM, Ctrl-C): the running trainer checkpoints and requeues.
+SHUTTING_DOWN = threading.Event()
+
+
+@worker_shutting_down.connect
+def _preempt(**_: Any) -> None:
+    SHUTTING_DOWN.set()
 
 
 class DatabaseSink:
@@ -40,7 +47,7 @@ class DatabaseSink:
         self.run_id = run_id
         self.config = config
         self.writer = writer
-        self.stop_requested = threading.Event()
+        self.cancel_requested = threading.Event()
         self.latest_step = 0
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
@@ -71,8 +78,12 @@ class DatabaseSink:
                     ckpt.delete(artifacts.absolute(row.path))
                     session.delete(row)
 
-    def cancelled(self) -> bool:
-        return self.stop_requested.is_set()
+    def interrupt(self) -> Interrupt:
+        if self.cancel_requested.is_set():
+            return "cancel"
+        if SHUTTING_DOWN.is_set():
+            return "preempt"
+        return None
 
 
 class Heartbeat(threading.Thread):
@@ -88,7 +99,7 @@ class Heartbeat(threading.Thread):
             try:
                 with session_scope() as session:
                     if heartbeat(session, self.run_id, WORKER, self.sink.latest_step):
-                        self.sink.stop_requested.set()
+                        self.sink.cancel_requested.set()
             except Exception:
                 log.exception("heartbeat for run %s failed; retrying", self.run_id)
 
@@ -141,6 +152,13 @@ def train_run(run_id: int) -> None:
     finally:
         beat.done.set()
         beat.join()
+    if result.status == "preempted":
+        with session_scope() as session:
+            requeued = requeue(session, run_id, WORKER)
+        if requeued:
+            log.warning("run %s preempted at step %s; requeued to resume from there", run_id, result.steps)
+            enqueue(run_id)
+        return
     with session_scope() as session:
         finish(
             session,

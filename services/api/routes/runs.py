@@ -75,12 +75,15 @@ def get_metrics(
         str | None, Query(description="comma-separated; all of the run's keys if omitted")
     ] = None,
     max_points: Annotated[int, Query(ge=2, le=20_000)] = 2000,
+    smoothing: Annotated[
+        float, Query(ge=0, lt=1, description="debiased EMA weight applied before downsampling; 0 is off")
+    ] = 0.0,
 ) -> MetricsOut:
     run = session.get(Run, run_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
     wanted = [k for k in keys.split(",") if k] if keys else list(run.metric_keys)
-    series = {key: read_series(session, run_id, key, max_points) for key in wanted[:64]}
+    series = {key: read_series(session, run_id, key, max_points, smoothing) for key in wanted[:64]}
     return MetricsOut(run_id=run_id, max_points=max_points, series=series)
 
 

@@ -1,0 +1,100 @@
+"""The web dashboard: its page and static assets, and the few files it shows (replays, benchmark results).
+
+The dashboard is plain JS modules and a vendored uPlot under services/api/static/, served by the API
+itself: no CDN and no build step, so it works offline and from an installed wheel.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, status
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.common import artifacts
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+REPO = Path(__file__).resolve().parents[3]
+
+router = APIRouter(tags=["dashboard"])
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def docs_dir() -> Path:
+    """Where `bench/` writes its results; SHOAL_DOCS_DIR points elsewhere (tests, deployed images)."""
+    return Path(os.environ.get("SHOAL_DOCS_DIR") or REPO / "docs")
+
+
+def _versioned(url: str, path: Path) -> str | None:
+    """The URL with the file's mtime as a cache buster, or None when the file is absent. The dashboard asks
+    for this first, so an absent file never costs it a 404 (which browsers log as a console error)."""
+    try:
+        return f"{url}?v={path.stat().st_mtime_ns}"
+    except FileNotFoundError:
+        return None
+
+
+def _file(path: Path, media_type: str, what: str) -> FileResponse:
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
+    # Revalidate every time: the trainer rewrites the replay for each newer checkpoint.
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _replay_path(run_id: int) -> Path:
+    return artifacts.run_dir(run_id) / "replay.gif"
+
+
+@router.get("/runs/{run_id}/replay.gif", response_class=FileResponse)
+def replay_gif(run_id: int) -> FileResponse:
+    """The replay GIF the trainer renders from the run's latest checkpoint; 404 until there is one."""
+    return _file(_replay_path(run_id), "image/gif", f"replay for run {run_id}")
+
+
+@router.get("/runs/{run_id}/replay")
+def replay_info(run_id: int) -> dict[str, str | None]:
+    return {"url": _versioned(f"/runs/{run_id}/replay.gif", _replay_path(run_id))}
+
+
+@router.get("/benchmarks")
+def benchmarks() -> list[dict[str, Any]]:
+    """The rows of docs/bench_train.csv (time to solved per environment); [] when it is absent."""
+    path = docs_dir() / "bench_train.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: _number(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
+
+
+@router.get("/benchmarks/figure.png", response_class=FileResponse)
+def benchmarks_figure() -> FileResponse:
+    return _file(docs_dir() / "bench_train.png", "image/png", "benchmark figure (run bench/ first)")
+
+
+@router.get("/benchmarks/figure")
+def benchmarks_figure_info() -> dict[str, str | None]:
+    return {"url": _versioned("/benchmarks/figure.png", docs_dir() / "bench_train.png")}
+
+
+def _number(text: str | None) -> Any:
+    """CSV cells as numbers where they are numbers, so the table can sort and align them."""
+    if text is None or text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

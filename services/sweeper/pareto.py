@@ -1,0 +1,440 @@
+"""Cost-aware Pareto search over hyperparameters ("Protein" style), the sweeper's algorithm core.
+
+Usage::
+
+    s = ParetoSearch(space, goal="maximize", cost_param="train.total_timesteps", seed=0)
+    params, info = s.suggest()              # may be called again before observing: parallel trials
+    s.observe(params, score, cost)          # or failed=True for a hyperparameter failure (NaN, divergence)
+    s.forget(params)                        # infrastructure failure: drop the pending trial, learn nothing
+    s.should_stop(cost_so_far, score_so_far)
+
+How a suggestion is made: a scrambled Sobol design (cost parameter held low) until enough trials succeeded;
+then two exact GPs (normalised score, normalised log cost) score candidates drawn around the cost/score
+Pareto front and around the best runs moved to lower cost. A candidate's weight is
+
+    UCB(score) * [predicted cost < max_cost] * (1 - |target - predicted log cost|) * P(success) * spread
+
+where the target cost cycles through a shuffled bag so trials spread along the cost axis, P(success) is a
+kernel estimate from failed trials, and "spread" pushes away from pending trials (which are also fantasised
+into the score GP at their predicted value), so parallel workers get distinct, non-crowding suggestions.
+
+Rebuilding from a database: ``suggest()`` is a pure function of (space, options, seed, the *set* of
+observations, the *set* of pending suggestions). Neither call order nor any earlier fit matters: the random
+streams are keyed by the number of trials so far, GP fits start from fixed hyperparameters, and data are
+sorted canonically before use. To rebuild, construct with the same arguments, then ``observe()`` every
+finished trial and ``add_pending()`` every trial still running (any order), or round-trip
+``state()`` / ``ParetoSearch.from_state()``. A rebuilt object gives the identical next suggestion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from services.sweeper.early_stop import below_line
+from services.sweeper.gp import GP, torch_threads
+from services.sweeper.space import Space, SpaceError
+
+GOALS = ("maximize", "minimize")
+SCORE_TRANSFORMS = ("minmax", "logit")
+FAILURE_MODELS = ("classifier", "impute", "both")
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float | None]], goal: str = "maximize", min_gain: float = 0.0
+) -> list[int]:
+    """Indices of the cost/score Pareto front, cheapest first.
+
+    ``points`` are (cost, score) pairs; points with a missing or non-finite score or cost are ignored. Walking
+    up in cost, a point is kept only if its score beats the last kept one by more than ``min_gain`` (an
+    absolute margin; 0 keeps every strict improvement). A positive margin prunes the expensive tail where each
+    extra point buys almost nothing for much more cost.
+    """
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+    sign = 1.0 if goal == "maximize" else -1.0
+    valid = [
+        (float(c), sign * float(s), i)
+        for i, (c, s) in enumerate(points)
+        if s is not None and math.isfinite(float(s)) and c is not None and math.isfinite(float(c))
+    ]
+    # Among equal costs the best score comes first, so the others can never count as an improvement.
+    valid.sort(key=lambda t: (t[0], -t[1], t[2]))
+    front: list[int] = []
+    best = -math.inf
+    for _, s, i in valid:
+        if s > best + (min_gain if front else 0.0):
+            front.append(i)
+            best = s
+    return front
+
+
+@dataclass(frozen=True)
+class _Obs:
+    u: tuple[float, ...]
+    score: float | None
+    cost: float
+    failed: bool
+
+
+def _key(u: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.round(u, 9))
+
+
+class ParetoSearch:
+    """Cost-aware Bayesian search; see the module docstring for the algorithm and the rebuild contract."""
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Any],
+        goal: str = "maximize",
+        cost_param: str | None = "train.total_timesteps",
+        max_cost: float | None = None,
+        seed: int = 0,
+        *,
+        n_init: int = 10,
+        init_cost_span: float = 0.5,
+        score_transform: str = "minmax",
+        failure_model: str = "classifier",
+        impute_until: int = 30,
+        explore: float = 1.0,
+        candidates: int = 256,
+        top_k: int = 5,
+        expansion: float = 0.1,
+        cost_bag: int = 6,
+        fit_steps: int = 50,
+        max_fit_points: int = 192,
+        pareto_min_gain: float = 0.005,
+        spread: float = 0.3,
+        stop_quantile: float = 0.3,
+        stop_min_trials: int = 10,
+        stop_min_fraction: float = 0.25,
+    ) -> None:
+        self.space = space if isinstance(space, Space) else Space(space)
+        if goal not in GOALS:
+            raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+        if score_transform not in SCORE_TRANSFORMS:
+            raise ValueError(f"score_transform must be one of {SCORE_TRANSFORMS}, got {score_transform!r}")
+        if failure_model not in FAILURE_MODELS:
+            raise ValueError(f"failure_model must be one of {FAILURE_MODELS}, got {failure_model!r}")
+        self.cost_index = None if cost_param is None else self.space.index(cost_param)
+        self.goal, self.sign = goal, (1.0 if goal == "maximize" else -1.0)
+        self.max_cost, self.seed = max_cost, int(seed)
+        self.n_init, self.init_cost_span = n_init, init_cost_span
+        self.score_transform, self.failure_model, self.impute_until = (
+            score_transform,
+            failure_model,
+            impute_until,
+        )
+        self.explore, self.n_candidates, self.top_k = explore, candidates, top_k
+        self.cost_targets = np.linspace(0.16, 1.0, cost_bag) * (1.0 + expansion)
+        self.fit_steps, self.max_fit_points = fit_steps, max_fit_points
+        self.pareto_min_gain, self.spread = pareto_min_gain, spread
+        self.stop_quantile, self.stop_min_trials, self.stop_min_fraction = (
+            stop_quantile,
+            stop_min_trials,
+            stop_min_fraction,
+        )
+        self._obs: list[_Obs] = []
+        self._pending: list[tuple[float, ...]] = []
+        self._models: tuple[int, dict[str, Any]] | None = None
+
+    # ----- bookkeeping -------------------------------------------------------------------------------
+
+    def _u(self, params: Mapping[str, Any]) -> tuple[float, ...]:
+        return _key(self.space.snap(self.space.normalize(params)))
+
+    def add_pending(self, params: Mapping[str, Any]) -> None:
+        """Register a running trial (as after ``suggest()``); used when rebuilding from a database."""
+        self._pending.append(self._u(params))
+
+    def forget(self, params: Mapping[str, Any]) -> bool:
+        """Drop a pending trial without learning from it (infrastructure failure); True if it was pending."""
+        u = self._u(params)
+        if u in self._pending:
+            self._pending.remove(u)
+            return True
+        return False
+
+    def observe(
+        self, params: Mapping[str, Any], score: float | None, cost: float, failed: bool = False
+    ) -> None:
+        """Record a finished trial; ``failed=True`` is a hyperparameter failure, its score may be None/NaN."""
+        u = self._u(params)
+        if not failed and (score is None or not math.isfinite(float(score))):
+            raise ValueError(
+                "a successful trial needs a finite score (pass failed=True for NaN/diverged runs)"
+            )
+        cost = float(cost)
+        if not failed and not (math.isfinite(cost) and cost > 0):
+            raise ValueError(f"cost must be a finite positive number, got {cost!r}")
+        score_value = None if failed or score is None else float(score)
+        self._obs.append(_Obs(u=u, score=score_value, cost=cost, failed=bool(failed)))
+        if u in self._pending:
+            self._pending.remove(u)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able observations and pending trials; ``from_state`` rebuilds an identical search."""
+        return {
+            "observations": [
+                {
+                    "params": self.space.unnormalize(np.array(o.u)),
+                    "score": o.score,
+                    "cost": o.cost,
+                    "failed": o.failed,
+                }
+                for o in self._obs
+            ],
+            "pending": [self.space.unnormalize(np.array(u)) for u in self._pending],
+        }
+
+    @classmethod
+    def from_state(
+        cls, space: Space | Mapping[str, Any], state: Mapping[str, Any], **kwargs: Any
+    ) -> ParetoSearch:
+        search = cls(space, **kwargs)
+        for o in state["observations"]:
+            search.observe(o["params"], o["score"], o["cost"], failed=o["failed"])
+        for p in state["pending"]:
+            search.add_pending(p)
+        return search
+
+    # ----- data views ---------------------------------------------------------------------------------
+
+    def _successes(self) -> list[_Obs]:
+        return sorted((o for o in self._obs if not o.failed), key=lambda o: (o.u, o.cost, o.score))
+
+    def _failures(self) -> list[_Obs]:
+        return sorted((o for o in self._obs if o.failed), key=lambda o: (o.u, o.cost))
+
+    def _oriented(self, scores: np.ndarray) -> np.ndarray:
+        """Scores mapped so that larger is better, in the space the score GP models."""
+        if self.score_transform == "logit":
+            p = np.clip(scores, 1e-6, 1 - 1e-6)
+            scores = np.log(p / (1 - p))
+        return self.sign * scores
+
+    def _from_oriented(self, v: float) -> float:
+        v = self.sign * v
+        return float(1 / (1 + math.exp(-v))) if self.score_transform == "logit" else float(v)
+
+    # ----- suggestion ----------------------------------------------------------------------------------
+
+    def _rng(self, *stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, len(self._obs) + len(self._pending), *stream])
+
+    def suggest(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Next trial's nested params and info (why, predicted score/cost); the trial becomes pending."""
+        with torch_threads(1):
+            u, info = self._suggest()
+        key = _key(u)
+        self._pending.append(key)
+        # Built from the rounded point, so the params handed out are exactly those state() reports.
+        return self.space.unnormalize(np.array(key)), info
+
+    def _taken(self) -> set[tuple[float, ...]]:
+        return {o.u for o in self._obs} | set(self._pending)
+
+    def _suggest(self) -> tuple[np.ndarray, dict[str, Any]]:
+        k = len(self._obs) + len(self._pending)
+        if k < self.n_init or len(self._successes()) < 3:
+            return self._initial(k)
+        return self._model_based(k)
+
+    def _hold_cost_low(self, u: np.ndarray) -> np.ndarray:
+        if self.cost_index is not None:
+            c = self.cost_index
+            u[..., c] = -1.0 + (u[..., c] + 1.0) * 0.5 * self.init_cost_span
+        return u
+
+    def _initial(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
+        taken = self._taken()
+        if k == 0 and self.space.has_centre:
+            u = self.space.centre()
+            if self.cost_index is not None:
+                u[self.cost_index] = min(u[self.cost_index], -1.0 + self.init_cost_span)
+            return self.space.snap(u), {"why": "centre", "predicted_score": None, "predicted_cost": None}
+        engine = torch.quasirandom.SobolEngine(self.space.dim, scramble=True, seed=self.seed)
+        engine.fast_forward(k)
+        # Integer parameters can map distinct Sobol points onto one trial; walk on until it is new.
+        for _ in range(64):
+            u = self.space.snap(self._hold_cost_low(engine.draw(1).double().numpy()[0] * 2.0 - 1.0))
+            if _key(u) not in taken:
+                return u, {"why": "sobol", "predicted_score": None, "predicted_cost": None}
+        u = self.space.snap(self._rng(1).uniform(-1.0, 1.0, self.space.dim))
+        return u, {"why": "random", "predicted_score": None, "predicted_cost": None}
+
+    def _fit(self) -> dict[str, Any]:
+        """Fit both GPs on the observations; cached per observation count (a pure function of the data)."""
+        n = len(self._obs)
+        if self._models is not None and self._models[0] == n:
+            return self._models[1]
+        succ, fail = self._successes(), self._failures()
+        x_s = np.array([o.u for o in succ])
+        v = self._oriented(np.array([o.score for o in succ]))
+        v_lo, v_hi = float(v.min()), float(v.max())
+        y = (v - v_lo) / max(v_hi - v_lo, 1e-12)
+        log_c = np.log(np.array([o.cost for o in succ]))
+        c_lo, c_hi = float(log_c.min()), float(np.quantile(log_c, 0.97))
+        c_norm = (log_c - c_lo) / max(c_hi - c_lo, 1e-12)
+
+        front = pareto_front(
+            [(o.cost, float(s)) for o, s in zip(succ, y, strict=True)], "maximize", self.pareto_min_gain
+        )
+        keep = self._subsample(len(succ), front, y)
+        x_fit, y_fit = x_s[keep], y[keep]
+        impute = self.failure_model in ("impute", "both") and fail and len(succ) < self.impute_until
+        if impute:
+            # Failures read as the worst score seen, which steers the GP mean away while data is scarce.
+            x_fit = np.vstack([x_fit, np.array([o.u for o in fail])])
+            y_fit = np.concatenate([y_fit, np.zeros(len(fail))])
+        score_gp = GP(x_fit, y_fit, steps=self.fit_steps)
+        cost_gp = GP(x_s[keep], c_norm[keep], steps=self.fit_steps, linear_mean=True)
+        models = {
+            "score_gp": score_gp,
+            "cost_gp": cost_gp,
+            "x": x_s,
+            "y": y,
+            "log_cost": log_c,
+            "front": front,
+            "v_range": (v_lo, v_hi),
+            "c_range": (c_lo, c_hi),
+            "x_fail": np.array([o.u for o in fail]).reshape(-1, self.space.dim),
+        }
+        self._models = (n, models)
+        return models
+
+    def _subsample(self, n: int, front: list[int], y: np.ndarray) -> np.ndarray:
+        """Indices to fit on: everything up to max_fit_points, else the front, the best and a random rest."""
+        if n <= self.max_fit_points:
+            return np.arange(n)
+        must = set(front) | set(np.argsort(-y)[: self.top_k * 4].tolist())
+        rest = np.array(sorted(set(range(n)) - must))
+        room = max(self.max_fit_points - len(must), 0)
+        picked = self._rng(2).choice(rest, size=min(room, len(rest)), replace=False)
+        return np.array(sorted(must | set(picked.tolist())))
+
+    def _candidates(self, m: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+        x, y = m["x"], m["y"]
+        centres = [x[i] for i in m["front"]]
+        for i in np.argsort(-y)[: self.top_k]:
+            c = x[i].copy()
+            if self.cost_index is not None:
+                # The best runs, cheaper: the cheapest place to learn whether their settings still hold.
+                c[self.cost_index] -= self.space.scales[self.cost_index]
+            centres.append(c)
+        # The runs that did best *for their cost* (largest residual over a least-squares line of score on
+        # log cost): where score mostly grows with budget, the front and the top scores are just the longest
+        # runs, whatever their settings; these are the settings worth carrying to other budgets.
+        log_c = m["log_cost"]
+        design = np.column_stack([np.ones_like(log_c), log_c])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        centres.extend(x[i] for i in np.argsort(-(y - design @ coef))[: self.top_k])
+        centres_arr = np.clip(np.array(centres), -1.0, 1.0)
+        n = self.n_candidates
+        noise = rng.uniform(-1.0, 1.0, (len(centres_arr), n, self.space.dim)) * self.space.scales
+        # Half the draws search the full scale, half refine locally: the GP argmax needs both.
+        noise[:, n // 2 :] *= 0.2
+        local = (centres_arr[:, None, :] + noise).reshape(-1, self.space.dim)
+        broad = rng.uniform(-1.0, 1.0, (n, self.space.dim))
+        return self.space.snap(np.vstack([local, broad]))
+
+    def _model_based(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
+        m = self._fit()
+        rng = self._rng(3)
+        cand = self._candidates(m, rng)
+        score_gp: GP = m["score_gp"]
+        pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
+        if len(pending):
+            # Kriging believer: pending trials count as observed at their predicted score, which removes
+            # their uncertainty bonus without refitting.
+            believed, _ = score_gp.predict(pending)
+            score_gp.condition(pending, believed)
+        try:
+            mu, sd = score_gp.predict(cand)
+        finally:
+            if len(pending):
+                score_gp.condition(np.empty((0, self.space.dim)), np.empty(0))
+        mu_c, _ = m["cost_gp"].predict(cand)
+        c_lo, c_hi = m["c_range"]
+        pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
+
+        bag = k // len(self.cost_targets)
+        ratio = np.random.default_rng([self.seed, bag, 4]).permutation(self.cost_targets)[
+            k % len(self.cost_targets)
+        ]
+        # Ratios span the whole reachable cost range (up to the dearest candidate), not only the observed one:
+        # growing the observed range by 10% per bag takes dozens of trials to reach the budgets where the
+        # final scores are made.
+        target = ratio * max(1.0, float(mu_c.max()))
+        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
+        weight = np.clip(mu + self.explore * sd, 0.0, None)
+        weight *= self._success_probability(cand, m["x"], m["x_fail"], lengthscales)
+        if len(pending):
+            weight *= self._spread(cand, pending, lengthscales)
+        if self.max_cost is not None:
+            weight *= pred_cost < self.max_cost
+        ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
+        if ranked.max() <= 0.0:
+            ranked = weight if weight.max() > 0.0 else -pred_cost
+        taken = self._taken()
+        for i in np.argsort(-ranked, kind="stable"):
+            if _key(cand[i]) not in taken:
+                break
+        v_lo, v_hi = m["v_range"]
+        info = {
+            "why": "pareto",
+            "predicted_score": self._from_oriented(v_lo + float(mu[i]) * (v_hi - v_lo)),
+            "predicted_cost": float(pred_cost[i]),
+            "target_cost": float(np.exp(c_lo + target * (c_hi - c_lo))),
+        }
+        return cand[i], info
+
+    def _success_probability(
+        self, cand: np.ndarray, x_ok: np.ndarray, x_fail: np.ndarray, lengthscales: np.ndarray
+    ) -> np.ndarray:
+        """Kernel estimate of P(success), shrunk to the overall success rate by one pseudo-trial."""
+        if self.failure_model == "impute" or not len(x_fail):
+            return np.ones(len(cand))
+        overall = len(x_ok) / (len(x_ok) + len(x_fail))
+        w_ok = _rbf(cand, x_ok, lengthscales).sum(1)
+        w_fail = _rbf(cand, x_fail, lengthscales).sum(1)
+        return (w_ok + overall) / (w_ok + w_fail + 1.0)
+
+    def _spread(self, cand: np.ndarray, pending: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
+        """Multiplier that is ~0 on a pending trial and ~1 a fraction of a lengthscale away."""
+        return np.prod(1.0 - _rbf(cand, pending, lengthscales * self.spread), axis=1)
+
+    # ----- early stopping ------------------------------------------------------------------------------
+
+    def should_stop(self, cost_so_far: float, score_so_far: float, budget: float | None = None) -> bool:
+        """Advice for a running trial: True when it trails finished trials at equal cost (see early_stop)."""
+        if score_so_far is None or not math.isfinite(float(score_so_far)):
+            return False
+        succ = self._successes()
+        return below_line(
+            [o.cost for o in succ],
+            self._oriented(np.array([o.score for o in succ])).tolist(),
+            float(cost_so_far),
+            float(self._oriented(np.array([float(score_so_far)]))[0]),
+            q=self.stop_quantile,
+            min_trials=self.stop_min_trials,
+            budget=budget,
+            min_fraction=self.stop_min_fraction,
+        )
+
+
+def _rbf(a: np.ndarray, b: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
+    if not len(b):
+        return np.zeros((len(a), 0))
+    a, b = a / lengthscales, b / lengthscales
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.exp(-0.5 * np.clip(sq, 0.0, None))
+
+
+__all__ = ["ParetoSearch", "SpaceError", "pareto_front"]
