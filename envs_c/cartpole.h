@@ -149,6 +149,12 @@ static void cartpole_render(CartPole* env, uint8_t* rgb) {
 
 static void cartpole_close(CartPole* env) { (void)env; }
 
+/* Push toward where the pole is falling, with a little centring so the cart does not drift off the track. */
+static void cartpole_scripted(CartPole* env, int32_t* out) {
+    float lean = env->theta + 0.5f * env->theta_dot + 0.01f * env->x + 0.05f * env->x_dot;
+    out[0] = lean > 0.0f ? 1 : 0;
+}
+
 SHOAL_VECTOR(cartpole, CartPole, float, int32_t, 1)
 
 #endif

@@ -10,8 +10,10 @@
  *   void NAME_reset(T*)     start a new episode and write the first observation
  *   void NAME_step(T*)      advance one step; validate every action it reads
  *   void NAME_render(T*, uint8_t* rgb)   draw an RGB frame of NAME_RENDER_W x NAME_RENDER_H
- *   void NAME_close(T*)
- * and then invokes SHOAL_VECTOR(NAME, T, OBS_T, ACT_T) to get the batched entry points bound by cffi.
+ *   void NAME_close(T*)     free what init allocated
+ *   void NAME_scripted(T*, ACT_T* out)   a heuristic action for every agent of the environment, in the
+ *                           layout of its action rows (games write both seats; callers take what they need)
+ * and then invokes SHOAL_VECTOR(NAME, T, OBS_T, ACT_T, ACT_SIZE) to get the batched entry points bound by cffi.
  *
  * The Log struct of each environment is floats only, starts with perf, score, episode_return and
  * episode_length, may add the environment's own statistics, and ends with n (episodes counted). The vector
@@ -21,6 +23,7 @@
 #define SHOAL_ENV_H
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -80,6 +83,20 @@ static inline float shoal_continuous(float raw, float lo, float hi, float* inval
     return raw;
 }
 
+/* A discrete action that must also be legal (a board move, say): out-of-range values are counted as
+ * invalid and then replaced by the legal move nearest to them in index order, so a stale checkpoint keeps
+ * playing instead of crashing or stalling the game. legal(i) is a bitmask of n <= 64 moves, never zero. */
+static inline int shoal_legal(int32_t raw, uint64_t legal, int n, float* invalid) {
+    int a = shoal_discrete(raw, n, invalid);
+    if ((legal >> a) & 1ULL) return a;
+    if (raw >= 0 && raw < n) *invalid += 1.0f;
+    for (int d = 1; d < n; d++) {
+        if (a - d >= 0 && ((legal >> (a - d)) & 1ULL)) return a - d;
+        if (a + d < n && ((legal >> (a + d)) & 1ULL)) return a + d;
+    }
+    return a;
+}
+
 /* Per-environment seeding: environment i of a batch seeded with s always replays the same trajectory. */
 static inline uint64_t shoal_seed(uint64_t seed, int index) {
     uint64_t state = seed * 0x2545F4914F6CDD1DULL + (uint64_t)index;
@@ -123,6 +140,15 @@ static inline uint64_t shoal_seed(uint64_t seed, int index) {
     void NAME##_vec_step(T* envs, int start, int end) {                                                 \
         for (int i = start; i < end; i++) {                                                             \
             NAME##_step(&envs[i]);                                                                      \
+        }                                                                                               \
+    }                                                                                                   \
+    /* The same loop with an untyped batch, so one thread pool can drive every environment. */          \
+    void NAME##_vec_step_any(void* envs, int start, int end) { NAME##_vec_step((T*)envs, start, end); }  \
+    void NAME##_vec_scripted(T* envs, int num_envs, void* out) {                                        \
+        ACT_T* rows = (ACT_T*)out;                                                                      \
+        for (int i = 0; i < num_envs; i++) {                                                            \
+            NAME##_scripted(&envs[i], rows);                                                            \
+            rows += (size_t)NAME##_num_agents(&envs[i]) * (ACT_SIZE);                                   \
         }                                                                                               \
     }                                                                                                   \
     void NAME##_vec_log(T* envs, int num_envs, float* out) {                                            \

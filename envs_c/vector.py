@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,8 @@ class VecEnv:
 
     Every buffer has `num_agents` rows. `step` returns views of the shared buffers: they are overwritten by
     the next step, so copy what must outlive it. With `num_threads > 1` the batch is split into contiguous
-    shards stepped on threads; cffi releases the GIL around each C call.
+    shards stepped by a persistent C thread pool (envs_c/pool.h): one cffi call per step, which releases the
+    GIL once, instead of a Python executor whose per-step overhead outweighs a step of cheap environments.
     """
 
     def __init__(self, name: str, num_envs: int, seed: int = 0, num_threads: int = 1, **kwargs: Any):
@@ -40,7 +40,9 @@ class VecEnv:
 
         obs = self.spec.observation_space
         self.observations = np.zeros((self.num_agents, *obs.shape), dtype=obs.dtype)
-        action_shape = (self.num_agents,) if env.action.kind == "discrete" else (self.num_agents, env.action.width)
+        action_shape = (
+            (self.num_agents,) if env.action.kind == "discrete" else (self.num_agents, env.action.width)
+        )
         self.actions = np.zeros(action_shape, dtype=env.action.dtype)
         self.rewards = np.zeros(self.num_agents, dtype=np.float32)
         self.terminals = np.zeros(self.num_agents, dtype=np.uint8)
@@ -51,7 +53,8 @@ class VecEnv:
         for i in range(num_envs):
             for key, value in self.spec.config.items():
                 setattr(self._envs[i], key, value)
-        self._fn = {op: getattr(lib, f"{name}_{op}") for op in ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "render")}
+        ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "vec_scripted", "render")
+        self._fn = {op: getattr(lib, f"{name}_{op}") for op in ops}
         status = self._fn["vec_init"](
             self._envs,
             num_envs,
@@ -66,42 +69,105 @@ class VecEnv:
             self.seed & 0xFFFFFFFFFFFFFFFF,
         )
         if status != 0:
-            raise RuntimeError(f"{name}: the C environment disagrees with its registry entry about buffer sizes")
-        self._render_shape = (getattr(lib, f"{name.upper()}_RENDER_H"), getattr(lib, f"{name.upper()}_RENDER_W"), 3)
-        self._shards = _shards(num_envs, num_threads)
-        self._pool = ThreadPoolExecutor(len(self._shards)) if len(self._shards) > 1 else None
+            raise RuntimeError(
+                f"{name}: the C environment disagrees with its registry entry about buffer sizes"
+            )
+        self._render_shape = (
+            getattr(lib, f"{name.upper()}_RENDER_H"),
+            getattr(lib, f"{name.upper()}_RENDER_W"),
+            3,
+        )
+        self._int_actions = env.action.kind != "continuous"
+        self._actions_ptr = ffi.from_buffer(self.actions)
+        threads = min(num_threads, num_envs)
+        self._pool = None
+        if threads > 1:
+            pool = lib.shoal_pool_new(threads)
+            if pool == ffi.NULL:
+                raise RuntimeError(f"could not start {threads} threads")
+            self._pool = ffi.gc(pool, lib.shoal_pool_free)
+            self._step_any = ffi.addressof(lib, f"{name}_vec_step_any")
+        self._act_dtype = self.actions.dtype
+        self._act_shape = self.actions.shape
+        self._result = (self.observations, self.rewards, self.terminals, self.truncations)
+        if self._pool is None:
+            self._step_call, self._step_args = self._fn["vec_step"], (self._envs, 0, num_envs)
+        else:
+            self._step_call = lib.shoal_pool_run
+            self._step_args = (self._pool, self._step_any, self._envs, num_envs)
         self._closed = False
 
+    def _check_open(self, what: str) -> None:
+        # C state is freed by close (snake's arenas, say): touching it afterwards must fail in Python.
+        if self._closed:
+            raise RuntimeError(f"{self._name}: {what} after close")
+
     def reset(self, seed: int | None = None) -> np.ndarray:
+        self._check_open("reset")
         if seed is not None:
             self.seed = int(seed)
         self._fn["vec_reset"](self._envs, self.num_envs, self.seed & 0xFFFFFFFFFFFFFFFF)
         return self.observations
 
     def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Write `actions` into the action buffer (None: it was already written in place) and step."""
+        """Write `actions` into the action buffer (None: it was already written in place) and step.
+
+        This is the hot path: the common case (an ndarray of the right dtype and shape) costs one copy and
+        one cffi call; everything else goes through `_write_actions`, which converts or refuses.
+        """
         if actions is not None and actions is not self.actions:
-            self._write_actions(actions)
-        step = self._fn["vec_step"]
-        if self._pool is None:
-            step(self._envs, 0, self.num_envs)
-        else:
-            list(self._pool.map(lambda shard: step(self._envs, *shard), self._shards))
-        return self.observations, self.rewards, self.terminals, self.truncations
+            if (
+                type(actions) is np.ndarray
+                and actions.dtype == self._act_dtype
+                and actions.shape == self._act_shape
+            ):
+                np.copyto(self.actions, actions)
+            else:
+                self._write_actions(actions)
+        self._step_call(*self._step_args)
+        return self._result
 
     def _write_actions(self, actions: Any) -> None:
-        actions = np.asarray(actions)
+        """Copy into the action buffer. The C side validates values; here only shape and kind are checked.
+
+        Discrete actions take any integer dtype (wider ones are clipped to int32 first, so a huge value
+        stays out of range and is counted instead of wrapping into range); continuous ones take any real
+        dtype. Anything else is refused, as is a wrong shape.
+        """
+        if type(actions) is not np.ndarray:
+            actions = np.asarray(actions)
         if actions.shape != self.actions.shape:
-            raise ValueError(f"{self._name}: actions must have shape {self.actions.shape}, got {actions.shape}")
-        try:
-            np.copyto(self.actions, actions, casting="same_kind")
-        except TypeError:
             raise ValueError(
-                f"{self._name}: actions must be {self.actions.dtype}-compatible, got {actions.dtype}"
-            ) from None
+                f"{self._name}: actions must have shape {self.actions.shape}, got {actions.shape}"
+            )
+        dtype = actions.dtype
+        if dtype == self.actions.dtype:
+            np.copyto(self.actions, actions)
+        elif self._int_actions and dtype.kind in "iu":
+            if dtype.itemsize >= 4:
+                actions = np.clip(actions, _INT32_MIN, _INT32_MAX)
+            np.copyto(self.actions, actions, casting="unsafe")
+        elif not self._int_actions and dtype.kind in "fiu":
+            np.copyto(self.actions, actions, casting="unsafe")
+        else:
+            kind = "an integer" if self._int_actions else "a real"
+            raise ValueError(
+                f"{self._name}: actions must have {kind} dtype like {self.actions.dtype}, got {dtype}"
+            )
+
+    def scripted_actions(self) -> np.ndarray:
+        """The C heuristic policy's actions for the current state, shaped and typed like `actions`.
+
+        Games write a move for every seat (the seat not to move gets 0); callers take the rows they need.
+        """
+        self._check_open("scripted_actions")
+        out = np.zeros_like(self.actions)
+        self._fn["vec_scripted"](self._envs, self.num_envs, ffi.from_buffer(out))
+        return out
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
+        self._check_open("log")
         self._fn["vec_log"](self._envs, self.num_envs, ffi.from_buffer("float[]", self._log))
         episodes = float(self._log[-1])
         if episodes == 0:
@@ -110,8 +176,24 @@ class VecEnv:
         out["n"] = episodes
         return out
 
+    def env_log(self, index: int) -> dict[str, float]:
+        """Like `log`, for environment `index` alone: lets an evaluation count exactly one episode per
+        environment instead of over-sampling the environments whose episodes are short."""
+        self._check_open("env_log")
+        if not 0 <= index < self.num_envs:
+            raise ValueError(f"env index must be in [0, {self.num_envs}), got {index}")
+        out = np.zeros_like(self._log)
+        self._fn["vec_log"](self._envs + index, 1, ffi.from_buffer("float[]", out))
+        episodes = float(out[-1])
+        if episodes == 0:
+            return {}
+        fields = {key: float(v) / episodes for key, v in zip(self._log_fields[:-1], out[:-1], strict=True)}
+        fields["n"] = episodes
+        return fields
+
     def render(self, index: int = 0) -> np.ndarray:
         """An RGB frame (H, W, 3) of environment `index`, drawn headless into a uint8 buffer."""
+        self._check_open("render")
         if not 0 <= index < self.num_envs:
             raise ValueError(f"render index must be in [0, {self.num_envs}), got {index}")
         frame = np.zeros(self._render_shape, dtype=np.uint8)
@@ -122,9 +204,18 @@ class VecEnv:
         if self._closed:
             return
         self._closed = True
-        self._fn["vec_close"](self._envs, self.num_envs)
+        self._step_call, self._step_args = self._after_close, ()
         if self._pool is not None:
-            self._pool.shutdown()
+            ffi.release(self._pool)  # runs shoal_pool_free now, once
+            self._pool = None
+        self._fn["vec_close"](self._envs, self.num_envs)
+
+    def _after_close(self) -> None:
+        raise RuntimeError(f"{self._name}: step after close")
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.close()
 
     def __enter__(self) -> VecEnv:
         return self
@@ -133,6 +224,5 @@ class VecEnv:
         self.close()
 
 
-def _shards(num_envs: int, num_threads: int) -> list[tuple[int, int]]:
-    bounds = np.linspace(0, num_envs, min(num_threads, num_envs) + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+_INT32_MIN = np.iinfo(np.int32).min
+_INT32_MAX = np.iinfo(np.int32).max
