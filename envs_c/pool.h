@@ -30,13 +30,22 @@ typedef struct ShoalPool ShoalPool;
  * finishes its own range steals chunks from the others'. Owning a fixed range keeps each environment's
  * state in the same core's cache from step to step (handing chunks out first-come would bounce it between
  * cores); stealing matters on shared machines, where a descheduled thread would otherwise hold everyone up
- * for a whole time slice. Each range's cursor packs the job's generation in the high 32 bits with the next
- * unclaimed index in the low 32, so a claim is one compare-and-swap that also rejects a stale job. */
+ * for a whole time slice. Each range is one atomic word holding the job's generation and the range's
+ * unclaimed [start, end), so a claim is one compare-and-swap that also rejects a stale job, and nothing a
+ * claim depends on is read outside that word (a late worker never sees half of the next job's setup).
+ * Ranges count units of ceil(num_envs / 2^20) environments, so start and end fit 20 bits each; the 24-bit
+ * generation would only be confused after a worker stalls mid-claim across 16M steps. */
 typedef struct {
-    _Alignas(64) atomic_uint_fast64_t next;
-    int end;
-    int chunk;
+    _Alignas(64) atomic_uint_fast64_t word; /* generation << 40 | start << 20 | end, in units of envs */
 } ShoalRange;
+
+#define SHOAL_UNIT_BITS 20
+#define SHOAL_UNIT_MASK ((1ULL << SHOAL_UNIT_BITS) - 1)
+#define SHOAL_GEN_MASK ((1ULL << 24) - 1)
+
+static inline uint64_t shoal_word(uint64_t gen, uint64_t start, uint64_t end) {
+    return (gen << 40) | (start << SHOAL_UNIT_BITS) | end;
+}
 
 typedef struct {
     ShoalPool* pool;
@@ -57,6 +66,7 @@ struct ShoalPool {
     shoal_shard_fn fn;
     void* envs;
     int num_envs;
+    int unit; /* environments per range unit */
     /* Optional action rows to copy in before stepping, chunk by chunk on the thread that steps the chunk:
      * the copy is parallel too, and the rows land in the cache of the core that reads them. */
     char* dst;
@@ -73,25 +83,30 @@ static inline void shoal_cpu_relax(void) {
 #endif
 }
 
-/* Claim and step chunks of job `gen`: own range first, then the others'. */
+/* Claim and step chunks of job `gen`: own range first, then the others'. A claim takes half of what is
+ * left in a range (all of it when little is left): few claims, yet a descheduled thread holds little. */
 static void shoal_pool_drain(ShoalPool* p, uint64_t gen, int self) {
     for (int k = 0; k < p->num_threads; k++) {
         ShoalRange* r = &p->ranges[(self + k) % p->num_threads];
-        uint64_t cur = atomic_load_explicit(&r->next, memory_order_acquire);
+        uint64_t cur = atomic_load_explicit(&r->word, memory_order_acquire);
         for (;;) {
-            if ((cur >> 32) != gen) break;
-            int start = (int)(cur & 0xFFFFFFFFu);
-            if (start >= r->end) break;
-            int end = start + r->chunk < r->end ? start + r->chunk : r->end;
-            if (!atomic_compare_exchange_weak_explicit(&r->next, &cur, (gen << 32) | (uint64_t)end,
+            if ((cur >> 40) != gen) break;
+            uint64_t start = (cur >> SHOAL_UNIT_BITS) & SHOAL_UNIT_MASK, end = cur & SHOAL_UNIT_MASK;
+            if (start >= end) break;
+            uint64_t left = end - start, take = left <= 8 ? left : left / 2;
+            if (!atomic_compare_exchange_weak_explicit(&r->word, &cur, shoal_word(gen, start + take, end),
                                                        memory_order_acq_rel, memory_order_acquire)) {
                 continue; /* cur now holds the fresh value */
             }
-            if (p->src) memcpy(p->dst + start * p->row_bytes, p->src + start * p->row_bytes,
-                               (size_t)(end - start) * p->row_bytes);
-            p->fn(p->envs, start, end);
-            atomic_fetch_add_explicit(&p->done, end - start, memory_order_acq_rel);
-            cur = atomic_load_explicit(&r->next, memory_order_acquire);
+            /* The claim succeeded with this job's tag, so the job's fields below are this job's. */
+            int a = (int)(start * (uint64_t)p->unit);
+            int b = (int)((start + take) * (uint64_t)p->unit);
+            if (b > p->num_envs) b = p->num_envs;
+            if (p->src) memmove(p->dst + (size_t)a * p->row_bytes, p->src + (size_t)a * p->row_bytes,
+                                (size_t)(b - a) * p->row_bytes);
+            p->fn(p->envs, a, b);
+            atomic_fetch_add_explicit(&p->done, b - a, memory_order_acq_rel);
+            cur = atomic_load_explicit(&r->word, memory_order_acquire);
         }
     }
 }
@@ -145,7 +160,7 @@ static ShoalPool* shoal_pool_new(int num_threads) {
     atomic_init(&p->generation, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->stop, 0);
-    for (int i = 0; i < SHOAL_MAX_THREADS; i++) atomic_init(&p->ranges[i].next, 0);
+    for (int i = 0; i < SHOAL_MAX_THREADS; i++) atomic_init(&p->ranges[i].word, 0);
     p->num_threads = 1;
     for (int i = 1; i < num_threads; i++) {
         p->workers[i].pool = p;
@@ -165,7 +180,7 @@ static ShoalPool* shoal_pool_new(int num_threads) {
 static void shoal_pool_step(ShoalPool* p, shoal_shard_fn fn, void* envs, int num_envs, void* dst,
                             const void* src, size_t row_bytes) {
     if (p == NULL || p->num_threads == 1 || num_envs < 2) {
-        if (src) memcpy(dst, src, (size_t)num_envs * row_bytes);
+        if (src) memmove(dst, src, (size_t)num_envs * row_bytes); /* memmove: src may alias dst */
         fn(envs, 0, num_envs);
         return;
     }
@@ -173,18 +188,16 @@ static void shoal_pool_step(ShoalPool* p, shoal_shard_fn fn, void* envs, int num
     p->dst = (char*)dst;
     p->src = (const char*)src;
     p->row_bytes = row_bytes;
-    uint64_t gen = (atomic_load_explicit(&p->generation, memory_order_relaxed) + 1) & 0xFFFFFFFFu;
+    uint64_t gen = (atomic_load_explicit(&p->generation, memory_order_relaxed) + 1) & SHOAL_GEN_MASK;
     if (gen == 0) gen = 1; /* workers start having seen generation 0 */
     p->fn = fn;
     p->envs = envs;
     p->num_envs = num_envs;
+    p->unit = (int)(((uint64_t)num_envs + SHOAL_UNIT_MASK) >> SHOAL_UNIT_BITS);
+    uint64_t units = ((uint64_t)num_envs + (uint64_t)p->unit - 1) / (uint64_t)p->unit;
     for (int t = 0; t < n; t++) {
-        int a = (int)((int64_t)num_envs * t / n), b = (int)((int64_t)num_envs * (t + 1) / n);
-        ShoalRange* r = &p->ranges[t];
-        r->end = b;
-        /* Four chunks per range: few claims, yet little left waiting on a thread that was descheduled. */
-        r->chunk = (b - a) / 4 > 0 ? (b - a) / 4 : 1;
-        atomic_store_explicit(&r->next, (gen << 32) | (uint64_t)a, memory_order_release);
+        uint64_t a = units * (uint64_t)t / (uint64_t)n, b = units * (uint64_t)(t + 1) / (uint64_t)n;
+        atomic_store_explicit(&p->ranges[t].word, shoal_word(gen, a, b), memory_order_release);
     }
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->generation, gen, memory_order_release);
@@ -200,7 +213,7 @@ static void shoal_pool_step(ShoalPool* p, shoal_shard_fn fn, void* envs, int num
 }
 
 /* Step without copying actions (they are already in the buffer). */
-static void shoal_pool_run(ShoalPool* p, shoal_shard_fn fn, void* envs, int num_envs) {
+static inline void shoal_pool_run(ShoalPool* p, shoal_shard_fn fn, void* envs, int num_envs) {
     shoal_pool_step(p, fn, envs, num_envs, NULL, NULL, 0);
 }
 

@@ -95,6 +95,14 @@ class VecEnv:
         else:
             self._step_call = lib.shoal_pool_run
             self._step_args = (self._pool, self._step_any, self._envs, num_envs)
+        self._row_bytes = self.actions.nbytes // num_envs
+        self._copy_step_args = (
+            self._pool if self._pool is not None else ffi.NULL,
+            ffi.addressof(lib, f"{name}_vec_step_any"),
+            self._envs,
+            num_envs,
+            self._actions_ptr,
+        )
         self._closed = False
 
     def _check_open(self, what: str) -> None:
@@ -112,19 +120,26 @@ class VecEnv:
     def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Write `actions` into the action buffer (None: it was already written in place) and step.
 
-        This is the hot path: the common case (an ndarray of the right dtype and shape) costs one copy and
-        one cffi call; everything else goes through `_write_actions`, which converts or refuses.
+        This is the hot path. The common case (a C-contiguous ndarray of the right dtype and shape) is one
+        cffi call that copies the rows in C and steps, on the thread pool when there is one: each thread
+        copies the rows of the environments it steps. Everything else goes through `_write_actions`, which
+        converts or refuses, and then steps.
         """
-        if actions is not None and actions is not self.actions:
-            if (
-                type(actions) is np.ndarray
-                and actions.dtype == self._act_dtype
-                and actions.shape == self._act_shape
-            ):
-                np.copyto(self.actions, actions)
-            else:
-                self._write_actions(actions)
-        self._step_call(*self._step_args)
+        if self._closed:
+            raise RuntimeError(f"{self._name}: step after close")
+        if actions is None or actions is self.actions:
+            self._step_call(*self._step_args)
+        elif (
+            type(actions) is np.ndarray
+            and actions.dtype == self._act_dtype
+            and actions.shape == self._act_shape
+            and actions.flags.c_contiguous
+            and actions.base is not self.actions
+        ):
+            _pool_step(*self._copy_step_args, _from_buffer(actions), self._row_bytes)
+        else:
+            self._write_actions(actions)
+            self._step_call(*self._step_args)
         return self._result
 
     def _write_actions(self, actions: Any) -> None:
@@ -205,6 +220,7 @@ class VecEnv:
             return
         self._closed = True
         self._step_call, self._step_args = self._after_close, ()
+        self._copy_step_args = ()
         if self._pool is not None:
             ffi.release(self._pool)  # runs shoal_pool_free now, once
             self._pool = None
@@ -224,5 +240,7 @@ class VecEnv:
         self.close()
 
 
+_pool_step = lib.shoal_pool_step
+_from_buffer = ffi.from_buffer
 _INT32_MIN = np.iinfo(np.int32).min
 _INT32_MAX = np.iinfo(np.int32).max

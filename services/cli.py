@@ -1,4 +1,4 @@
-"""The `shoal` command: up, api, worker, train, migrate."""
+"""The `shoal` command: up, api, worker, train, bench, migrate."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", type=Path, default=None, help="checkpoint directory")
     _add_config_options(train)
 
+    bench = commands.add_parser("bench", help="benchmarks whose numbers go into BENCHMARKS.md")
+    bench_kinds = bench.add_subparsers(dest="bench", required=True)
+    bench_train = bench_kinds.add_parser("train", help="train every environment with its defaults")
+    bench_train.add_argument("--envs", default="all", help="comma-separated names, or all")
+    bench_train.add_argument(
+        "--budget-seconds", type=float, default=300.0, help="wall-clock cap per environment"
+    )
+    bench_train.add_argument("--seed", type=int, default=1)
+    bench_train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    bench_train.add_argument("--out", type=Path, default=Path("docs"), help="figure and CSV directory")
+
     args = parser.parse_args(argv)
     if args.command == "up":
         return cmd_up(args)
@@ -54,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(args)
     if args.command == "migrate":
         return cmd_migrate()
+    if args.command == "bench":
+        return cmd_bench_train(args, bench_train)
     return cmd_train(args, train)
 
 
@@ -264,6 +277,36 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         + (f"\ncheckpoint: {result.last_checkpoint}" if result.last_checkpoint else "")
     )
     return 0 if result.status == "succeeded" else 1
+
+
+def cmd_bench_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import tempfile
+
+    import envs_c
+    from services.trainer.bench import markdown, run_env, write_outputs
+
+    names = envs_c.names() if args.envs == "all" else [n for n in args.envs.split(",") if n]
+    unknown = sorted(set(names) - set(envs_c.names()))
+    if unknown:
+        parser.error(f"--envs: unknown environment {unknown[0]!r}; known: {', '.join(envs_c.names())}")
+    overrides = {"train": {"device": args.device}} if args.device else {}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as scratch:
+        for name in names:
+            result = run_env(name, args.seed, args.budget_seconds, Path(scratch), overrides)
+            print(
+                f"{name}: solved after {result.seconds_to_solved}s, final eval perf {result.final_perf}, "
+                f"median SPS {result.median_sps:,.0f}",
+                flush=True,
+            )
+            results.append(result)
+    write_outputs(results, args.budget_seconds, args.out)
+    print(markdown(results))
+    written = ", ".join(
+        str(args.out / name) for name in ("bench_train.png", "bench_train.csv", "bench_train_curves.csv")
+    )
+    print(f"\nwrote {written}")
+    return 0
 
 
 def _redacted(url: str) -> str:

@@ -188,3 +188,28 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     app.conf.broker_url = previous_broker
     for cached in caches:
         cached.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def embedded_platform(tmp_path_factory) -> Iterator[Platform]:
+    """API + one train worker as real processes on the embedded default (SQLite, SQL broker) in a temp dir:
+    no PostgreSQL or Redis needed. Metrics flush every 0.5 s so live views have something to show quickly;
+    SHOAL_DOCS_DIR points the benchmark pages at <tmp>/docs."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    env = _platform_env(
+        tmp,
+        f"sqlite:///{tmp}/shoal.db",
+        f"sqla+sqlite:///{tmp}/broker.db",
+        SHOAL_METRICS_FLUSH_SECONDS="0.5",
+        SHOAL_DOCS_DIR=str(tmp / "docs"),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "services.cli", "migrate"], env=env, check=True, cwd=tmp, capture_output=True
+    )
+    platform = Platform(env, tmp)
+    try:
+        platform.start_api()
+        platform.start_worker()
+        yield platform
+    finally:
+        platform.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from services.api.routes import dashboard, envs, health, runs
+from services.api.routes import dashboard, elo, envs, health, runs, sweeps
 from services.common.config import ConfigError, UnknownEnv
 
 MAX_BODY_BYTES = 1 << 20
@@ -66,7 +66,7 @@ def create_app() -> FastAPI:
             status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
 
-    for module in (runs, envs, health, dashboard):
+    for module in (runs, sweeps, envs, health, elo, dashboard):
         app.include_router(module.router)
     dashboard.mount_static(app)
     app.add_middleware(BodyLimit)

@@ -12,12 +12,17 @@ from services.common.settings import get_settings
 
 QUEUE_MODULES = {
     "train": ["services.trainer.tasks"],
-    "sweeper": [],
-    "elo": [],
+    "sweeper": ["services.sweeper.tasks"],
+    "elo": ["services.elo.tasks"],
 }
 
 TRAIN_TASK = "shoal.train"
 REAP_TASK = "shoal.reap"
+# Elo: rate a new checkpoint, play one batch of games, refit an environment's ratings.
+ELO_RATE_TASK = "shoal.elo.rate"
+ELO_PLAY_TASK = "shoal.elo.play"
+ELO_REFIT_TASK = "shoal.elo.refit"
+SWEEP_TICK_TASK = "shoal.sweeper.tick"
 
 
 def make_app() -> Celery:

@@ -139,3 +139,33 @@ def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     if agents * config.train.num_steps > MAX_BATCH:
         raise ConfigError("train.num_envs", f"{agents} agents x {config.train.num_steps} steps is too large")
     return config
+
+
+def known_parameters(env: str) -> set[str]:
+    """Every dotted name a sweep may vary for `env`: train.*, policy.* and the environment's settings."""
+    names = {f"train.{name}" for name in TrainConfig.model_fields}
+    names |= {f"policy.{name}" for name in PolicyConfig.model_fields}
+    return names | {f"env.{p.name}" for p in ENVS[env].params}
+
+
+def default_space(env: str) -> dict[str, Any] | None:
+    """The sweep space in configs/<env>.toml ([sweep.train.learning_rate] ...), if it has one."""
+    return env_defaults(env).get("sweep")
+
+
+def coerce_types(env: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Round swept values that land on integer fields (a log-normal `total_timesteps`, say), so a sweep's
+    continuous search space maps onto the schema's types; everything else passes through unchanged."""
+    integer = {f"train.{n}" for n, f in TrainConfig.model_fields.items() if f.annotation is int}
+    integer |= {f"policy.{n}" for n, f in PolicyConfig.model_fields.items() if f.annotation is int}
+    integer |= {f"env.{p.name}" for p in ENVS[env].params if p.ctype == "int"}
+    out: dict[str, Any] = {}
+    for section, values in params.items():
+        if not isinstance(values, dict):
+            out[section] = values
+            continue
+        out[section] = {
+            name: round(value) if f"{section}.{name}" in integer and isinstance(value, float) else value
+            for name, value in values.items()
+        }
+    return out

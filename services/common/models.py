@@ -62,6 +62,10 @@ class Run(Base):
     cost_steps: Mapped[int | None] = mapped_column(BigInteger)
     progress_steps: Mapped[int] = mapped_column(BigInteger, default=0)
     metric_keys: Mapped[list[Any]] = mapped_column(default=list)
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), index=True)
+    # The sweep trial whose hyperparameters this run was promoted from, copied verbatim. A plain id, not a
+    # foreign key: trials already reference runs, and a cycle would complicate every migration.
+    promoted_from: Mapped[int | None] = mapped_column(Integer, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -140,3 +144,191 @@ class Checkpoint(Base):
     run: Mapped[Run] = relationship(back_populates="checkpoints")
 
     __table_args__ = (Index("ux_checkpoints_run_step", "run_id", "step", unique=True),)
+
+
+class SweepStatus(StrEnum):
+    running = "running"
+    finished = "finished"
+    stopped = "stopped"
+
+
+class TrialStatus(StrEnum):
+    running = "running"  # its run is queued or training
+    rating = "rating"  # finished training, waiting for its Elo rating (metric "elo")
+    succeeded = "succeeded"
+    failed = "failed"  # a hyperparameter failure (NaN, crash): the model learns to avoid it
+    early_stopped = "early_stopped"
+    lost = "lost"  # infrastructure failure after all retries: the model learns nothing
+    cancelled = "cancelled"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (TrialStatus.running, TrialStatus.rating)
+
+    @property
+    def observed(self) -> bool:
+        """Whether the search model learns from this trial."""
+        return self in (TrialStatus.succeeded, TrialStatus.failed, TrialStatus.early_stopped)
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.running, index=True)
+    space: Mapped[dict[str, Any]]
+    # Fixed hyperparameters every trial starts from; the swept values are merged over them.
+    base: Mapped[dict[str, Any]]
+    metric: Mapped[str] = mapped_column(String(32))
+    goal: Mapped[str] = mapped_column(String(16))
+    cost_unit: Mapped[str] = mapped_column(String(16))
+    max_runs: Mapped[int] = mapped_column(Integer)
+    parallelism: Mapped[int] = mapped_column(Integer)
+    max_cost: Mapped[float | None] = mapped_column(Float)
+    max_retries: Mapped[int] = mapped_column(Integer, default=2)
+    early_stopping: Mapped[bool] = mapped_column(Boolean, default=True)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="sweep", cascade="all, delete-orphan", order_by="Trial.number"
+    )
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=TrialStatus.running)
+    score: Mapped[float | None] = mapped_column(Float)
+    cost_seconds: Mapped[float | None] = mapped_column(Float)
+    cost_steps: Mapped[int | None] = mapped_column(BigInteger)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    predicted_score: Mapped[float | None] = mapped_column(Float)
+    predicted_cost: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    sweep: Mapped[Sweep] = relationship(back_populates="trials")
+    run: Mapped[Run | None] = relationship(foreign_keys=[run_id])
+
+    __table_args__ = (Index("ux_trials_sweep_number", "sweep_id", "number", unique=True),)
+
+
+# ---- Elo ratings (services/elo) -------------------------------------------------------------------------
+# `matches` is the append-only source of truth; `ratings` is a view derived from it by a refit. Jobs and
+# batches are the work queue's bookkeeping: a batch is one `shoal.elo.play` task, and a job counts its
+# batches down so that the last one to finish triggers the refit (the embedded broker has no result
+# backend, so a Celery chord is not an option).
+
+
+class PlayerKind(StrEnum):
+    checkpoint = "checkpoint"
+    anchor = "anchor"
+
+
+class BatchStatus(StrEnum):
+    queued = "queued"
+    played = "played"
+    refused = "refused"  # a player cannot play (corrupt checkpoint, other env...): see `reason`
+    failed = "failed"  # the runner crashed: see `reason`
+
+
+class EloPlayer(Base):
+    """One rated player of an environment: a checkpoint, or an anchor ("random", "scripted")."""
+
+    __tablename__ = "players"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    # A stable key ("random", "checkpoint-17"); `label` is for people ("run 3 @ 40,960").
+    name: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(255))
+    checkpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL"), index=True
+    )
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    env_version: Mapped[str] = mapped_column(String(32))
+    # Why this player can no longer play (its checkpoint was refused); its past games still count.
+    refused: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ux_players_env_name", "env", "name", unique=True),)
+
+
+class MatchJob(Base):
+    """A set of batches (a checkpoint's rating, a POST /matches) whose completion triggers one refit."""
+
+    __tablename__ = "match_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(64))
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="SET NULL"))
+    pending: Mapped[int] = mapped_column(Integer)
+    # [task_name, args] sent after the refit (the sweeper's "Elo as a sweep metric").
+    then: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class MatchBatch(Base):
+    """G games of A against B, played by one task; a refused batch records why (the failure log)."""
+
+    __tablename__ = "match_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("match_jobs.id", ondelete="CASCADE"), index=True)
+    env: Mapped[str] = mapped_column(String(64))
+    player_a: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    player_b: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    games: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.queued, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Match(Base):
+    """One game, append-only: who played which seat on which seed, and how it ended."""
+
+    __tablename__ = "matches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    env: Mapped[str] = mapped_column(String(64), index=True)
+    player_a: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), index=True)
+    player_b: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), index=True)
+    seat_a: Mapped[int] = mapped_column(SmallInteger)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    score_a: Mapped[float] = mapped_column(Float)  # 1 A won, 0.5 draw or timeout, 0 A lost
+    steps: Mapped[int] = mapped_column(Integer)
+    timeout: Mapped[bool] = mapped_column(Boolean, default=False)
+    env_version: Mapped[str] = mapped_column(String(32))
+    code_version: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("match_batches.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EloRating(Base):
+    """A player's fitted rating with its 95% bootstrap interval, replaced by every refit of its env."""
+
+    __tablename__ = "ratings"
+
+    env: Mapped[str] = mapped_column(String(64), primary_key=True)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    elo: Mapped[float] = mapped_column(Float)
+    lo: Mapped[float] = mapped_column(Float)
+    hi: Mapped[float] = mapped_column(Float)
+    games: Mapped[int] = mapped_column(Integer)
+    fitted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -93,3 +93,90 @@ class MetricsOut(BaseModel):
     run_id: int
     max_points: int
     series: dict[str, Series]
+
+
+class SweepCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field(max_length=64)
+    space: dict[str, Any] | None = Field(
+        None, description="default: the [sweep] section of configs/<env>.toml"
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="fixed values every trial uses")
+    metric: Literal["perf", "score"] = "perf"
+    goal: Literal["maximize", "minimize"] = "maximize"
+    max_runs: int = Field(20, ge=1, le=10_000)
+    parallelism: int = Field(2, ge=1, le=256)
+    max_cost: float | None = Field(None, gt=0)
+    cost_unit: Literal["seconds", "steps"] = "seconds"
+    seed: int = Field(0, ge=0, le=2**31)
+    max_retries: int = Field(2, ge=0, le=10, description="re-runs of a trial whose worker was lost")
+    early_stopping: bool = True
+
+
+class Promote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trial_id: int
+    total_timesteps: int = Field(gt=0, le=10**12)
+
+
+class TrialOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    number: int
+    run_id: int | None
+    params: dict[str, Any]
+    status: str
+    score: float | None
+    cost_seconds: float | None
+    cost_steps: int | None
+    failure_reason: str | None
+    predicted_score: float | None
+    predicted_cost: float | None
+    reason: str | None
+    retries: int
+
+
+class BestTrial(BaseModel):
+    trial_id: int
+    run_id: int | None
+    score: float
+
+
+class SweepSummary(BaseModel):
+    id: int
+    env: str
+    status: str
+    metric: str
+    goal: str
+    max_runs: int
+    parallelism: int
+    created_at: datetime
+    trials_finished: int
+    trials_running: int
+    best: BestTrial | None
+
+
+class SweepDetail(BaseModel):
+    id: int
+    env: str
+    status: str
+    metric: str
+    goal: str
+    cost_unit: str
+    max_runs: int
+    parallelism: int
+    max_cost: float | None
+    space: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    trials: list[TrialOut]
+    pareto: list[int]
+    best: BestTrial | None
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=3, ge=1, description="deliveries of a run before it fails for good")
     metrics_flush_seconds: float = Field(default=1.0, gt=0, description="trainer metric flush period")
+    elo_games: int = Field(
+        default=64, ge=2, le=10_000, description="games a new checkpoint plays against each opponent (even)"
+    )
+    elo_bootstrap: int = Field(default=200, ge=0, le=10_000, description="bootstrap rounds of a rating refit")
 
     @property
     def embedded(self) -> bool:

@@ -29,7 +29,7 @@ finished trial and ``add_pending()`` every trial still running (any order), or r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,41 +37,12 @@ import numpy as np
 import torch
 
 from services.sweeper.early_stop import below_line
+from services.sweeper.front import GOALS, pareto_front
 from services.sweeper.gp import GP, torch_threads
 from services.sweeper.space import Space, SpaceError
 
-GOALS = ("maximize", "minimize")
 SCORE_TRANSFORMS = ("minmax", "logit")
 FAILURE_MODELS = ("classifier", "impute", "both")
-
-
-def pareto_front(
-    points: Sequence[tuple[float, float | None]], goal: str = "maximize", min_gain: float = 0.0
-) -> list[int]:
-    """Indices of the cost/score Pareto front, cheapest first.
-
-    ``points`` are (cost, score) pairs; points with a missing or non-finite score or cost are ignored. Walking
-    up in cost, a point is kept only if its score beats the last kept one by more than ``min_gain`` (an
-    absolute margin; 0 keeps every strict improvement). A positive margin prunes the expensive tail where each
-    extra point buys almost nothing for much more cost.
-    """
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
-    sign = 1.0 if goal == "maximize" else -1.0
-    valid = [
-        (float(c), sign * float(s), i)
-        for i, (c, s) in enumerate(points)
-        if s is not None and math.isfinite(float(s)) and c is not None and math.isfinite(float(c))
-    ]
-    # Among equal costs the best score comes first, so the others can never count as an improvement.
-    valid.sort(key=lambda t: (t[0], -t[1], t[2]))
-    front: list[int] = []
-    best = -math.inf
-    for _, s, i in valid:
-        if s > best + (min_gain if front else 0.0):
-            front.append(i)
-            best = s
-    return front
 
 
 @dataclass(frozen=True)
@@ -100,7 +71,7 @@ class ParetoSearch:
         n_init: int = 10,
         init_cost_span: float = 0.5,
         score_transform: str = "minmax",
-        failure_model: str = "classifier",
+        failure_model: str = "both",
         impute_until: int = 30,
         explore: float = 1.0,
         candidates: int = 256,

@@ -18,8 +18,9 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutting_down
 from sqlalchemy import select
 
+from envs_c.registry import ENVS
 from services.common import artifacts
-from services.common.celery_app import REAP_TASK, TRAIN_TASK, app
+from services.common.celery_app import ELO_RATE_TASK, REAP_TASK, SWEEP_TICK_TASK, TRAIN_TASK, app
 from services.common.config import RunConfig
 from services.common.db import session_scope
 from services.common.metrics import MetricWriter
@@ -59,24 +60,30 @@ class DatabaseSink:
     def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
         tc = self.config.train
         with session_scope() as session:
-            session.add(
-                Checkpoint(
-                    run_id=self.run_id,
-                    step=step,
-                    path=artifacts.relative(stem),
-                    env=meta["env"],
-                    env_version=meta["env_version"],
-                    size_bytes=size_bytes,
-                    meta=meta,
-                )
+            row = Checkpoint(
+                run_id=self.run_id,
+                step=step,
+                path=artifacts.relative(stem),
+                env=meta["env"],
+                env_version=meta["env_version"],
+                size_bytes=size_bytes,
+                meta=meta,
             )
+            session.add(row)
             session.flush()
+            checkpoint_id = row.id
             rows = session.scalars(select(Checkpoint).where(Checkpoint.run_id == self.run_id)).all()
             keep = ckpt.retained([r.step for r in rows], tc.keep_last, tc.keep_every)
             for row in rows:
                 if row.step not in keep:
                     ckpt.delete(artifacts.absolute(row.path))
                     session.delete(row)
+        # Every checkpoint of a two-player game is rated as it is saved (Elo over training). Sent after the
+        # commit so the elo worker finds the row; by name, so the trainer never imports the elo service.
+        # The registry's seats decide, not this run's `opponent`: a run trained against the bot still
+        # yields a policy that can take a seat.
+        if ENVS[meta["env"]].players is not None:
+            app.send_task(ELO_RATE_TASK, args=[checkpoint_id])
 
     def interrupt(self) -> Interrupt:
         if self.cancel_requested.is_set():
@@ -160,6 +167,7 @@ def train_run(run_id: int) -> None:
             enqueue(run_id)
         return
     with session_scope() as session:
+        sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == run_id))
         finish(
             session,
             run_id,
@@ -172,6 +180,8 @@ def train_run(run_id: int) -> None:
             cost_steps=result.steps,
             progress_steps=result.steps,
         )
+    if sweep_id is not None:
+        app.send_task(SWEEP_TICK_TASK, args=[sweep_id])
 
 
 @app.task(name=REAP_TASK)

@@ -19,7 +19,11 @@ export function h(tag, props = {}, ...children) {
 const SVG_NS = "http://www.w3.org/2000/svg";
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) el.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
   el.append(...children.flat().filter((c) => c !== undefined && c !== null));
   return el;
 }

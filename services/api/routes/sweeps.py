@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from services.api.auth import require_token
+from services.api.deps import db
+from services.common.celery_app import SWEEP_TICK_TASK, app
+from services.common.models import Sweep, Trial, TrialStatus
+from services.common.runs import enqueue
+from services.common.schemas import (
+    BestTrial,
+    Promote,
+    RunDetail,
+    SweepCreate,
+    SweepDetail,
+    SweepPage,
+    SweepSummary,
+    TrialOut,
+)
+from services.sweeper.service import best_trial, create_sweep, pareto_trials, promote, stop
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+def _get(session: Session, sweep_id: int) -> Sweep:
+    sweep = session.scalars(
+        select(Sweep).where(Sweep.id == sweep_id).options(selectinload(Sweep.trials).selectinload(Trial.run))
+    ).one_or_none()
+    if sweep is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} does not exist")
+    return sweep
+
+
+def _best(sweep: Sweep) -> BestTrial | None:
+    trial = best_trial(sweep)
+    return BestTrial(trial_id=trial.id, run_id=trial.run_id, score=trial.score) if trial else None
+
+
+def _detail(sweep: Sweep) -> SweepDetail:
+    return SweepDetail(
+        id=sweep.id,
+        env=sweep.env,
+        status=sweep.status,
+        metric=sweep.metric,
+        goal=sweep.goal,
+        cost_unit=sweep.cost_unit,
+        max_runs=sweep.max_runs,
+        parallelism=sweep.parallelism,
+        max_cost=sweep.max_cost,
+        space=sweep.space,
+        hyperparameters=sweep.base,
+        created_at=sweep.created_at,
+        finished_at=sweep.finished_at,
+        trials=[TrialOut.model_validate(t) for t in sweep.trials],
+        pareto=pareto_trials(sweep),
+        best=_best(sweep),
+    )
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=SweepDetail, dependencies=[Depends(require_token)]
+)
+def post_sweep(body: SweepCreate, session: Session = Depends(db)) -> SweepDetail:
+    sweep = create_sweep(
+        session,
+        body.env,
+        body.space,
+        body.hyperparameters,
+        body.metric,
+        body.goal,
+        body.max_runs,
+        body.parallelism,
+        body.max_cost,
+        body.cost_unit,
+        body.seed,
+        body.max_retries,
+        body.early_stopping,
+    )
+    session.commit()
+    app.send_task(SWEEP_TICK_TASK, args=[sweep.id])
+    return _detail(_get(session, sweep.id))
+
+
+@router.get("", response_model=SweepPage)
+def list_sweeps(session: Session = Depends(db)) -> SweepPage:
+    sweeps = session.scalars(
+        select(Sweep).options(selectinload(Sweep.trials)).order_by(Sweep.id.desc())
+    ).all()
+    items = []
+    for sweep in sweeps:
+        statuses = [TrialStatus(t.status) for t in sweep.trials]
+        items.append(
+            SweepSummary(
+                id=sweep.id,
+                env=sweep.env,
+                status=sweep.status,
+                metric=sweep.metric,
+                goal=sweep.goal,
+                max_runs=sweep.max_runs,
+                parallelism=sweep.parallelism,
+                created_at=sweep.created_at,
+                trials_finished=sum(s.observed for s in statuses),
+                trials_running=sum(s.in_flight for s in statuses),
+                best=_best(sweep),
+            )
+        )
+    return SweepPage(items=items)
+
+
+@router.get("/{sweep_id}", response_model=SweepDetail)
+def get_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
+    return _detail(_get(session, sweep_id))
+
+
+@router.post("/{sweep_id}/stop", response_model=SweepDetail, dependencies=[Depends(require_token)])
+def stop_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
+    sweep = _get(session, sweep_id)
+    stop(session, sweep)
+    session.commit()
+    return _detail(sweep)
+
+
+@router.post(
+    "/{sweep_id}/promote",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunDetail,
+    dependencies=[Depends(require_token)],
+)
+def promote_trial(sweep_id: int, body: Promote, session: Session = Depends(db)) -> RunDetail:
+    sweep = _get(session, sweep_id)
+    try:
+        run = promote(session, sweep, body.trial_id, body.total_timesteps)
+    except LookupError as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+    session.commit()
+    enqueue(run.id)
+    session.refresh(run)
+    return RunDetail.of(run)

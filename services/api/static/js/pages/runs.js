@@ -1,0 +1,116 @@
+// #/runs: every run with its status; failed runs in red with their reason; filters, search and cancel.
+import { api, envs } from "../api.js";
+import { badge, duration, h, num, progress, steps, table, tags, unavailable, when } from "../ui.js";
+
+const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled"];
+const PAGE = 50;
+
+export default async function runsPage(root, ctx) {
+  const filters = {
+    env: ctx.params.get("env") || "",
+    status: ctx.params.get("status") || "",
+    tag: ctx.params.get("tag") || "",
+    q: ctx.params.get("q") || "",
+    offset: Number(ctx.params.get("offset") || 0),
+  };
+  const selected = new Set();
+  const list = h("div", { "data-testid": "runs-table" });
+  const message = h("div");
+  const compareButton = h("button", { class: "primary", disabled: true, "data-testid": "compare-selected",
+    onclick: () => (location.hash = `#/compare?ids=${[...selected].join(",")}`) }, "Compare selected");
+
+  const envSelect = h("select", { "data-testid": "filter-env", onchange: () => update({ env: envSelect.value }) },
+    h("option", { value: "" }, "all envs"));
+  if (filters.env) envSelect.append(h("option", { value: filters.env, selected: true }, filters.env));
+  envs().then((specs) => {
+    for (const { name } of specs) if (name !== filters.env) envSelect.append(h("option", { value: name }, name));
+  }).catch(() => {}); // the filter still works with the env typed in the URL
+
+  const statusSelect = h("select", { "data-testid": "filter-status", onchange: () => update({ status: statusSelect.value }) },
+    STATUSES.map((s) => h("option", { value: s, selected: s === filters.status }, s || "any status")));
+  const tagInput = h("input", { placeholder: "tag", value: filters.tag, size: 12, "data-testid": "filter-tag",
+    onchange: () => update({ tag: tagInput.value.trim() }) });
+  let typing;
+  const search = h("input", { type: "search", placeholder: "search env, tag, failure reason", value: filters.q, size: 32,
+    "data-testid": "search", oninput: () => { clearTimeout(typing); typing = setTimeout(() => update({ q: search.value.trim() }), 250); } });
+
+  root.append(
+    h("h1", {}, "Runs"),
+    h("div", { class: "row panel" }, envSelect, statusSelect, tagInput, search, h("span", { class: "grow" }), compareButton),
+    message, list);
+
+  function update(patch) {
+    Object.assign(filters, { offset: 0 }, patch);
+    // Keep the filters in the address (shareable) without a hashchange, which would rebuild the page.
+    const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    history.replaceState(null, "", `#/runs${query.size ? `?${query}` : ""}`);
+    load();
+  }
+
+  async function cancel(run) {
+    try {
+      await api(`/runs/${run.id}/cancel`, { method: "POST", signal: ctx.signal });
+      message.replaceChildren();
+      load();
+    } catch (e) {
+      if (!e.aborted) message.replaceChildren(h("div", { class: "banner bad" }, `cancel #${run.id}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`));
+    }
+  }
+
+  function toggle(id, on) {
+    on ? selected.add(id) : selected.delete(id);
+    compareButton.disabled = selected.size < 1;
+    compareButton.textContent = `Compare selected${selected.size ? ` (${selected.size})` : ""}`;
+  }
+
+  const columns = [
+    { label: "", value: (r) => h("input", { type: "checkbox", checked: selected.has(r.id), onchange: (e) => toggle(r.id, e.target.checked) }) },
+    { label: "run", value: (r) => h("a", { href: `#/runs/${r.id}` }, `#${r.id}`) },
+    { label: "env", value: (r) => r.env },
+    { label: "status", value: (r) => h("span", {}, badge(r.status),
+      r.failure_reason ? h("div", { class: "reason", "data-testid": "failure-reason" }, r.failure_reason) : null) },
+    { label: "tags", value: (r) => h("span", {}, tags(r.tags)) },
+    { label: "progress", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
+    { label: "score", class: "num", value: (r) => num(r.final_score) },
+    { label: "seed", class: "num", value: (r) => String(r.seed) },
+    { label: "cost", class: "num", value: (r) => duration(r.cost_seconds) },
+    { label: "created", value: (r) => when(r.created_at) },
+    { label: "", value: (r) => (r.status === "running" || r.status === "queued")
+      ? h("button", { class: "danger", "data-testid": "cancel", onclick: () => cancel(r) }, "cancel") : "" },
+  ];
+
+  let loading = null;
+  async function load() {
+    const params = { ...filters, limit: PAGE };
+    const mine = (loading = api("/runs", { params, signal: ctx.signal }));
+    let page;
+    try {
+      page = await mine;
+    } catch (e) {
+      if (!e.aborted) list.replaceChildren(unavailable("runs", e));
+      return;
+    }
+    if (mine !== loading) return; // a newer filter change already answered
+    if (!page.items.length) {
+      list.replaceChildren(h("div", { class: "unavailable" }, page.total ? "No runs on this page." : "No runs match. Start one with `shoal up --demo` or POST /runs."));
+      return;
+    }
+    const failed = page.items.filter((r) => r.status === "failed").length;
+    list.replaceChildren(
+      failed ? h("div", { class: "banner bad", "data-testid": "failed-summary" }, `${failed} failed run${failed > 1 ? "s" : ""} on this page`) : "",
+      table(columns, page.items, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id })),
+      pager(page));
+  }
+
+  function pager(page) {
+    const to = Math.min(page.offset + page.items.length, page.total);
+    return h("div", { class: "row", style: { marginTop: "8px" } },
+      h("span", { class: "muted" }, `${page.offset + 1}–${to} of ${page.total}`),
+      h("button", { disabled: page.offset === 0, onclick: () => { filters.offset = Math.max(0, page.offset - PAGE); load(); } }, "‹ newer"),
+      h("button", { disabled: to >= page.total, onclick: () => { filters.offset = page.offset + PAGE; load(); } }, "older ›"));
+  }
+
+  await load();
+  // Statuses and progress move on their own; a light refresh keeps the list honest.
+  ctx.every(5000, load);
+}

@@ -1,0 +1,120 @@
+"""Celery glue for ratings (queue "elo"): rate a new checkpoint, play one batch, refit an environment.
+
+    rate(checkpoint_id, then)  -> a job of batches, one `play` task each, on the queue
+    play(batch_id)             -> games appended to `matches`; the job's last batch sends `refit`
+    refit(env, job_id)         -> `ratings` replaced from the whole log; then the job's `then` task
+
+Each batch is its own task, so adding elo workers adds matches per second. Every worker process plays on
+one CPU thread (`torch.set_num_threads(1)`): the policies are small, the games are many, and processes
+scale where threads inside one small forward pass do not.
+
+A refused player (corrupt checkpoint, another environment, a deleted file) refuses only its batch, with
+the reason recorded on the batch and on the player, and it is not picked again; the other batches go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, app
+from services.common.db import session_scope
+from services.common.models import BatchStatus, MatchJob
+from services.common.settings import get_settings
+from services.elo import store
+from services.elo.match import Refused, code_version, load_player, play
+
+log = logging.getLogger(__name__)
+torch.set_num_threads(1)
+
+
+def _send_then(then: list[Any] | None) -> None:
+    if then:
+        name, args = then[0], list(then[1]) if len(then) > 1 else []
+        app.send_task(name, args=args)
+
+
+@app.task(name=ELO_RATE_TASK, acks_late=True)
+def rate(checkpoint_id: int, then: list[Any] | None = None, games: int | None = None) -> int | None:
+    """Pick the new checkpoint's opponents and queue its batches; returns the job id."""
+    games = games or get_settings().elo_games
+    games += games % 2  # seats are paired
+    with session_scope() as session:
+        plan = store.plan_rating(session, checkpoint_id, games, then=then)
+        if isinstance(plan, str):
+            job_id, batches = None, []
+        else:
+            job, batches = plan
+            job_id = job.id
+    if isinstance(plan, str):
+        log.warning("not rating checkpoint %s: %s", checkpoint_id, plan)
+        _send_then(then)  # whoever waits (a sweep) must not wait forever
+        return None
+    store.enqueue(batches)
+    log.info(
+        "rating checkpoint %s: job %s, %d batches of %d games", checkpoint_id, job_id, len(batches), games
+    )
+    return job_id
+
+
+@app.task(name=ELO_PLAY_TASK, acks_late=True)
+def play_batch(batch_id: int) -> str | None:
+    """Play one batch and record it; the job's last batch triggers the refit. Returns the status."""
+    with session_scope() as session:
+        work = store.claim_batch(session, batch_id)
+    if work is None:
+        log.info("batch %s is not queued (already played?); skipping", batch_id)
+        return None
+    started = time.perf_counter()
+    results, status, reason, refused_player = [], BatchStatus.played, None, None
+    try:
+        for side, refused in zip("ab", work.refused, strict=True):
+            if refused:
+                raise Refused(refused, side)
+        a = _load(work.source_a, work.env, "a")
+        b = _load(work.source_b, work.env, "b")
+        results = play(work.env, a, b, work.games, work.seed)
+    except Refused as e:
+        status, reason = BatchStatus.refused, e.reason
+        refused_player = {"a": work.player_a, "b": work.player_b}.get(e.side or "")
+        log.warning("batch %s refused: %s", batch_id, e.reason)
+    except Exception as e:  # the runner crashed: record it and let the job complete without this batch
+        status, reason = BatchStatus.failed, f"exception: {type(e).__name__}: {e}"
+        log.exception("batch %s failed", batch_id)
+    with session_scope() as session:
+        finished = store.record_batch(
+            session,
+            work,
+            status,
+            games=results,
+            reason=reason,
+            refused_player=refused_player,
+            seconds=time.perf_counter() - started,
+            code_version=code_version(),
+        )
+    if finished is not None:
+        app.send_task(ELO_REFIT_TASK, args=[work.env, work.job_id])
+    return str(status)
+
+
+def _load(source: str, env: str, side: str):
+    try:
+        return load_player(source, env)
+    except Refused as e:
+        raise Refused(e.reason, side) from None
+
+
+@app.task(name=ELO_REFIT_TASK, acks_late=True)
+def refit(env: str, job_id: int | None = None) -> int:
+    """Refit the env's ratings from the whole log, then send the job's follow-up task if it has one."""
+    started = time.perf_counter()
+    with session_scope() as session:
+        ratings = store.refit(session, env, bootstrap=get_settings().elo_bootstrap)
+        job = session.get(MatchJob, job_id) if job_id is not None else None
+        then = job.then if job is not None else None
+    log.info("refit %s: %d players in %.2fs", env, len(ratings), time.perf_counter() - started)
+    _send_then(then)
+    return len(ratings)

@@ -1,0 +1,52 @@
+"""Celery glue for sweeps: the tick task, and a periodic tick on the sweeper worker.
+
+A tick follows every trial's end (the trainer sends it), and the sweeper worker also ticks every running
+sweep periodically: that drives early stopping, picks up runs the reaper failed, and lets a restarted
+sweeper worker carry on where the last one stopped. Run the sweeper queue with one worker process: ticks of
+one sweep then never overlap, and on PostgreSQL the row lock guards against a second worker anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery.signals import worker_ready
+from sqlalchemy import select
+
+from services.common.celery_app import SWEEP_TICK_TASK, app
+from services.common.db import session_scope
+from services.common.models import Sweep, SweepStatus
+from services.common.runs import enqueue
+from services.sweeper.tick import tick
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 10.0
+
+
+@app.task(name=SWEEP_TICK_TASK)
+def tick_sweep(sweep_id: int) -> list[int]:
+    with session_scope() as session:
+        created = tick(session, sweep_id)
+    for run_id in created:
+        enqueue(run_id)
+    return created
+
+
+def _ticker() -> None:
+    while True:
+        try:
+            with session_scope() as session:
+                running = session.scalars(select(Sweep.id).where(Sweep.status == SweepStatus.running)).all()
+            for sweep_id in running:
+                tick_sweep(sweep_id)
+        except Exception:
+            log.exception("periodic sweep tick failed; retrying")
+        time.sleep(TICK_SECONDS)
+
+
+@worker_ready.connect
+def _start_ticker(**_: Any) -> None:
+    threading.Thread(target=_ticker, daemon=True, name="sweep-ticker").start()

@@ -1,0 +1,192 @@
+"""The sweep tick: fold finished runs into trials, early-stop laggards, keep `parallelism` in flight.
+
+All state lives in the `sweeps` and `trials` tables; the search model is rebuilt from them on every tick
+(`ParetoSearch` suggests as a pure function of its observations and pending trials), so a sweeper worker
+can die and restart at any moment without losing or duplicating a trial. A tick holds the sweep row's lock
+(SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so two trials finishing at once cannot
+both suggest.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from services.common.config import ConfigError, coerce_types, merge
+from services.common.models import Metric, RunStatus, Sweep, SweepStatus, Trial, TrialStatus, utcnow
+from services.common.runs import create_run, request_cancel
+from services.sweeper.pareto import ParetoSearch
+from services.sweeper.service import COST_PARAM, METRICS, trial_cost
+from services.sweeper.space import Space
+
+
+def search_for(sweep: Sweep) -> ParetoSearch:
+    """The search model rebuilt from the sweep's trials: observed ones taught, in-flight ones pending."""
+    cost_param = COST_PARAM if COST_PARAM in Space(sweep.space).names else None
+    search = ParetoSearch(
+        sweep.space, goal=sweep.goal, cost_param=cost_param, max_cost=sweep.max_cost, seed=sweep.seed
+    )
+    for trial in sweep.trials:
+        status = TrialStatus(trial.status)
+        if status.observed:
+            cost = trial_cost(sweep, trial)
+            search.observe(
+                trial.params,
+                trial.score,
+                cost if cost and cost > 0 else 1.0,
+                failed=status == TrialStatus.failed,
+            )
+        elif status.in_flight:
+            search.add_pending(trial.params)
+    return search
+
+
+def tick(session: Session, sweep_id: int) -> list[int]:
+    """Fold finished runs into their trials, early-stop laggards, and top up to `parallelism`.
+
+    Returns the ids of runs created, which the caller enqueues after committing.
+    """
+    sweep = session.scalars(
+        select(Sweep)
+        .where(Sweep.id == sweep_id)
+        .with_for_update()
+        .options(selectinload(Sweep.trials).selectinload(Trial.run))
+    ).one_or_none()
+    if sweep is None or sweep.status != SweepStatus.running:
+        return []
+    created: list[int] = []
+    for trial in sweep.trials:
+        if trial.status == TrialStatus.running and trial.run is not None:
+            created += _settle(session, sweep, trial)
+
+    search = search_for(sweep)
+    if sweep.early_stopping:
+        for trial in sweep.trials:
+            if trial.status == TrialStatus.running and trial.run and trial.run.status == RunStatus.running:
+                _maybe_stop_early(session, sweep, trial, search)
+
+    counted = [t for t in sweep.trials if TrialStatus(t.status).observed]
+    in_flight = [t for t in sweep.trials if TrialStatus(t.status).in_flight]
+    while len(in_flight) < sweep.parallelism and len(counted) + len(in_flight) < sweep.max_runs:
+        params, info = search.suggest()
+        trial = _new_trial(session, sweep, params, info)
+        if trial.run_id is not None:
+            created.append(trial.run_id)
+            in_flight.append(trial)
+        else:
+            counted.append(trial)
+            search.observe(params, None, 1.0, failed=True)
+    if len(counted) >= sweep.max_runs and not in_flight:
+        sweep.status = SweepStatus.finished
+        sweep.finished_at = utcnow()
+    return created
+
+
+def _new_trial(session: Session, sweep: Sweep, params: dict[str, Any], info: dict[str, Any]) -> Trial:
+    number = len(sweep.trials) + 1
+    params = coerce_types(sweep.env, params)
+    trial = Trial(
+        sweep=sweep,
+        number=number,
+        params=params,
+        predicted_score=_finite(info.get("predicted_score")),
+        predicted_cost=_finite(info.get("predicted_cost")),
+        reason=info.get("why"),
+    )
+    session.add(trial)
+    try:
+        run = create_run(
+            session,
+            sweep.env,
+            merge(sweep.base, params),
+            seed=sweep.seed * 100_003 + number,
+            tags=[f"sweep:{sweep.id}"],
+        )
+    except ConfigError as e:
+        # The search proposed a combination the schema refuses (a batch too large, say): that is a property
+        # of these hyperparameters, so the model learns it as a failure.
+        trial.status = TrialStatus.failed
+        trial.failure_reason = f"invalid configuration: {e}"
+        trial.finished_at = utcnow()
+        session.flush()
+        return trial
+    run.sweep_id = sweep.id
+    trial.run_id = run.id
+    session.flush()
+    return trial
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _settle(session: Session, sweep: Sweep, trial: Trial) -> list[int]:
+    """Move a trial on when its run has finished; returns a retry run's id if one was created."""
+    run = trial.run
+    status = RunStatus(run.status)
+    if not status.finished:
+        return []
+    trial.cost_seconds, trial.cost_steps = run.cost_seconds, run.cost_steps
+    trial.finished_at = utcnow()
+    if status == RunStatus.succeeded:
+        trial.score = run.final_score if sweep.metric == "perf" else run.final_raw_score
+        trial.status = TrialStatus.succeeded
+        return []
+    if status == RunStatus.cancelled:
+        trial.status = TrialStatus.cancelled
+        return []
+    trial.failure_reason = run.failure_reason
+    if run.failure_reason and run.failure_reason.startswith("worker lost"):
+        # The infrastructure failed, not the hyperparameters: retry on a fresh run, teach the model nothing.
+        if trial.retries < sweep.max_retries:
+            retry = create_run(
+                session, sweep.env, merge(sweep.base, trial.params), seed=run.seed, tags=[f"sweep:{sweep.id}"]
+            )
+            retry.sweep_id = sweep.id
+            session.flush()
+            trial.run_id, trial.run = retry.id, retry
+            trial.retries += 1
+            trial.status = TrialStatus.running
+            trial.finished_at = None
+            return [retry.id]
+        trial.status = TrialStatus.lost
+        return []
+    trial.status = TrialStatus.failed
+    return []
+
+
+def _latest(session: Session, run_id: int, key: str) -> float | None:
+    return session.scalar(
+        select(Metric.value)
+        .where(Metric.run_id == run_id, Metric.key == key)
+        .order_by(Metric.seq.desc())
+        .limit(1)
+    )
+
+
+def _maybe_stop_early(session: Session, sweep: Sweep, trial: Trial, search: ParetoSearch) -> None:
+    run = trial.run
+    score = _latest(session, run.id, METRICS[sweep.metric])
+    if sweep.cost_unit == "steps":
+        cost, budget = float(run.progress_steps), float(run.total_timesteps)
+    else:
+        started = run.started_at
+        if started is None:
+            return
+        if started.tzinfo is None:  # SQLite returns naive datetimes
+            started = started.replace(tzinfo=utcnow().tzinfo)
+        cost, budget = (utcnow() - started).total_seconds(), trial.predicted_cost
+    if score is None or cost <= 0 or not search.should_stop(cost, score, budget):
+        return
+    request_cancel(session, run)
+    trial.status = TrialStatus.early_stopped
+    trial.score = score
+    trial.failure_reason = f"early stopped at {cost:.4g} {sweep.cost_unit}: below the q=0.3 cost/score line"
+    trial.cost_seconds = run.cost_seconds
+    trial.cost_steps = run.progress_steps
+    if sweep.cost_unit == "seconds":
+        trial.cost_seconds = cost
+    trial.finished_at = utcnow()

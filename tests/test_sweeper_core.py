@@ -1,0 +1,210 @@
+"""Unit tests of the sweeper's algorithm core: spaces, Pareto front, ParetoSearch, early stopping."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from services.sweeper.pareto import ParetoSearch, pareto_front
+from services.sweeper.space import Space, SpaceError
+
+SPEC = {
+    "train": {
+        "learning_rate": {"distribution": "log_normal", "min": 1e-5, "max": 1e-1, "scale": "auto"},
+        "total_timesteps": {"distribution": "log_normal", "min": 5e4, "max": 1e6, "scale": "auto"},
+        "batch_size": {"distribution": "uniform_pow2", "min": 64, "max": 4096, "scale": 0.3},
+        "update_epochs": {"distribution": "int_uniform", "min": 1, "max": 8},
+        "gamma": {"distribution": "logit_normal", "min": 0.9, "max": 0.9999},
+    },
+    "env": {"frameskip": {"distribution": "uniform", "min": 1.0, "max": 8.0}},
+}
+
+
+def objective(params: dict, goal: str = "maximize") -> tuple[float, float]:
+    """Smooth test task: best learning rate 10^-3.5, score grows with log timesteps."""
+    t = params["train"]
+    score = -((math.log10(t["learning_rate"]) + 3.5) ** 2) + 0.5 * math.log10(t["total_timesteps"])
+    score -= 0.05 * (t["update_epochs"] - 4) ** 2
+    return (score if goal == "maximize" else -score), float(t["total_timesteps"])
+
+
+def run_trials(search: ParetoSearch, n: int, goal: str = "maximize") -> None:
+    for _ in range(n):
+        params, _ = search.suggest()
+        search.observe(params, *objective(params, goal))
+
+
+# ----- spaces ---------------------------------------------------------------------------------------------
+
+
+def test_space_round_trip_and_types() -> None:
+    space = Space(SPEC)
+    assert space.names == sorted(space.names) and space.dim == 6
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        params = space.unnormalize(rng.uniform(-1, 1, space.dim))
+        assert isinstance(params["train"]["update_epochs"], int)
+        bs = params["train"]["batch_size"]
+        assert isinstance(bs, int) and bs & (bs - 1) == 0 and 64 <= bs <= 4096
+        assert 0.9 <= params["train"]["gamma"] <= 0.9999
+        again = space.unnormalize(space.normalize(params))
+        for name, value in space.flatten(params).items():
+            assert space.flatten(again)[name] == pytest.approx(value, rel=1e-9)
+    assert space.unnormalize(-np.ones(space.dim))["train"]["learning_rate"] == pytest.approx(1e-5)
+    assert space.unnormalize(np.ones(space.dim))["train"]["gamma"] == pytest.approx(0.9999)
+    # log10 scale: the middle of the cube is the geometric middle.
+    assert space.unnormalize(np.zeros(space.dim))["train"]["learning_rate"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"distribution": "normal", "min": 0, "max": 1}, "unknown distribution"),
+        ({"distribution": "uniform", "min": 1, "max": 1}, "min"),
+        ({"distribution": "log_normal", "min": 0, "max": 1}, "min > 0"),
+        ({"distribution": "logit_normal", "min": 0.5, "max": 1.0}, "0 < min < max < 1"),
+        ({"distribution": "uniform", "min": 0}, "missing key"),
+        ({"distribution": "uniform", "min": 0, "max": 1, "sigma": 2}, "unknown key"),
+        ({"distribution": "uniform", "min": 0, "max": "1"}, "finite number"),
+        ({"distribution": "uniform", "min": 0, "max": 1, "scale": -1}, "scale"),
+    ],
+)
+def test_space_validation_names_the_parameter(spec: dict, fragment: str) -> None:
+    with pytest.raises(SpaceError, match=fragment) as err:
+        Space({"train": {"ent_coef": spec}})
+    assert "train.ent_coef" in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_space_rejects_unknown_parameters() -> None:
+    with pytest.raises(SpaceError, match=r"env\.frameskip"):
+        Space(SPEC, known={f"train.{k}" for k in SPEC["train"]})
+    Space(SPEC, known={f"train.{k}" for k in SPEC["train"]} | {"env.frameskip"})
+
+
+def test_space_accepts_mean_and_starts_there() -> None:
+    spec = {"train": {**SPEC["train"], "learning_rate": {**SPEC["train"]["learning_rate"], "mean": 3e-4}}}
+    params, info = ParetoSearch(spec).suggest()
+    assert info["why"] == "centre"
+    assert params["train"]["learning_rate"] == pytest.approx(3e-4)
+
+
+# ----- Pareto front ---------------------------------------------------------------------------------------
+
+
+def test_pareto_front_hand_made() -> None:
+    points = [(10, 0.5), (1, 0.1), (5, 0.4), (3, 0.05), (5, 0.3), (20, 0.5), (2, None), (30, 0.9)]
+    assert pareto_front(points) == [1, 2, 0, 7]
+    assert pareto_front(points, goal="minimize") == [1, 3]
+    # A margin prunes the tail that buys little for much more cost.
+    assert pareto_front([(1, 0.5), (2, 0.8), (50, 0.81)], min_gain=0.05) == [0, 1]
+    assert pareto_front([]) == []
+
+
+# ----- ParetoSearch ---------------------------------------------------------------------------------------
+
+
+def test_parallel_suggestions_are_distinct_and_spread() -> None:
+    search = ParetoSearch(SPEC, seed=1)
+    run_trials(search, 12)
+    batch = [search.suggest()[0] for _ in range(8)]
+    u = np.array([search.space.normalize(p) for p in batch])
+    assert len({tuple(np.round(r, 9)) for r in u}) == 8
+    gaps = [np.linalg.norm(u[i] - u[j]) for i in range(8) for j in range(i)]
+    assert min(gaps) > 0.05
+    # Before any observation too (Sobol phase).
+    fresh = ParetoSearch(SPEC, seed=1)
+    first = [fresh.suggest()[0] for _ in range(8)]
+    assert len({str(p) for p in first}) == 8
+
+
+def test_observe_and_forget_clear_pending() -> None:
+    search = ParetoSearch(SPEC, seed=0)
+    a, _ = search.suggest()
+    b, _ = search.suggest()
+    assert search.forget(a) and not search.forget(a)
+    search.observe(b, *objective(b))
+    assert search.state()["pending"] == []
+
+
+def test_rebuild_by_replay_gives_the_same_next_suggestion() -> None:
+    original = ParetoSearch(SPEC, seed=7)
+    run_trials(original, 12)
+    running = [original.suggest()[0] for _ in range(3)]
+    original.observe(running[1], *objective(running[1]))
+    next_original, _ = original.suggest()
+
+    # Rebuilt from what a database holds, in another order, without ever having fitted.
+    state = original.state()
+    rebuilt = ParetoSearch(SPEC, seed=7)
+    for o in reversed(state["observations"]):
+        rebuilt.observe(o["params"], o["score"], o["cost"], failed=o["failed"])
+    for p in state["pending"]:
+        if p != next_original:
+            rebuilt.add_pending(p)
+    assert rebuilt.suggest()[0] == next_original
+
+    other = ParetoSearch.from_state(SPEC, state, seed=7)
+    assert other.state() == state
+    assert ParetoSearch.from_state(SPEC, state, seed=8).suggest()[0] != other.suggest()[0]
+
+
+def test_failures_steer_away() -> None:
+    # Learning rates above 1e-2 diverge; a search that learns this should rarely go back there.
+    search = ParetoSearch(SPEC, seed=3)
+    late_failures = 0
+    for i in range(30):
+        params, _ = search.suggest()
+        if params["train"]["learning_rate"] > 1e-2:
+            search.observe(params, None, 1000.0, failed=True)
+            late_failures += i >= 15
+        else:
+            search.observe(params, *objective(params))
+    assert late_failures <= 2
+
+
+def test_minimize_finds_low_values() -> None:
+    search = ParetoSearch(SPEC, goal="minimize", seed=2)
+    run_trials(search, 25, goal="minimize")
+    best = min(o["score"] for o in search.state()["observations"])
+    first = min(o["score"] for o in search.state()["observations"][:10])
+    assert best < first
+    _, info = search.suggest()
+    assert info["why"] == "pareto" and info["predicted_score"] < 0
+
+
+def test_suggest_restores_torch_threads() -> None:
+    before = torch.get_num_threads()
+    search = ParetoSearch(SPEC, seed=0)
+    run_trials(search, 11)
+    assert torch.get_num_threads() == before
+
+
+def test_should_stop() -> None:
+    search = ParetoSearch(SPEC, seed=0)
+    assert not search.should_stop(1e5, -100.0)  # no data yet
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        params = search.space.unnormalize(rng.uniform(-1, 1, search.space.dim))
+        cost = float(rng.uniform(1e4, 1e6))
+        search.observe(params, math.log(cost) + rng.normal(0, 0.1), cost)
+    assert search.should_stop(5e5, 0.0)
+    assert not search.should_stop(5e5, 20.0)
+    assert not search.should_stop(1e3, 0.0)  # cheaper than anything seen: no evidence yet
+    assert not search.should_stop(5e5, 0.0, budget=1e7)  # under the minimum fraction of its budget
+    assert not search.should_stop(5e5, float("nan"))
+
+
+def test_suggest_latency_at_500_observations() -> None:
+    search = ParetoSearch(SPEC, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        params = search.space.unnormalize(rng.uniform(-1, 1, search.space.dim))
+        search.observe(params, *objective(params))
+    t0 = time.perf_counter()
+    search.suggest()
+    assert time.perf_counter() - t0 < 3.0

@@ -1,0 +1,165 @@
+"""Sweeps through the API with real sweeper and trainer workers on PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from services.sweeper.front import pareto_front
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+SPACE = {
+    "train": {
+        "total_timesteps": {"distribution": "log_normal", "min": 150_000, "max": 400_000, "scale": "auto"},
+        "learning_rate": {"distribution": "log_normal", "min": 0.0008, "max": 0.004, "scale": "auto"},
+        "num_envs": {"distribution": "uniform_pow2", "min": 8, "max": 32, "scale": "auto"},
+    }
+}
+BASE = {"train": {"gamma": 0.98, "eval_episodes": 16}}
+
+
+def wait_for(predicate, timeout: float, every: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def sweep_platform(services_platform):
+    services_platform.start_worker("sweeper")
+    services_platform.start_worker("train")  # two trainers: parallelism 2
+    return services_platform
+
+
+def check_consistent(sweep: dict, max_runs: int) -> None:
+    trials = sweep["trials"]
+    assert sweep["status"] == "finished"
+    assert len(trials) == max_runs, [t["status"] for t in trials]
+    assert sorted(t["number"] for t in trials) == list(range(1, max_runs + 1))
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == max_runs, "duplicate suggestions"
+    assert len({t["run_id"] for t in trials}) == max_runs
+    assert all(t["status"] in ("succeeded", "failed", "early_stopped") for t in trials)
+    done = [t for t in trials if t["status"] == "succeeded"]
+    front = pareto_front([(t["cost_seconds"], t["score"]) for t in done])
+    assert sweep["pareto"] == [done[i]["id"] for i in front]
+    best = max(done, key=lambda t: t["score"])
+    assert sweep["best"]["trial_id"] == best["id"]
+    # Every trial off the front is dominated: some front trial costs no more and scores at least as well.
+    front_trials = [t for t in done if t["id"] in sweep["pareto"]]
+    for trial in done:
+        if trial["id"] not in sweep["pareto"]:
+            assert any(
+                f["cost_seconds"] <= trial["cost_seconds"] and f["score"] >= trial["score"]
+                for f in front_trials
+            ), trial
+
+
+def test_a_sweep_finds_a_solving_trial_and_promotes_it_exactly(sweep_platform):
+    with sweep_platform.client() as client:
+        created = client.post(
+            "/sweeps",
+            json={
+                "env": "cartpole",
+                "space": SPACE,
+                "hyperparameters": BASE,
+                "max_runs": 12,
+                "parallelism": 2,
+                "seed": 1,
+            },
+        )
+        assert created.status_code == 201, created.text
+        sweep_id = created.json()["id"]
+        in_flight_seen = wait_for(
+            lambda: (
+                (s := client.get(f"/sweeps/{sweep_id}").json())
+                and sum(t["status"] == "running" for t in s["trials"]) == 2
+            ),
+            60,
+            what="two trials in flight",
+        )
+        assert in_flight_seen
+        sweep = wait_for(
+            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
+            900,
+            2,
+            "the sweep to finish",
+        )
+        check_consistent(sweep, 12)
+        assert sweep["best"]["score"] >= 0.95, "no trial reached cartpole's solved threshold"
+        assert any(t["predicted_score"] is not None for t in sweep["trials"]), "no model-based suggestion"
+
+        best = sweep["best"]
+        trial_run = client.get(f"/runs/{best['run_id']}").json()
+        promoted = client.post(
+            f"/sweeps/{sweep_id}/promote", json={"trial_id": best["trial_id"], "total_timesteps": 50_000}
+        )
+        assert promoted.status_code == 201, promoted.text
+        run = promoted.json()
+        expected = {
+            **trial_run["config"],
+            "train": {**trial_run["config"]["train"], "total_timesteps": 50_000},
+        }
+        assert run["config"] == expected, "promotion must copy every hyperparameter exactly"
+        assert "promoted" in run["tags"]
+        client.post(f"/runs/{run['id']}/cancel")
+
+
+def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
+    platform = sweep_platform
+    with platform.client() as client:
+        sweep_id = client.post(
+            "/sweeps",
+            json={
+                "env": "cartpole",
+                "space": SPACE,
+                "hyperparameters": BASE,
+                "max_runs": 6,
+                "parallelism": 2,
+                "seed": 7,
+                "early_stopping": False,
+            },
+        ).json()["id"]
+        wait_for(
+            lambda: any(
+                t["status"] == "succeeded" for t in client.get(f"/sweeps/{sweep_id}").json()["trials"]
+            ),
+            300,
+            what="a first finished trial",
+        )
+        wait_for(
+            lambda: (
+                sum(t["status"] == "running" for t in client.get(f"/sweeps/{sweep_id}").json()["trials"]) == 2
+            ),
+            60,
+            what="two trials in flight",
+        )
+        alive = [p for p in platform.processes if p.poll() is None and "worker" in str(p.args)]
+        sweeper = next(p for p in alive if "sweeper" in str(p.args))
+        trainer = next(p for p in alive if "train" in str(p.args))
+        for process in (sweeper, trainer):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        time.sleep(2)
+        platform.start_worker("sweeper")
+        platform.start_worker("train")
+        sweep = wait_for(
+            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
+            900,
+            2,
+            "the sweep to finish after the crash",
+        )
+        check_consistent(sweep, 6)
+        assert all(t["status"] == "succeeded" for t in sweep["trials"]), (
+            "an infrastructure failure reached the model"
+        )
+        attempts = [client.get(f"/runs/{t['run_id']}").json()["attempts"] for t in sweep["trials"]]
+        assert max(attempts) >= 2, "the killed trainer's run should have been redelivered"
