@@ -1,4 +1,4 @@
-"""The `shoal` command: up, api, worker, train, bench, migrate."""
+"""The `shoal` command: up, api, worker, train, replay, bench, migrate."""
 
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", type=Path, default=None, help="checkpoint directory")
     _add_config_options(train)
 
+    replay = commands.add_parser("replay", help="record a checkpoint playing, as a GIF")
+    replay.add_argument(
+        "checkpoint", type=Path, help="a checkpoint's .safetensors or .json file, or its stem"
+    )
+    replay.add_argument("--gif", type=Path, required=True, help="output file")
+    replay.add_argument("--frames", type=int, default=300)
+    replay.add_argument("--fps", type=float, default=30.0)
+    replay.add_argument("--seed", type=int, default=0)
+
     bench = commands.add_parser("bench", help="benchmarks whose numbers go into BENCHMARKS.md")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     bench_train = bench_kinds.add_parser("train", help="train every environment with its defaults")
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(args)
     if args.command == "migrate":
         return cmd_migrate()
+    if args.command == "replay":
+        return cmd_replay(args, replay)
     if args.command == "bench":
         return cmd_bench_train(args, bench_train)
     return cmd_train(args, train)
@@ -277,6 +288,20 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         + (f"\ncheckpoint: {result.last_checkpoint}" if result.last_checkpoint else "")
     )
     return 0 if result.status == "succeeded" else 1
+
+
+def cmd_replay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from services.trainer.checkpoint import CheckpointError
+    from services.trainer.replay import replay_gif
+
+    if args.frames < 1:
+        parser.error("--frames: must be at least 1")
+    try:
+        path = replay_gif(args.checkpoint, args.gif, args.frames, args.fps, args.seed)
+    except (CheckpointError, ValueError) as e:
+        parser.error(f"checkpoint: {e}")
+    print(f"wrote {path} ({args.frames} frames)")
+    return 0
 
 
 def cmd_bench_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

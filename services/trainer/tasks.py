@@ -29,6 +29,7 @@ from services.common.runs import claim, enqueue, finish, heartbeat, reap_stale, 
 from services.common.settings import get_settings
 from services.trainer import checkpoint as ckpt
 from services.trainer.loop import Interrupt, Result, train
+from services.trainer.replay import replay_gif
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -180,6 +181,11 @@ def train_run(run_id: int) -> None:
             cost_steps=result.steps,
             progress_steps=result.steps,
         )
+    if result.status == "succeeded" and result.last_checkpoint is not None:
+        try:
+            replay_gif(result.last_checkpoint, artifacts.run_dir(run_id) / "replay.gif")
+        except Exception:  # a replay is a convenience; the run has already succeeded
+            log.exception("run %s: could not record the replay GIF", run_id)
     if sweep_id is not None:
         app.send_task(SWEEP_TICK_TASK, args=[sweep_id])
 
