@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# shoal sweeper image: the single Celery worker on queue "sweeper" (Gaussian-process suggest/observe with
+# gpytorch). CPU-only torch: the GP models are small.
+#   docker build -f docker/sweeper.Dockerfile -t shoal-sweeper .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: compiles the cffi extension (envs_c._binding) with gcc ------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -m venv /opt/venv \
+ && pip install --upgrade pip "setuptools>=69" wheel "cffi>=1.16"
+# CPU torch first, from its own index; the extra's "torch>=2.3" below is then already satisfied.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+COPY pyproject.toml docker/requirements.py /tmp/build/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python /tmp/build/requirements.py /tmp/build/pyproject.toml sweeper > /tmp/build/requirements.txt \
+ && pip install -r /tmp/build/requirements.txt \
+ && python -c "import torch, sys; sys.exit(torch.version.cuda is not None)"
+# Editable install from /app: configs/ and migrations/ are read relative to the source tree.
+WORKDIR /app
+COPY . .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+ && python -c "import envs_c._binding, gpytorch" \
+ && python -m compileall -q services envs_c migrations
+
+# ---- runtime: no compiler ------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+# tini is PID 1: it forwards SIGTERM to the Celery worker (a warm shutdown) and reaps zombies.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin shoal \
+ && mkdir -p /data/artifacts \
+ && chown shoal:shoal /data/artifacts
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts
+WORKDIR /app
+USER 10001:10001
+ENTRYPOINT ["tini", "--", "shoal"]
+CMD ["worker", "--queue", "sweeper", "--concurrency", "1"]
