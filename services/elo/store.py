@@ -151,9 +151,13 @@ def playable(session: Session, env: str) -> list[EloPlayer]:
         session.scalars(
             select(EloPlayer).where(
                 EloPlayer.env == env,
-                EloPlayer.refused.is_(None),
-                EloPlayer.env_version == version,
-                (EloPlayer.kind == PlayerKind.anchor) | EloPlayer.checkpoint_id.is_not(None),
+                # Anchors play every version of the game; a checkpoint only the one it was trained on.
+                (EloPlayer.kind == PlayerKind.anchor)
+                | (
+                    EloPlayer.checkpoint_id.is_not(None)
+                    & EloPlayer.refused.is_(None)
+                    & (EloPlayer.env_version == version)
+                ),
             )
         )
     )
@@ -485,6 +489,16 @@ def run_elo(session: Session, run_id: int) -> dict[str, Any]:
         for p, r in rows
     ]
     return {"run_id": run_id, "points": points}
+
+
+def checkpoint_rating(session: Session, checkpoint_id: int) -> Rating | None:
+    """The current rating of a checkpoint (e.g. for a sweep's `then` task), or None if it has none."""
+    row = session.execute(
+        select(EloRating)
+        .join(EloPlayer, EloRating.player_id == EloPlayer.id)
+        .where(EloPlayer.kind == PlayerKind.checkpoint, EloPlayer.name == str(checkpoint_id))
+    ).scalar_one_or_none()
+    return None if row is None else Rating(row.elo, row.lo, row.hi, row.games, 0, 0, 0)
 
 
 def batch_summary(batches: Iterable[MatchBatch]) -> list[dict[str, Any]]:
