@@ -103,7 +103,9 @@ class SweepCreate(BaseModel):
         None, description="default: the [sweep] section of configs/<env>.toml"
     )
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="fixed values every trial uses")
-    metric: Literal["perf", "score"] = "perf"
+    metric: Literal["perf", "score", "elo"] = Field(
+        "perf", description="elo: the final checkpoint's rating against the anchor pool (two-player envs)"
+    )
     goal: Literal["maximize", "minimize"] = "maximize"
     max_runs: int = Field(20, ge=1, le=10_000)
     parallelism: int = Field(2, ge=1, le=256)

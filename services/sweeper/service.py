@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from envs_c.registry import ENVS
 from services.common.config import ConfigError, coerce_types, default_space, known_parameters, merge, resolve
 from services.common.models import (
     Run,
@@ -44,8 +45,10 @@ def create_sweep(
 ) -> Sweep:
     """Validate and insert a sweep; raises ConfigError naming the field. The caller commits, then ticks."""
     resolve(env, base or {})  # an unknown env or a bad fixed hyperparameter fails here, by name
-    if metric not in METRICS:
-        raise ConfigError("metric", f"must be one of {sorted(METRICS)}, got {metric!r}")
+    if metric not in (*METRICS, "elo"):
+        raise ConfigError("metric", f"must be one of {sorted((*METRICS, 'elo'))}, got {metric!r}")
+    if metric == "elo" and ENVS[env].players is None:
+        raise ConfigError("metric", f"elo needs a two-player environment; {env} is single-player")
     if space is None:
         space = default_space(env)
         if space is None:

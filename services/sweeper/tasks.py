@@ -16,7 +16,7 @@ from typing import Any
 from celery.signals import worker_ready
 from sqlalchemy import select
 
-from services.common.celery_app import SWEEP_TICK_TASK, app
+from services.common.celery_app import ELO_RATE_TASK, SWEEP_TICK_TASK, app
 from services.common.db import session_scope
 from services.common.models import Sweep, SweepStatus
 from services.common.runs import enqueue
@@ -27,12 +27,13 @@ TICK_SECONDS = 10.0
 
 
 @app.task(name=SWEEP_TICK_TASK)
-def tick_sweep(sweep_id: int) -> list[int]:
+def tick_sweep(sweep_id: int) -> None:
     with session_scope() as session:
-        created = tick(session, sweep_id)
-    for run_id in created:
+        followups = tick(session, sweep_id)
+    for run_id in followups.runs:
         enqueue(run_id)
-    return created
+    for checkpoint_id in followups.ratings:
+        app.send_task(ELO_RATE_TASK, args=[checkpoint_id, [SWEEP_TICK_TASK, [sweep_id]]])
 
 
 def _ticker() -> None:

@@ -10,14 +10,25 @@ both suggest.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from services.common.config import ConfigError, coerce_types, merge
-from services.common.models import Metric, RunStatus, Sweep, SweepStatus, Trial, TrialStatus, utcnow
+from services.common.models import (
+    Checkpoint,
+    Metric,
+    RunStatus,
+    Sweep,
+    SweepStatus,
+    Trial,
+    TrialStatus,
+    utcnow,
+)
 from services.common.runs import create_run, request_cancel
+from services.elo.store import checkpoint_rating
 from services.sweeper.pareto import ParetoSearch
 from services.sweeper.service import COST_PARAM, METRICS, trial_cost
 from services.sweeper.space import Space
@@ -44,26 +55,33 @@ def search_for(sweep: Sweep) -> ParetoSearch:
     return search
 
 
-def tick(session: Session, sweep_id: int) -> list[int]:
-    """Fold finished runs into their trials, early-stop laggards, and top up to `parallelism`.
+@dataclass
+class Followups:
+    """Messages a tick leaves for after its commit, so a worker never sees an uncommitted row."""
 
-    Returns the ids of runs created, which the caller enqueues after committing.
-    """
+    runs: list[int] = field(default_factory=list)  # to enqueue for training
+    ratings: list[int] = field(default_factory=list)  # checkpoints to rate (metric "elo")
+
+
+def tick(session: Session, sweep_id: int) -> Followups:
+    """Fold finished runs into their trials, early-stop laggards, and top up to `parallelism`."""
     sweep = session.scalars(
         select(Sweep)
         .where(Sweep.id == sweep_id)
         .with_for_update()
         .options(selectinload(Sweep.trials).selectinload(Trial.run))
     ).one_or_none()
+    followups = Followups()
     if sweep is None or sweep.status != SweepStatus.running:
-        return []
-    created: list[int] = []
+        return followups
     for trial in sweep.trials:
         if trial.status == TrialStatus.running and trial.run is not None:
-            created += _settle(session, sweep, trial)
+            _settle(session, sweep, trial, followups)
+        elif trial.status == TrialStatus.rating:
+            _read_rating(session, trial)
 
     search = search_for(sweep)
-    if sweep.early_stopping:
+    if sweep.early_stopping and sweep.metric in METRICS:
         for trial in sweep.trials:
             if trial.status == TrialStatus.running and trial.run and trial.run.status == RunStatus.running:
                 _maybe_stop_early(session, sweep, trial, search)
@@ -74,7 +92,7 @@ def tick(session: Session, sweep_id: int) -> list[int]:
         params, info = search.suggest()
         trial = _new_trial(session, sweep, params, info)
         if trial.run_id is not None:
-            created.append(trial.run_id)
+            followups.runs.append(trial.run_id)
             in_flight.append(trial)
         else:
             counted.append(trial)
@@ -82,7 +100,7 @@ def tick(session: Session, sweep_id: int) -> list[int]:
     if len(counted) >= sweep.max_runs and not in_flight:
         sweep.status = SweepStatus.finished
         sweep.finished_at = utcnow()
-    return created
+    return followups
 
 
 def _new_trial(session: Session, sweep: Sweep, params: dict[str, Any], info: dict[str, Any]) -> Trial:
@@ -123,21 +141,33 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-def _settle(session: Session, sweep: Sweep, trial: Trial) -> list[int]:
-    """Move a trial on when its run has finished; returns a retry run's id if one was created."""
+def _settle(session: Session, sweep: Sweep, trial: Trial, followups: Followups) -> None:
+    """Move a trial on when its run has finished."""
     run = trial.run
     status = RunStatus(run.status)
     if not status.finished:
-        return []
+        return
     trial.cost_seconds, trial.cost_steps = run.cost_seconds, run.cost_steps
     trial.finished_at = utcnow()
+    if status == RunStatus.succeeded and sweep.metric == "elo":
+        # The score is the final checkpoint's rating against the anchor pool, read once the Elo service
+        # has played and refit it; the trial stays in flight until then.
+        final = _final_checkpoint(session, run.id)
+        if final is None:
+            trial.status = TrialStatus.failed
+            trial.failure_reason = "no checkpoint to rate"
+            return
+        trial.status = TrialStatus.rating
+        trial.finished_at = None
+        followups.ratings.append(final)
+        return
     if status == RunStatus.succeeded:
         trial.score = run.final_score if sweep.metric == "perf" else run.final_raw_score
         trial.status = TrialStatus.succeeded
-        return []
+        return
     if status == RunStatus.cancelled:
         trial.status = TrialStatus.cancelled
-        return []
+        return
     trial.failure_reason = run.failure_reason
     if run.failure_reason and run.failure_reason.startswith("worker lost"):
         # The infrastructure failed, not the hyperparameters: retry on a fresh run, teach the model nothing.
@@ -151,11 +181,26 @@ def _settle(session: Session, sweep: Sweep, trial: Trial) -> list[int]:
             trial.retries += 1
             trial.status = TrialStatus.running
             trial.finished_at = None
-            return [retry.id]
+            followups.runs.append(retry.id)
+            return
         trial.status = TrialStatus.lost
-        return []
+        return
     trial.status = TrialStatus.failed
-    return []
+
+
+def _final_checkpoint(session: Session, run_id: int) -> int | None:
+    return session.scalar(
+        select(Checkpoint.id).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step.desc()).limit(1)
+    )
+
+
+def _read_rating(session: Session, trial: Trial) -> None:
+    final = _final_checkpoint(session, trial.run_id) if trial.run_id else None
+    rating = checkpoint_rating(session, final) if final is not None else None
+    if rating is not None:
+        trial.score = rating.elo
+        trial.status = TrialStatus.succeeded
+        trial.finished_at = utcnow()
 
 
 def _latest(session: Session, run_id: int, key: str) -> float | None:
