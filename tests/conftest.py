@@ -77,6 +77,17 @@ def redis_url() -> str:
     return url
 
 
+def wait_for(predicate, timeout: float, every: float = 0.5, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (and return that), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

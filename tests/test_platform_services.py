@@ -11,18 +11,9 @@ import torch
 from sqlalchemy import create_engine, text
 
 from services.trainer.checkpoint import load_policy
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-def wait_for(predicate, timeout: float, every: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_cartpole_run_succeeds_with_live_metrics_and_a_safe_checkpoint(services_platform):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from services.sweeper.front import pareto_front
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -21,16 +22,6 @@ SPACE = {
     }
 }
 BASE = {"train": {"gamma": 0.98, "eval_episodes": 16}}
-
-
-def wait_for(predicate, timeout: float, every: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
