@@ -220,7 +220,8 @@ def embedded_platform(tmp_path_factory) -> Iterator[Platform]:
     platform = Platform(env, tmp)
     try:
         platform.start_api()
-        platform.start_worker()
+        for queue in ("train", "sweeper", "elo"):
+            platform.start_worker(queue)
         yield platform
     finally:
         platform.stop()

@@ -27,14 +27,21 @@ class Strict(BaseModel):
 class TrainConfig(Strict):
     total_timesteps: int = Field(500_000, gt=0, le=10**12)
     num_envs: int = Field(64, ge=1, le=1 << 20)
-    num_threads: int = Field(1, ge=1, le=256, description="threads stepping env shards")
+    num_threads: int = Field(
+        1, ge=0, le=256, description="threads stepping env shards (0: one per CPU core available)"
+    )
     num_steps: int = Field(64, ge=1, le=8192, description="rollout horizon per update")
     minibatch_size: int = Field(1024, ge=1, le=MAX_BATCH)
     update_epochs: int = Field(4, ge=1, le=64)
     learning_rate: float = Field(3e-3, gt=0, le=1)
     anneal_lr: bool = True
-    optimizer: Literal["adam"] = "adam"
+    optimizer: Literal["adam", "muon"] = Field(
+        "adam", description="muon: Muon for hidden weight matrices, Adam for the rest"
+    )
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
     adam_eps: float = Field(1e-5, gt=0, le=1)
+    muon_momentum: float = Field(0.95, ge=0, lt=1)
     gamma: float = Field(0.99, gt=0, le=1)
     gae_lambda: float = Field(0.95, ge=0, le=1)
     vtrace: bool = Field(False, description="clip importance weights in the advantage (V-trace-like)")

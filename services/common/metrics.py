@@ -21,10 +21,12 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Executable,
+    and_,
     bindparam,
     delete,
     func,
     literal_column,
+    or_,
     select,
     union_all,
     update,
@@ -175,20 +177,27 @@ def _insert_ignoring_duplicates(session: Session, model):
     return insert(model).on_conflict_do_nothing()
 
 
-# The two statements of a read, built once with bound parameters (and compiled once per dialect below).
-_LAST_SEQ = (
-    select(Metric.seq)
-    .where(Metric.run_id == bindparam("run_id"), Metric.key == bindparam("key"))
-    .order_by(Metric.seq.desc())
-    .limit(1)
+# A read is one statement, built once with bound parameters (and compiled once per dialect, see _fetch):
+# on a busy machine each round trip to the database costs milliseconds of scheduling, more than the rows.
+_SERIES = (MetricRollup.run_id == bindparam("run_id"), MetricRollup.key == bindparam("key"))
+# The level to read is the coarsest with at least max_points rollups: level l has total // 4**l of them, so
+# it qualifies exactly when its max_points-th rollup, at seq max_points * 4**l - 1, exists. Eight primary
+# key lookups instead of counting the series.
+_LEVEL = (
+    select(func.coalesce(func.max(MetricRollup.level), 0))
+    .where(
+        *_SERIES,
+        or_(
+            *(
+                and_(MetricRollup.level == level, MetricRollup.seq == bindparam(f"full_{level}"))
+                for level in range(1, LEVELS + 1)
+            )
+        ),
+    )
+    .scalar_subquery()
 )
-_ROLLUPS_AT = (
-    MetricRollup.run_id == bindparam("run_id"),
-    MetricRollup.key == bindparam("key"),
-    MetricRollup.level == bindparam("level"),
-)
-# The rollups of one level and the raw points after the last of them, in one round trip: on a busy machine
-# each round trip to the database costs milliseconds of scheduling, more than the rows themselves.
+_AT_LEVEL = (*_SERIES, MetricRollup.level == _LEVEL)
+# The rollups of that level, then the raw points after the last of them (all points at level 0).
 _BUCKETS = union_all(
     select(
         MetricRollup.seq,
@@ -198,14 +207,14 @@ _BUCKETS = union_all(
         MetricRollup.mean,
         MetricRollup.min,
         MetricRollup.max,
-    ).where(*_ROLLUPS_AT),
+    ).where(*_AT_LEVEL),
     select(
         Metric.seq, Metric.step, Metric.time, literal_column("1"), Metric.value, Metric.value, Metric.value
     ).where(
         Metric.run_id == bindparam("run_id"),
         Metric.key == bindparam("key"),
         Metric.seq
-        > select(func.coalesce(func.max(MetricRollup.seq), -1)).where(*_ROLLUPS_AT).scalar_subquery(),
+        > select(func.coalesce(func.max(MetricRollup.seq), -1)).where(*_AT_LEVEL).scalar_subquery(),
     ),
 ).order_by("seq")
 
@@ -219,15 +228,11 @@ def read_series(
     """
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    connection = session.connection()
-    last = _fetch(connection, _LAST_SEQ, run_id=run_id, key=key)
-    if not last:
+    full = {f"full_{level}": max_points * FANOUT**level - 1 for level in range(1, LEVELS + 1)}
+    rows = _fetch(session.connection(), _BUCKETS, run_id=run_id, key=key, **full)
+    if not rows:
         return {"step": [], "time": [], "value": [], "min": [], "max": [], "count": []}
-    total = last[0][0] + 1
-    level = 0
-    while level < LEVELS and total // FANOUT ** (level + 1) >= max_points:
-        level += 1
-    buckets = _columns(_fetch(connection, _BUCKETS, run_id=run_id, key=key, level=level))
+    buckets = _columns(rows)
     if smoothing > 0.0:
         buckets[4] = _smooth(buckets[3], buckets[4], smoothing)
     return _merge(buckets, max_points)

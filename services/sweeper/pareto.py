@@ -81,6 +81,8 @@ class ParetoSearch:
         cost_bag: int = 6,
         exploit_share: float = 0.5,
         trust_region: float = 0.2,
+        refine_steps: tuple[float, ...] = (0.1, 0.03),
+        refine_top: int = 8,
         fit_steps: int = 50,
         max_fit_points: int = 192,
         pareto_min_gain: float = 0.005,
@@ -114,6 +116,7 @@ class ParetoSearch:
         # (exploit: expected improvement over the best score so far, whatever its cost).
         self.slots: tuple[float | None, ...] = (*spread_targets, *([None] * n_exploit))
         self.trust_region = trust_region
+        self.refine_steps, self.refine_top = tuple(refine_steps), refine_top
         self.fit_steps, self.max_fit_points = fit_steps, max_fit_points
         self.pareto_min_gain, self.spread = pareto_min_gain, spread
         self.stop_quantile, self.stop_min_trials, self.stop_min_fraction = (
@@ -336,42 +339,58 @@ class ParetoSearch:
         cand = self._candidates(m, rng)
         score_gp: GP = m["score_gp"]
         pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
+        bag = k // len(self.slots)
+        ratio = self.slots[
+            np.random.default_rng([self.seed, bag, 4]).permutation(len(self.slots))[k % len(self.slots)]
+        ]
+        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
+        c_lo, c_hi = m["c_range"]
+        # EI's incumbent: the best posterior mean at an observed point (noise-free, unlike the best score).
+        best = float(score_gp.predict(m["x"])[0].max())
+        target: float | None = None
+
+        def acquire(x: np.ndarray) -> tuple[np.ndarray, ...]:
+            mu, sd = score_gp.predict(x)
+            mu_c, _ = m["cost_gp"].predict(x)
+            pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
+            if ratio is None:
+                weight = _expected_improvement(mu, sd, best)
+            else:
+                weight = np.clip(mu + self.explore * sd, 0.0, None)
+            weight *= self._success_probability(x, m["x"], m["x_fail"], lengthscales)
+            if len(pending):
+                weight *= self._spread(x, pending, lengthscales)
+            if self.max_cost is not None:
+                weight *= pred_cost < self.max_cost
+            ranked = weight
+            if target is not None:
+                ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
+            return ranked, weight, mu, mu_c, pred_cost
+
         if len(pending):
             # Kriging believer: pending trials count as observed at their predicted score, which removes
             # their uncertainty bonus without refitting.
             believed, _ = score_gp.predict(pending)
             score_gp.condition(pending, believed)
         try:
-            mu, sd = score_gp.predict(cand)
+            if ratio is not None:
+                # Ratios span the whole reachable cost range (up to the dearest candidate), not only the
+                # observed one: growing the observed range by 10% per bag takes dozens of trials to reach
+                # the budgets where the final scores are made.
+                target = ratio * max(1.0, float(m["cost_gp"].predict(cand)[0].max()))
+            scored = acquire(cand)
+            # Refine the acquisition's argmax: shrinking perturbations around the best few candidates.
+            for step in self.refine_steps:
+                top = cand[np.argsort(-scored[0], kind="stable")[: self.refine_top]]
+                noise = rng.normal(0.0, step, (len(top), self.n_candidates // 4, self.space.dim))
+                extra = self.space.snap(np.clip((top[:, None, :] + noise).reshape(-1, self.space.dim), -1, 1))
+                more = acquire(extra)
+                cand = np.vstack([cand, extra])
+                scored = tuple(np.concatenate([a, b]) for a, b in zip(scored, more, strict=True))
         finally:
             if len(pending):
                 score_gp.condition(np.empty((0, self.space.dim)), np.empty(0))
-        mu_c, _ = m["cost_gp"].predict(cand)
-        c_lo, c_hi = m["c_range"]
-        pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
-
-        bag = k // len(self.slots)
-        ratio = self.slots[
-            np.random.default_rng([self.seed, bag, 4]).permutation(len(self.slots))[k % len(self.slots)]
-        ]
-        # Ratios span the whole reachable cost range (up to the dearest candidate), not only the observed one:
-        # growing the observed range by 10% per bag takes dozens of trials to reach the budgets where the
-        # final scores are made.
-        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
-        if ratio is None:
-            weight = _expected_improvement(mu, sd, float(m["y"].max()))
-        else:
-            weight = np.clip(mu + self.explore * sd, 0.0, None)
-        weight *= self._success_probability(cand, m["x"], m["x_fail"], lengthscales)
-        if len(pending):
-            weight *= self._spread(cand, pending, lengthscales)
-        if self.max_cost is not None:
-            weight *= pred_cost < self.max_cost
-        if ratio is None:
-            target, ranked = float(mu_c.max()), weight
-        else:
-            target = ratio * max(1.0, float(mu_c.max()))
-            ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
+        ranked, weight, mu, mu_c, pred_cost = scored
         if ranked.max() <= 0.0:
             ranked = weight if weight.max() > 0.0 else -pred_cost
         taken = self._taken()
@@ -383,7 +402,7 @@ class ParetoSearch:
             "why": "pareto" if ratio is not None else "exploit",
             "predicted_score": self._from_oriented(v_lo + float(mu[i]) * (v_hi - v_lo)),
             "predicted_cost": float(pred_cost[i]),
-            "target_cost": float(np.exp(c_lo + target * (c_hi - c_lo))),
+            "target_cost": float(np.exp(c_lo + (mu_c.max() if target is None else target) * (c_hi - c_lo))),
         }
         return cand[i], info
 

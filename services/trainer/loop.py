@@ -7,6 +7,7 @@ checkpoints and says whether the run was cancelled; the CLI prints, the Celery t
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 import envs_c
 from services.common.config import RunConfig
 from services.trainer import checkpoint as ckpt
+from services.trainer.optim import MuonWithAdam
 from services.trainer.policy import Policy
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
@@ -97,10 +99,19 @@ def train(
         torch.set_num_threads(tc.torch_threads)
     torch.manual_seed(seed)
 
-    env = envs_c.make(env_name, tc.num_envs, seed=seed, num_threads=tc.num_threads, **config.env)
+    # On a GPU the C loop writes straight into page-locked memory, so every host<->device copy below is
+    # one asynchronous DMA with no staging copy and no host wait.
+    env = envs_c.make(
+        env_name,
+        tc.num_envs,
+        seed=seed,
+        num_threads=tc.num_threads or _cpu_count(),
+        allocate=_pinned_zeros if device.type == "cuda" else None,
+        **config.env,
+    )
     spec = env.spec.to_dict()
     policy = Policy(env.spec.observation_space.shape, spec["action"], config.policy).to(device)
-    optimizer = _optimizer(policy, tc)
+    optimizer = make_optimizer(policy, tc)
 
     step, epoch, elapsed_before = 0, 0, 0.0
     if resume is not None:
@@ -120,27 +131,38 @@ def train(
     agents, horizon = env.num_agents, tc.num_steps
     batch = agents * horizon
     total_epochs = max(1, math.ceil(tc.total_timesteps / batch))
-    obs_dtype = torch.uint8 if env.observations.dtype == np.uint8 else torch.float32
-    obs_buf = torch.zeros((horizon, agents, *env.observations.shape[1:]), dtype=obs_dtype, device=device)
-    act_shape = (horizon, agents, *env.actions.shape[1:])
-    act_buf = torch.zeros(act_shape, dtype=torch.float32 if not policy.nvec else torch.long, device=device)
+
+    # Host views of the environment's shared buffers (pinned on a GPU run). Observations keep their
+    # dtype on the device (uint8 boards stay a quarter of the bytes); the policy casts them to float.
+    host_obs = torch.from_numpy(env.observations)
+    host_act = torch.from_numpy(env.actions)
+    host_rew = torch.from_numpy(env.rewards)
+    done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)((agents,), np.dtype(np.uint8))
+    host_done = torch.from_numpy(done_array)
+    obs_buf = torch.zeros((horizon, *host_obs.shape), dtype=host_obs.dtype, device=device)
+    act_buf = torch.zeros(
+        (horizon, *host_act.shape), dtype=torch.long if policy.nvec else torch.float32, device=device
+    )
     logp_buf = torch.zeros((horizon, agents), device=device)
     rew_buf = torch.zeros((horizon, agents), device=device)
     done_buf = torch.zeros((horizon, agents), device=device)
     val_buf = torch.zeros((horizon, agents), device=device)
+    next_obs = torch.zeros_like(obs_buf[0])
+    next_done_u8 = torch.zeros(agents, dtype=torch.uint8, device=device)
 
     # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
-    next_obs = _to_device(env.reset(seed + 7919 * epoch), obs_dtype, device)
+    env.reset(seed + 7919 * epoch)
+    next_obs.copy_(host_obs, non_blocking=True)
     next_done = torch.zeros(agents, device=device)
     state = policy.initial_state(agents, device)
 
     window = _Window()
-    timers = dict.fromkeys(("env", "forward", "copy", "learn"), 0.0)
+    split = _Split(device)
+    stats = _Stats(device)
     start = time.perf_counter()
     last_flush, last_flush_step = start, step
     last_checkpoint: Path | None = resume
     saved_step = step
-    losses: dict[str, float] = {}
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - start
@@ -170,30 +192,42 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs)
 
+            # Rollout. The host waits on the device once per step, for the actions the C loop needs;
+            # everything else (storing, the next observation's upload) is queued behind it.
             initial_state = state
             for t in range(horizon):
                 tick = time.perf_counter()
-                obs_buf[t] = next_obs
-                done_buf[t] = next_done
                 with torch.no_grad():
                     params, value, state = policy(next_obs, state)
                     action = policy.sample(params)
                     logp, _ = policy.log_prob_entropy(params, action)
-                    env_action = policy.env_actions(action).cpu().numpy()
-                act_buf[t], logp_buf[t], val_buf[t] = action, logp, value
+                    obs_buf[t] = next_obs
+                    done_buf[t] = next_done
+                    act_buf[t], logp_buf[t], val_buf[t] = action, logp, value
+                    split.copy_begins()
+                    host_act.copy_(policy.env_actions(action), non_blocking=True)
+                    split.copy_ends()
+                    split.wait()  # the actions are on the host from here on
                 tock = time.perf_counter()
-                timers["forward"] += tock - tick
-                obs, rewards, terminals, truncations = env.step(env_action)
+                split.forward += tock - tick
+                env.step()  # reads the action buffer written above in place
                 tick = time.perf_counter()
-                timers["env"] += tick - tock
-                next_obs = _to_device(obs, obs_dtype, device)
-                rew = torch.from_numpy(rewards).to(device)
-                rew_buf[t] = rew.clamp(-tc.reward_clamp, tc.reward_clamp) if tc.reward_clamp else rew
-                next_done = torch.from_numpy(terminals | truncations).to(device).float()
+                split.env += tick - tock
+                # The env's buffers are only rewritten by the next env.step, which comes after the next
+                # wait, by which time these copies (queued before it on the same stream) are done.
+                split.copy_begins()
+                next_obs.copy_(host_obs, non_blocking=True)
+                rew_buf[t].copy_(host_rew, non_blocking=True)
+                np.bitwise_or(env.terminals, env.truncations, out=done_array)
+                next_done_u8.copy_(host_done, non_blocking=True)
+                split.copy_ends()
+                if tc.reward_clamp:
+                    rew_buf[t].clamp_(-tc.reward_clamp, tc.reward_clamp)
+                next_done = next_done_u8.float()
                 if state is not None:
                     keep = (1.0 - next_done).unsqueeze(-1)
                     state = tuple(s * keep for s in state)
-                timers["copy"] += time.perf_counter() - tick
+                split.copy += time.perf_counter() - tick
             step += batch
             epoch += 1
             window.add(env.log())
@@ -201,10 +235,11 @@ def train(
             tick = time.perf_counter()
             if policy.obs_norm is not None:
                 policy.obs_norm.update(obs_buf.flatten(0, 1).flatten(1).float())
-            losses = _update(
+            _update(
                 policy,
                 optimizer,
                 tc,
+                stats,
                 obs_buf,
                 act_buf,
                 logp_buf,
@@ -215,25 +250,28 @@ def train(
                 next_done,
                 state,
                 initial_state,
-                step,
             )
-            timers["learn"] += time.perf_counter() - tick
+            # The one read per update: it fails the run at this step, before any checkpoint of
+            # non-finite weights, and it drains the queue so the learn time is the update's own. The
+            # next action read would wait for the update anyway, so this costs no throughput.
+            if not stats.finite():
+                raise NonFinite(step, stats.what_is_not_finite())
+            split.learn += time.perf_counter() - tick
+            split.settle()
 
             now = time.perf_counter()
             if now - last_flush >= flush_seconds or step >= tc.total_timesteps:
-                busy = sum(timers.values()) or 1.0
                 row = {
                     "SPS": (step - last_flush_step) / max(now - last_flush, 1e-9),
                     "agent_steps": float(step),
                     "uptime": elapsed(),
                     "epoch": float(epoch),
                     **window.drain(),
-                    **{f"losses/{k}": v for k, v in losses.items()},
-                    **{f"performance/{k}": v / busy for k, v in timers.items()},
+                    **{f"losses/{k}": v for k, v in stats.drain().items()},
+                    **{f"performance/{k}": v for k, v in split.drain().items()},
                     "performance/learning_rate": optimizer.param_groups[0]["lr"],
                 }
                 sink.metrics(step, row)
-                timers = dict.fromkeys(timers, 0.0)
                 last_flush, last_flush_step = now, step
             if epoch % tc.checkpoint_interval == 0 and step < tc.total_timesteps:
                 last_checkpoint = save(step)
@@ -251,8 +289,26 @@ def train(
     )
 
 
-def _optimizer(policy: Policy, tc) -> torch.optim.Optimizer:
-    return torch.optim.Adam(policy.parameters(), lr=tc.learning_rate, eps=tc.adam_eps)
+def make_optimizer(policy: Policy, tc) -> torch.optim.Optimizer:
+    """Adam over every parameter, or Muon for the hidden weight matrices and Adam for the rest, in one
+    optimizer, so that a checkpoint's trainer state stays a single state dict."""
+    kwargs = {"lr": tc.learning_rate, "betas": (tc.adam_beta1, tc.adam_beta2), "eps": tc.adam_eps}
+    if tc.optimizer == "muon":
+        optimizer: torch.optim.Optimizer = MuonWithAdam(policy, muon_momentum=tc.muon_momentum, **kwargs)
+    else:
+        # The fused kernel updates every tensor in a couple of launches instead of several per tensor.
+        fused = next(policy.parameters()).is_cuda
+        optimizer = torch.optim.Adam(policy.parameters(), fused=fused, **kwargs)
+    return optimizer
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _pinned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed page-locked array; numpy keeps the torch tensor that owns the memory alive."""
+    return torch.zeros(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
 
 
 def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -262,31 +318,125 @@ def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> t
     return tensor.to(dtype).clone()
 
 
+class _Split:
+    """Where the wall-clock time goes: env, forward, copy and learn, as fractions at each log.
+
+    On the CPU every phase runs synchronously and host clocks tell the whole story. On a GPU the
+    forward pass and the copies are queued asynchronously and the host waits only once per step, for
+    the actions, so that wait holds the device time of the copies queued before it. CUDA events around
+    the copies measure that device time; it is read once per update (after its sync, when every event
+    has completed) and moved from forward to copy.
+    """
+
+    def __init__(self, device: torch.device):
+        self.env = self.forward = self.copy = self.learn = 0.0
+        self.cuda = device.type == "cuda"
+        self._pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._spare: list[torch.cuda.Event] = []
+        self._done = torch.cuda.Event() if self.cuda else None
+
+    def _event(self) -> torch.cuda.Event:
+        event = self._spare.pop() if self._spare else torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def copy_begins(self) -> None:
+        if self.cuda:
+            self._begin = self._event()
+
+    def copy_ends(self) -> None:
+        if self.cuda:
+            self._pairs.append((self._begin, self._event()))
+
+    def wait(self) -> None:
+        if self.cuda:
+            self._done.record()
+            self._done.synchronize()
+
+    def settle(self) -> None:
+        """Move the copies' device time out of forward; call only after a sync."""
+        if not self._pairs:
+            return
+        device_copy = sum(a.elapsed_time(b) for a, b in self._pairs) / 1000.0
+        moved = min(device_copy, self.forward)
+        self.forward -= moved
+        self.copy += moved
+        self._spare.extend(event for pair in self._pairs for event in pair)
+        self._pairs.clear()
+
+    def drain(self) -> dict[str, float]:
+        busy = (self.env + self.forward + self.copy + self.learn) or 1.0
+        out = {k: getattr(self, k) / busy for k in ("env", "forward", "copy", "learn")}
+        self.env = self.forward = self.copy = self.learn = 0.0
+        return out
+
+
+_STAT_NAMES = ("policy", "value", "entropy", "approx_kl", "clipfrac", "total", "grad_norm")
+
+
+class _Stats:
+    """Loss statistics summed on the device and read once per log, not once per minibatch: each read
+    of a device scalar stalls the host until the GPU's queue drains."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(_STAT_NAMES), device=device)
+        self.count = 0
+        self.ev_sum = torch.zeros((), device=device)
+        self.updates = 0
+
+    def add(self, terms, grad_norm: torch.Tensor) -> None:
+        parts = [getattr(terms, k) for k in _STAT_NAMES[:-2]] + [terms.total, grad_norm]
+        self.sums += torch.stack([p.detach().float() for p in parts])
+        self.count += 1
+
+    def add_explained_variance(self, value: torch.Tensor) -> None:
+        self.ev_sum += value
+        self.updates += 1
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.sums[-2:]).all())
+
+    def what_is_not_finite(self) -> str:
+        return "loss" if not torch.isfinite(self.sums[-2]) else "gradient"
+
+    def drain(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        values = (self.sums / self.count).tolist()
+        out = dict(zip(_STAT_NAMES, values, strict=True))
+        out["explained_variance"] = float(self.ev_sum) / max(self.updates, 1)
+        self.sums.zero_()
+        self.ev_sum.zero_()
+        self.count = self.updates = 0
+        return out
+
+
 def _update(
-    policy,
-    optimizer,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
     tc,
-    obs_buf,
-    act_buf,
-    logp_buf,
-    rew_buf,
-    done_buf,
-    val_buf,
-    next_obs,
-    next_done,
+    stats: _Stats,
+    obs_buf: torch.Tensor,
+    act_buf: torch.Tensor,
+    logp_buf: torch.Tensor,
+    rew_buf: torch.Tensor,
+    done_buf: torch.Tensor,
+    val_buf: torch.Tensor,
+    next_obs: torch.Tensor,
+    next_done: torch.Tensor,
     state,
     initial_state,
-    step,
-) -> dict[str, float]:
+) -> None:
+    """PPO epochs over the rollout; statistics go into `stats` on the device, nothing is read back."""
     horizon, agents = rew_buf.shape
     with torch.no_grad():
         _, next_value, _ = policy(next_obs, state)
         adv = advantages(rew_buf, val_buf, done_buf, next_value, next_done, tc.gamma, tc.gae_lambda)
         returns = adv + val_buf
+        stats.add_explained_variance(explained_variance(val_buf.flatten(), returns.flatten()))
 
     # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
     columns = max(1, tc.minibatch_size // horizon)
-    stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac")}
     for _ in range(tc.update_epochs):
         order = torch.randperm(agents, device=rew_buf.device)
         for begin in range(0, agents, columns):
@@ -326,19 +476,11 @@ def _update(
                 tc.vf_clip_coef,
                 tc.ent_coef,
             )
-            if not torch.isfinite(terms.total):
-                raise NonFinite(step, "loss")
             optimizer.zero_grad()
             terms.total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tc.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                raise NonFinite(step, "gradient")
             optimizer.step()
-            for key in stats:
-                stats[key].append(float(getattr(terms, key).detach()))
-    out = {k: float(np.mean(v)) for k, v in stats.items()}
-    out["explained_variance"] = explained_variance(val_buf.flatten(), returns.flatten())
-    return out
+            stats.add(terms, grad_norm)
 
 
 @torch.no_grad()

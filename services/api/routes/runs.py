@@ -79,10 +79,11 @@ def get_metrics(
         float, Query(ge=0, lt=1, description="debiased EMA weight applied before downsampling; 0 is off")
     ] = 0.0,
 ) -> MetricsOut:
-    run = session.get(Run, run_id)
-    if run is None:
+    # Only the keys, not the Run (whose tags load with it): polled every 2 s by every open run page.
+    metric_keys = session.scalar(select(Run.metric_keys).where(Run.id == run_id))
+    if metric_keys is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
-    wanted = [k for k in keys.split(",") if k] if keys else list(run.metric_keys)
+    wanted = [k for k in keys.split(",") if k] if keys else list(metric_keys)
     series = {key: read_series(session, run_id, key, max_points, smoothing) for key in wanted[:64]}
     return MetricsOut(run_id=run_id, max_points=max_points, series=series)
 
