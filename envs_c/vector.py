@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,18 @@ class VecEnv:
     GIL once, instead of a Python executor whose per-step overhead outweighs a step of cheap environments.
     """
 
-    def __init__(self, name: str, num_envs: int, seed: int = 0, num_threads: int = 1, **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        num_envs: int,
+        seed: int = 0,
+        num_threads: int = 1,
+        allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+        **kwargs: Any,
+    ):
+        """`allocate(shape, dtype)` returns a zeroed C-contiguous array for each shared buffer (default
+        np.zeros): a trainer passes one that hands out page-locked memory, so the C loop writes straight
+        into memory the GPU can copy from asynchronously."""
         self.spec: EnvSpec = make_spec(name, **kwargs)
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -39,14 +51,15 @@ class VecEnv:
         self._action_width = env.action.width
 
         obs = self.spec.observation_space
-        self.observations = np.zeros((self.num_agents, *obs.shape), dtype=obs.dtype)
+        alloc = _checked(allocate) if allocate is not None else _zeros
+        self.observations = alloc((self.num_agents, *obs.shape), np.dtype(obs.dtype))
         action_shape = (
             (self.num_agents,) if env.action.kind == "discrete" else (self.num_agents, env.action.width)
         )
-        self.actions = np.zeros(action_shape, dtype=env.action.dtype)
-        self.rewards = np.zeros(self.num_agents, dtype=np.float32)
-        self.terminals = np.zeros(self.num_agents, dtype=np.uint8)
-        self.truncations = np.zeros(self.num_agents, dtype=np.uint8)
+        self.actions = alloc(action_shape, np.dtype(env.action.dtype))
+        self.rewards = alloc((self.num_agents,), np.dtype(np.float32))
+        self.terminals = alloc((self.num_agents,), np.dtype(np.uint8))
+        self.truncations = alloc((self.num_agents,), np.dtype(np.uint8))
         self._log = np.zeros(len(env.log_fields), dtype=np.float32)
 
         self._envs = ffi.new(f"{env.struct}[]", num_envs)
@@ -238,6 +251,31 @@ class VecEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+def _checked(
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
+    """The C side trusts these buffers' sizes: refuse anything but a zeroed array of exactly the ask."""
+
+    def alloc(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        out = allocate(shape, dtype)
+        if (
+            type(out) is not np.ndarray
+            or out.shape != shape
+            or out.dtype != dtype
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ValueError(f"allocate{shape, dtype} must return a writeable C-contiguous array of that")
+        out.fill(0)
+        return out
+
+    return alloc
 
 
 _pool_step = lib.shoal_pool_step
