@@ -130,6 +130,14 @@ class VecEnv:
         self._fn["vec_reset"](self._envs, self.num_envs, self.seed & 0xFFFFFFFFFFFFFFFF)
         return self.observations
 
+    def reset_env(self, index: int, seed: int) -> None:
+        """Restart environment `index` alone, exactly as environment 0 of a one-env VecEnv seeded with
+        `seed` starts: lets paired games (a rated match with seats swapped) begin from the same position."""
+        self._check_open("reset_env")
+        if not 0 <= index < self.num_envs:
+            raise ValueError(f"env index must be in [0, {self.num_envs}), got {index}")
+        self._fn["vec_reset"](self._envs + index, 1, int(seed) & 0xFFFFFFFFFFFFFFFF)
+
     def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Write `actions` into the action buffer (None: it was already written in place) and step.
 

@@ -54,11 +54,9 @@ def test_a_pair_starts_from_the_same_position():
     # Pong serves at random: the recorded pair seed must reproduce the start of both games of the pair.
     seed = pair_seeds(5, 2)[1]
     replay = envs_c.make("pong", 1, seed=seed, opponent=1).observations.copy()
-    from services.elo import match
-
     vec = envs_c.make("pong", 4, seed=5, opponent=1)
     for game in range(4):
-        match._reset_game(vec, game, pair_seeds(5, 2)[game % 2])
+        vec.reset_env(game, pair_seeds(5, 2)[game % 2])
     assert (vec.observations[2:4] == replay).all() and (vec.observations[6:8] == replay).all()
 
 

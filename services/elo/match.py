@@ -154,13 +154,6 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _reset_game(vec: envs_c.VecEnv, index: int, seed: int) -> None:
-    # VecEnv only reseeds the whole batch (env i from (seed, i)); resetting one environment through the
-    # batched entry point on a one-element slice gives env `index` exactly the start of a one-env VecEnv
-    # seeded with `seed`, so both games of a pair start alike and the recorded seed replays the start.
-    vec._fn["vec_reset"](vec._envs + index, 1, seed & 0xFFFFFFFFFFFFFFFF)
-
-
 class _Seat:
     """One player's view of the batch: its rows of the agent buffers, its recurrent state."""
 
@@ -233,7 +226,7 @@ def play(
         if vec.spec.players != ((0,), (1,)):
             raise Refused(f"{env} with {config} does not seat two players one agent each")
         for game in range(games):
-            _reset_game(vec, game, seeds[game % half])
+            vec.reset_env(game, seeds[game % half])
         # Agents 2g and 2g+1 are seats 0 and 1 of game g; A sits in seat 0 in the first half.
         game_ids = np.arange(games)
         seat_a = (game_ids >= half).astype(np.int64)
