@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     elo_games: int = Field(
         default=64, ge=2, le=10_000, description="games a new checkpoint plays against each opponent (even)"
     )
+    docs_dir: Path | None = Field(
+        default=None,
+        description="bench results the dashboard shows (bench_train.csv/.png); default <repo>/docs",
+    )
     elo_bootstrap: int = Field(default=200, ge=0, le=10_000, description="bootstrap rounds of a rating refit")
 
     @property

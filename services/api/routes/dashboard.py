@@ -7,7 +7,6 @@ itself: no CDN and no build step, so it works offline and from an installed whee
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.common import artifacts
+from services.common.settings import get_settings
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 REPO = Path(__file__).resolve().parents[3]
@@ -29,7 +29,7 @@ def mount_static(app: FastAPI) -> None:
 
 def docs_dir() -> Path:
     """Where `bench/` writes its results; SHOAL_DOCS_DIR points elsewhere (tests, deployed images)."""
-    return Path(os.environ.get("SHOAL_DOCS_DIR") or REPO / "docs")
+    return get_settings().docs_dir or REPO / "docs"
 
 
 def _versioned(url: str, path: Path) -> str | None:
