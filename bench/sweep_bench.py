@@ -9,6 +9,11 @@ Metrics per (task, method), over seeds, judged on the noise-free score of each s
 - cost to target: cumulative cost (in suggestion order) until a trial reaches 95% of the task's maximum
   (for the percentile task: 95% of the maximal -log10(1 - score)); "—" when not reached in the trial budget;
 - AUC: mean over a fixed log-cost grid of the best-so-far score / task maximum;
+- best at 10M: best score / task maximum once 1e7 of cumulative cost is spent (a fixed sweep budget,
+  about 5-10 full-length runs; "median best" is the same after all trials, whatever they cost);
+- front: the cost/score Pareto front of the trials (best score among trials of cost ≤ c), averaged over a
+  log grid of single-trial costs c across the reachable range: a cost-aware sweeper should find good
+  settings at every budget, not only at the largest;
 - duplicates: fraction of suggestions equal to an earlier one of the same run;
 - latency: median suggest() time during the runs, and at 500 observations.
 
@@ -257,7 +262,13 @@ def metrics(history: list[dict[str, Any]]) -> dict[str, float]:
     idx = np.searchsorted(costs, grid, side="right") - 1
     best_on_grid = np.where(idx >= 0, progress[np.clip(idx, 0, None)], 0.0)
     keys = [h["key"] for h in history]
+    at_budget = np.searchsorted(costs, 1e7, side="right") - 1
+    own_cost = np.array([h["cost"] for h in history])
+    own_progress = np.array([h["progress"] for h in history])
+    front = [own_progress[own_cost <= c].max(initial=0.0) for c in np.logspace(4.5, 6.6, 40)]
     return {
+        "best_10m": float(progress[at_budget]) if at_budget >= 0 else 0.0,
+        "front": float(np.mean(front)),
         "cost_to_target": float(costs[hit[0]]) if len(hit) else math.inf,
         "auc": float(best_on_grid.mean()),
         "dups": 1.0 - len(set(keys)) / len(keys),
@@ -357,6 +368,8 @@ def main() -> None:
                         "cost": fmt_cost([m["cost_to_target"] for m in ms], len(ms)),
                         "auc": float(np.mean([m["auc"] for m in ms])),
                         "best": float(np.median([m["best"] for m in ms])),
+                        "best_10m": float(np.median([m["best_10m"] for m in ms])),
+                        "front": float(np.mean([m["front"] for m in ms])),
                         "dups": float(np.mean([m["dups"] for m in ms])),
                         "latency": float(np.median([m["latency"] for m in ms])),
                     }
@@ -376,16 +389,19 @@ def main() -> None:
         "cost to 95%",
         "AUC",
         "median best",
+        "best at 10M",
+        "front",
         "dup frac",
         "suggest med (s)",
     ]
     print("| " + " | ".join([*cols, "@500 obs (s)"]) + " |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|" + "---|" * (len(cols) + 1))
     for r in sorted(rows, key=lambda r: (TASKS.index(r["task"]), r["parallel"])):
         l500 = f"{lat500[r['method']]:.3f}" if r["method"] in lat500 else "n/m"
         print(
             f"| {r['task']} | {r['parallel']} | {r['method']} | {r['n']} | {r['cost']} | {r['auc']:.3f} | "
-            f"{r['best']:.3f} | {r['dups']:.3f} | {r['latency']:.3f} | {l500} |"
+            f"{r['best']:.3f} | {r['best_10m']:.3f} | {r['front']:.3f} | {r['dups']:.3f} | "
+            f"{r['latency']:.3f} | {l500} |"
         )
 
 

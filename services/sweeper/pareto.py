@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import ndtr
 
 from services.sweeper.early_stop import below_line
 from services.sweeper.front import GOALS, pareto_front
@@ -79,10 +78,6 @@ class ParetoSearch:
         top_k: int = 5,
         expansion: float = 0.1,
         cost_bag: int = 6,
-        exploit_share: float = 0.5,
-        trust_region: float = 0.2,
-        refine_steps: tuple[float, ...] = (0.1, 0.03),
-        refine_top: int = 8,
         fit_steps: int = 50,
         max_fit_points: int = 192,
         pareto_min_gain: float = 0.005,
@@ -108,15 +103,7 @@ class ParetoSearch:
             impute_until,
         )
         self.explore, self.n_candidates, self.top_k = explore, candidates, top_k
-        if not 0.0 <= exploit_share < 1.0:
-            raise ValueError(f"exploit_share must be in [0, 1), got {exploit_share!r}")
-        spread_targets = [float(r) for r in np.linspace(0.16, 1.0, cost_bag) * (1.0 + expansion)]
-        n_exploit = round(cost_bag * exploit_share / (1.0 - exploit_share))
-        # One bag of slots per len(slots) suggestions: a cost target (spread along the cost axis) or None
-        # (exploit: expected improvement over the best score so far, whatever its cost).
-        self.slots: tuple[float | None, ...] = (*spread_targets, *([None] * n_exploit))
-        self.trust_region = trust_region
-        self.refine_steps, self.refine_top = tuple(refine_steps), refine_top
+        self.cost_targets = np.linspace(0.16, 1.0, cost_bag) * (1.0 + expansion)
         self.fit_steps, self.max_fit_points = fit_steps, max_fit_points
         self.pareto_min_gain, self.spread = pareto_min_gain, spread
         self.stop_quantile, self.stop_min_trials, self.stop_min_fraction = (
@@ -305,12 +292,6 @@ class ParetoSearch:
 
     def _candidates(self, m: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
         x, y = m["x"], m["y"]
-        n = self.n_candidates
-        # Trust region around the incumbent (TuRBO-like): box sides follow the score GP's lengthscales.
-        ls = np.clip(m["score_gp"].lengthscales, 0.05, 2.0)
-        side = self.trust_region * ls / float(np.exp(np.mean(np.log(ls))))
-        incumbent = x[int(np.argmax(y))]
-        tr = incumbent + rng.uniform(-1.0, 1.0, (2 * n, self.space.dim)) * side
         centres = [x[i] for i in m["front"]]
         for i in np.argsort(-y)[: self.top_k]:
             c = x[i].copy()
@@ -326,12 +307,13 @@ class ParetoSearch:
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
         centres.extend(x[i] for i in np.argsort(-(y - design @ coef))[: self.top_k])
         centres_arr = np.clip(np.array(centres), -1.0, 1.0)
+        n = self.n_candidates
         noise = rng.uniform(-1.0, 1.0, (len(centres_arr), n, self.space.dim)) * self.space.scales
         # Half the draws search the full scale, half refine locally: the GP argmax needs both.
         noise[:, n // 2 :] *= 0.2
         local = (centres_arr[:, None, :] + noise).reshape(-1, self.space.dim)
         broad = rng.uniform(-1.0, 1.0, (n, self.space.dim))
-        return self.space.snap(np.clip(np.vstack([local, broad, tr]), -1.0, 1.0))
+        return self.space.snap(np.vstack([local, broad]))
 
     def _model_based(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         m = self._fit()
@@ -339,58 +321,36 @@ class ParetoSearch:
         cand = self._candidates(m, rng)
         score_gp: GP = m["score_gp"]
         pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
-        bag = k // len(self.slots)
-        ratio = self.slots[
-            np.random.default_rng([self.seed, bag, 4]).permutation(len(self.slots))[k % len(self.slots)]
-        ]
-        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
-        c_lo, c_hi = m["c_range"]
-        # EI's incumbent: the best posterior mean at an observed point (noise-free, unlike the best score).
-        best = float(score_gp.predict(m["x"])[0].max())
-        target: float | None = None
-
-        def acquire(x: np.ndarray) -> tuple[np.ndarray, ...]:
-            mu, sd = score_gp.predict(x)
-            mu_c, _ = m["cost_gp"].predict(x)
-            pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
-            if ratio is None:
-                weight = _expected_improvement(mu, sd, best)
-            else:
-                weight = np.clip(mu + self.explore * sd, 0.0, None)
-            weight *= self._success_probability(x, m["x"], m["x_fail"], lengthscales)
-            if len(pending):
-                weight *= self._spread(x, pending, lengthscales)
-            if self.max_cost is not None:
-                weight *= pred_cost < self.max_cost
-            ranked = weight
-            if target is not None:
-                ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
-            return ranked, weight, mu, mu_c, pred_cost
-
         if len(pending):
             # Kriging believer: pending trials count as observed at their predicted score, which removes
             # their uncertainty bonus without refitting.
             believed, _ = score_gp.predict(pending)
             score_gp.condition(pending, believed)
         try:
-            if ratio is not None:
-                # Ratios span the whole reachable cost range (up to the dearest candidate), not only the
-                # observed one: growing the observed range by 10% per bag takes dozens of trials to reach
-                # the budgets where the final scores are made.
-                target = ratio * max(1.0, float(m["cost_gp"].predict(cand)[0].max()))
-            scored = acquire(cand)
-            # Refine the acquisition's argmax: shrinking perturbations around the best few candidates.
-            for step in self.refine_steps:
-                top = cand[np.argsort(-scored[0], kind="stable")[: self.refine_top]]
-                noise = rng.normal(0.0, step, (len(top), self.n_candidates // 4, self.space.dim))
-                extra = self.space.snap(np.clip((top[:, None, :] + noise).reshape(-1, self.space.dim), -1, 1))
-                more = acquire(extra)
-                cand = np.vstack([cand, extra])
-                scored = tuple(np.concatenate([a, b]) for a, b in zip(scored, more, strict=True))
+            mu, sd = score_gp.predict(cand)
         finally:
             if len(pending):
                 score_gp.condition(np.empty((0, self.space.dim)), np.empty(0))
-        ranked, weight, mu, mu_c, pred_cost = scored
+        mu_c, _ = m["cost_gp"].predict(cand)
+        c_lo, c_hi = m["c_range"]
+        pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
+
+        bag = k // len(self.cost_targets)
+        ratio = np.random.default_rng([self.seed, bag, 4]).permutation(self.cost_targets)[
+            k % len(self.cost_targets)
+        ]
+        # Ratios span the whole reachable cost range (up to the dearest candidate), not only the observed one:
+        # growing the observed range by 10% per bag takes dozens of trials to reach the budgets where the
+        # final scores are made.
+        target = ratio * max(1.0, float(mu_c.max()))
+        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
+        weight = np.clip(mu + self.explore * sd, 0.0, None)
+        weight *= self._success_probability(cand, m["x"], m["x_fail"], lengthscales)
+        if len(pending):
+            weight *= self._spread(cand, pending, lengthscales)
+        if self.max_cost is not None:
+            weight *= pred_cost < self.max_cost
+        ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
         if ranked.max() <= 0.0:
             ranked = weight if weight.max() > 0.0 else -pred_cost
         taken = self._taken()
@@ -399,10 +359,10 @@ class ParetoSearch:
                 break
         v_lo, v_hi = m["v_range"]
         info = {
-            "why": "pareto" if ratio is not None else "exploit",
+            "why": "pareto",
             "predicted_score": self._from_oriented(v_lo + float(mu[i]) * (v_hi - v_lo)),
             "predicted_cost": float(pred_cost[i]),
-            "target_cost": float(np.exp(c_lo + (mu_c.max() if target is None else target) * (c_hi - c_lo))),
+            "target_cost": float(np.exp(c_lo + target * (c_hi - c_lo))),
         }
         return cand[i], info
 
@@ -438,12 +398,6 @@ class ParetoSearch:
             budget=budget,
             min_fraction=self.stop_min_fraction,
         )
-
-
-def _expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
-    sd = np.maximum(sd, 1e-9)
-    z = (mu - best) / sd
-    return sd * (z * ndtr(z) + np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi))
 
 
 def _rbf(a: np.ndarray, b: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
