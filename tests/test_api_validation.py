@@ -177,3 +177,18 @@ def test_healthz_and_docs(client):
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/docs").status_code == 200
     assert "/runs" in client.get("/openapi.json").json()["paths"]
+
+
+def test_minibatch_is_checked_against_agents_not_environments(embedded):
+    from services.common.config import ConfigError, resolve
+
+    # 4 snake arenas of 16 snakes x 8 steps = 512 samples per batch, not 32.
+    config = resolve(
+        "snake", {"train": {"num_envs": 4, "num_steps": 8, "minibatch_size": 512}, "env": {"num_snakes": 16}}
+    )
+    assert config.train.minibatch_size == 512
+    with pytest.raises(ConfigError, match="exceeds the batch"):
+        resolve(
+            "snake",
+            {"train": {"num_envs": 4, "num_steps": 8, "minibatch_size": 513}, "env": {"num_snakes": 16}},
+        )

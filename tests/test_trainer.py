@@ -145,7 +145,7 @@ def test_every_environment_has_defaults_that_parse(env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["cartpole"])
+@pytest.mark.parametrize("env", ["cartpole", "squared", "navigate"])
 def test_defaults_solve_on_cpu_in_under_two_minutes(env, tmp_path):
     started = time.monotonic()
     result = loop.train(env, resolve(env), 1, tmp_path, Recorder())

@@ -72,8 +72,6 @@ class TrainConfig(Strict):
         batch = self.num_envs * self.num_steps
         if batch > MAX_BATCH:
             raise ValueError(f"num_envs * num_steps = {batch} exceeds {MAX_BATCH}")
-        if self.minibatch_size > batch:
-            raise ValueError(f"minibatch_size {self.minibatch_size} exceeds the batch ({batch})")
         return self
 
 
@@ -142,9 +140,15 @@ def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
         config.env = ENVS[env].config(config.env)
     except ValueError as e:
         raise ConfigError("env", str(e)) from None
+    # The batch is agents x steps; an environment can hold many agents (snake's arenas, two-seat games).
     agents = config.train.num_envs * ENVS[env].agents_per_env(config.env)
-    if agents * config.train.num_steps > MAX_BATCH:
+    batch = agents * config.train.num_steps
+    if batch > MAX_BATCH:
         raise ConfigError("train.num_envs", f"{agents} agents x {config.train.num_steps} steps is too large")
+    if config.train.minibatch_size > batch:
+        raise ConfigError(
+            "train.minibatch_size", f"{config.train.minibatch_size} exceeds the batch ({batch})"
+        )
     return config
 
 
