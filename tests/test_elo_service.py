@@ -85,7 +85,6 @@ def test_checkpoints_are_rated_as_they_are_saved_and_improve(services_platform, 
         # The first checkpoint comes after a few seconds of training and may still play about as well as
         # random; every later one must beat random beyond its interval.
         assert all(p["lo"] > random_elo for p in points[1:]), "trained checkpoints must beat random"
-        assert points[0]["elo"] > random_elo
         matrix = client.get("/leaderboard/pong/matrix").json()
         assert matrix["players"] == ids
 
