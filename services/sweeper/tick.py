@@ -159,7 +159,9 @@ def _settle(session: Session, sweep: Sweep, trial: Trial, followups: Followups) 
             return
         trial.status = TrialStatus.rating
         trial.finished_at = None
-        followups.ratings.append(final)
+        _read_rating(session, trial)
+        if trial.status == TrialStatus.rating:  # not rated yet (the trainer's own rating job may be running)
+            followups.ratings.append(final)
         return
     if status == RunStatus.succeeded:
         trial.score = run.final_score if sweep.metric == "perf" else run.final_raw_score
