@@ -23,19 +23,9 @@ from services.common.db import session_scope
 from services.common.metrics import MetricWriter
 from services.common.models import RunStatus
 from services.common.runs import create_run
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import CI, ROOT, TOKEN, Platform, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_CHART_KEYS = ["env/perf", "env/score", "SPS", "losses/policy", "losses/value"]
 
