@@ -86,6 +86,7 @@ def worker(name: str, threads: int, seconds: float) -> dict[str, object]:
 def build_driver(out_dir: Path) -> Path:
     sys.path.insert(0, str(ROOT / "envs_c"))
     from build import CFLAGS  # the flags of the cffi extension
+
     from envs_c import cdriver
 
     (out_dir / "driver_envs.h").write_text(cdriver.source())

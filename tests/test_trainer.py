@@ -12,6 +12,7 @@ import envs_c
 from services.common.config import resolve
 from services.trainer import checkpoint as ckpt
 from services.trainer import loop
+from services.trainer.policy import Policy
 
 
 class Recorder:
@@ -153,3 +154,32 @@ def test_defaults_solve_on_cpu_in_under_two_minutes(env, tmp_path):
     assert result.status == "succeeded"
     assert result.final_score >= envs_c.make_spec(env).solved, result
     assert elapsed < 120
+
+
+def test_evaluation_of_an_arena_counts_every_agents_first_life_not_the_first_death():
+    """Snake's arenas hold 16 snakes; reading an arena's log at its first death scored the unluckiest."""
+    config = resolve("snake", {"train": {"eval_episodes": 8}, "env": {"goal": 2}})
+    env = envs_c.make("snake", 8, seed=5 + 1_000_003, **config.env)
+    torch.manual_seed(0)
+    policy = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], config.policy)
+    # The reference: each snake's first life, followed through its rewards (+1 per food).
+    torch.manual_seed(123)
+    obs = env.reset()
+    food = torch.zeros(env.num_agents)
+    first_life_perf = torch.full((env.num_agents,), -1.0)
+    while (first_life_perf < 0).any():
+        with torch.no_grad():
+            params, _, _ = policy(torch.from_numpy(obs), None)
+            action = policy.sample(params, deterministic=config.train.eval_deterministic)
+        obs, reward, terminals, truncations = env.step(policy.env_actions(action).numpy())
+        alive = first_life_perf < 0
+        food += alive * torch.from_numpy(reward > 0)
+        ended = alive & torch.from_numpy((terminals | truncations).astype(bool))
+        first_life_perf[ended] = (food[ended] / 2).clamp(max=1.0)
+    env.close()
+    expected = float(first_life_perf.mean())
+    assert expected > 0.2
+
+    torch.manual_seed(123)
+    perf, _ = loop.evaluate(policy, "snake", config, 5, torch.device("cpu"))
+    assert perf == pytest.approx(expected, abs=0.03)

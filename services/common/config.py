@@ -57,9 +57,17 @@ class TrainConfig(Strict):
     checkpoint_interval: int = Field(50, ge=1, description="epochs between checkpoints")
     keep_last: int = Field(3, ge=1, le=1000, description="checkpoints kept: the last N ...")
     keep_every: int = Field(0, ge=0, description="... plus every M-th (0: none)")
-    eval_episodes: int = Field(64, ge=1, le=100_000)
+    eval_episodes: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="environments in the final evaluation; every agent's first episode counts",
+    )
     eval_deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cuda_graphs: bool = Field(
+        True, description="on a GPU, replay the acting step and the Adam minibatch update as CUDA graphs"
+    )
     torch_threads: int = Field(
         1,
         ge=0,

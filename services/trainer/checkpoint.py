@@ -118,7 +118,11 @@ def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: d
     _write_json(
         stem.with_suffix(".trainer.json"),
         {
-            "param_groups": state["param_groups"],
+            # A capturable optimizer keeps its learning rate as a device tensor; JSON takes the number.
+            "param_groups": [
+                {k: float(v) if torch.is_tensor(v) else v for k, v in group.items()}
+                for group in state["param_groups"]
+            ],
             "scalars": scalars,
             "counters": counters,
         },
@@ -140,12 +144,23 @@ def load_trainer_state(stem: Path, optimizer: torch.optim.Optimizer) -> dict[str
     for key, value in info["scalars"].items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    device = next(p.device for group in optimizer.param_groups for p in group["params"])
+    # The saved groups carry hyperparameters; how this optimizer runs (a captured step needs capturable
+    # mode and a tensor learning rate) stays as constructed, whichever device the checkpoint came from.
+    kept = ("lr", "capturable", "fused", "foreach")
+    own = [{k: g[k] for k in kept if k in g} for g in optimizer.param_groups]
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    for values in optimizer.state.values():
-        for name, value in values.items():
-            if torch.is_tensor(value) and name != "step":
-                values[name] = value.to(device)
+    for group, settings in zip(optimizer.param_groups, own, strict=True):
+        rate = settings.pop("lr")
+        group.update(settings)
+        if torch.is_tensor(rate):
+            group["lr"] = rate.fill_(float(group["lr"]))
+        on_device = bool(group.get("capturable") or group.get("fused"))
+        for p in group["params"]:
+            values = optimizer.state.get(p, {})
+            for name, value in values.items():
+                if torch.is_tensor(value):
+                    keep_on_host = name == "step" and not on_device
+                    values[name] = value.to("cpu" if keep_on_host else p.device)
     torch.set_rng_state(tensors["rng.torch"])
     return info["counters"]
 

@@ -10,6 +10,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -19,8 +20,9 @@ import torch
 import envs_c
 from services.common.config import RunConfig
 from services.trainer import checkpoint as ckpt
+from services.trainer.graphs import Graphed
 from services.trainer.optim import MuonWithAdam
-from services.trainer.policy import Policy
+from services.trainer.policy import Policy, State
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
 Interrupt = Literal["cancel", "preempt"] | None
@@ -111,7 +113,8 @@ def train(
     )
     spec = env.spec.to_dict()
     policy = Policy(env.spec.observation_space.shape, spec["action"], config.policy).to(device)
-    optimizer = make_optimizer(policy, tc)
+    graphs = device.type == "cuda" and tc.cuda_graphs
+    optimizer = make_optimizer(policy, tc, graphs)
 
     step, epoch, elapsed_before = 0, 0, 0.0
     if resume is not None:
@@ -139,22 +142,23 @@ def train(
     host_rew = torch.from_numpy(env.rewards)
     done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)((agents,), np.dtype(np.uint8))
     host_done = torch.from_numpy(done_array)
-    obs_buf = torch.zeros((horizon, *host_obs.shape), dtype=host_obs.dtype, device=device)
-    act_buf = torch.zeros(
-        (horizon, *host_act.shape), dtype=torch.long if policy.nvec else torch.float32, device=device
-    )
-    logp_buf = torch.zeros((horizon, agents), device=device)
-    rew_buf = torch.zeros((horizon, agents), device=device)
-    done_buf = torch.zeros((horizon, agents), device=device)
-    val_buf = torch.zeros((horizon, agents), device=device)
-    next_obs = torch.zeros_like(obs_buf[0])
+    buf = _Buffers.allocate(policy, host_obs, host_act, horizon, device)
     next_done_u8 = torch.zeros(agents, dtype=torch.uint8, device=device)
 
     # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
     env.reset(seed + 7919 * epoch)
-    next_obs.copy_(host_obs, non_blocking=True)
-    next_done = torch.zeros(agents, device=device)
-    state = policy.initial_state(agents, device)
+    buf.next_obs.copy_(host_obs, non_blocking=True)
+
+    act = Graphed(partial(_act, policy, buf), graphs)
+    prepare = Graphed(partial(_prepare, policy, buf, tc), graphs)
+    columns = max(1, tc.minibatch_size // horizon)
+    mb_index = torch.zeros(columns, dtype=torch.long, device=device)
+    # Capturing the optimizer step needs Adam's capturable mode; Muon runs eagerly. A last, smaller
+    # minibatch (agents not a multiple of the columns) runs eagerly too.
+    minibatch = Graphed(
+        partial(_minibatch, policy, optimizer, tc, buf, mb_index),
+        graphs and isinstance(optimizer, torch.optim.Adam),
+    )
 
     window = _Window()
     split = _Split(device)
@@ -189,25 +193,19 @@ def train(
                     last_checkpoint = save(step)
                 return Result("preempted", step, elapsed(), last_checkpoint=last_checkpoint)
             if tc.anneal_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs)
+                set_learning_rate(optimizer, tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs))
 
             # Rollout. The host waits on the device once per step, for the actions the C loop needs;
             # everything else (storing, the next observation's upload) is queued behind it.
-            initial_state = state
+            buf.begin_rollout()
             for t in range(horizon):
                 tick = time.perf_counter()
-                with torch.no_grad():
-                    params, value, state = policy(next_obs, state)
-                    action = policy.sample(params)
-                    logp, _ = policy.log_prob_entropy(params, action)
-                    obs_buf[t] = next_obs
-                    done_buf[t] = next_done
-                    act_buf[t], logp_buf[t], val_buf[t] = action, logp, value
-                    split.copy_begins()
-                    host_act.copy_(policy.env_actions(action), non_blocking=True)
-                    split.copy_ends()
-                    split.wait()  # the actions are on the host from here on
+                action, logp, value, env_action = act()
+                buf.store(t, action, logp, value)
+                split.copy_begins()
+                host_act.copy_(env_action, non_blocking=True)
+                split.copy_ends()
+                split.wait()  # the actions are on the host from here on
                 tock = time.perf_counter()
                 split.forward += tock - tick
                 env.step()  # reads the action buffer written above in place
@@ -216,17 +214,18 @@ def train(
                 # The env's buffers are only rewritten by the next env.step, which comes after the next
                 # wait, by which time these copies (queued before it on the same stream) are done.
                 split.copy_begins()
-                next_obs.copy_(host_obs, non_blocking=True)
-                rew_buf[t].copy_(host_rew, non_blocking=True)
+                buf.next_obs.copy_(host_obs, non_blocking=True)
+                buf.rew[t].copy_(host_rew, non_blocking=True)
                 np.bitwise_or(env.terminals, env.truncations, out=done_array)
                 next_done_u8.copy_(host_done, non_blocking=True)
                 split.copy_ends()
                 if tc.reward_clamp:
-                    rew_buf[t].clamp_(-tc.reward_clamp, tc.reward_clamp)
-                next_done = next_done_u8.float()
-                if state is not None:
-                    keep = (1.0 - next_done).unsqueeze(-1)
-                    state = tuple(s * keep for s in state)
+                    buf.rew[t].clamp_(-tc.reward_clamp, tc.reward_clamp)
+                buf.next_done.copy_(next_done_u8)
+                if buf.state is not None:
+                    keep = (1.0 - buf.next_done).unsqueeze(-1)
+                    for s in buf.state:
+                        s.mul_(keep)
                 split.copy += time.perf_counter() - tick
             step += batch
             epoch += 1
@@ -234,23 +233,17 @@ def train(
 
             tick = time.perf_counter()
             if policy.obs_norm is not None:
-                policy.obs_norm.update(obs_buf.flatten(0, 1).flatten(1).float())
-            _update(
-                policy,
-                optimizer,
-                tc,
-                stats,
-                obs_buf,
-                act_buf,
-                logp_buf,
-                rew_buf,
-                done_buf,
-                val_buf,
-                next_obs,
-                next_done,
-                state,
-                initial_state,
-            )
+                policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
+            stats.add_explained_variance(prepare())
+            # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
+            for _ in range(tc.update_epochs):
+                order = torch.randperm(agents, device=device)
+                for begin in range(0, agents, columns):
+                    if begin + columns <= agents:
+                        mb_index.copy_(order[begin : begin + columns])
+                        stats.add(minibatch())
+                    else:
+                        stats.add(_minibatch(policy, optimizer, tc, buf, order[begin:]))
             # The one read per update: it fails the run at this step, before any checkpoint of
             # non-finite weights, and it drains the queue so the learn time is the update's own. The
             # next action read would wait for the update anyway, so this costs no throughput.
@@ -269,7 +262,7 @@ def train(
                     **window.drain(),
                     **{f"losses/{k}": v for k, v in stats.drain().items()},
                     **{f"performance/{k}": v for k, v in split.drain().items()},
-                    "performance/learning_rate": optimizer.param_groups[0]["lr"],
+                    "performance/learning_rate": float(optimizer.param_groups[0]["lr"]),
                 }
                 sink.metrics(step, row)
                 last_flush, last_flush_step = now, step
@@ -289,17 +282,28 @@ def train(
     )
 
 
-def make_optimizer(policy: Policy, tc) -> torch.optim.Optimizer:
+def make_optimizer(policy: Policy, tc, graphs: bool = False) -> torch.optim.Optimizer:
     """Adam over every parameter, or Muon for the hidden weight matrices and Adam for the rest, in one
-    optimizer, so that a checkpoint's trainer state stays a single state dict."""
+    optimizer, so that a checkpoint's trainer state stays a single state dict.
+
+    With `graphs`, Adam is capturable and its learning rate a device tensor, so that a captured step
+    reads the annealed rate on every replay instead of the value it had at capture."""
     kwargs = {"lr": tc.learning_rate, "betas": (tc.adam_beta1, tc.adam_beta2), "eps": tc.adam_eps}
     if tc.optimizer == "muon":
-        optimizer: torch.optim.Optimizer = MuonWithAdam(policy, muon_momentum=tc.muon_momentum, **kwargs)
-    else:
-        # The fused kernel updates every tensor in a couple of launches instead of several per tensor.
-        fused = next(policy.parameters()).is_cuda
-        optimizer = torch.optim.Adam(policy.parameters(), fused=fused, **kwargs)
-    return optimizer
+        return MuonWithAdam(policy, muon_momentum=tc.muon_momentum, **kwargs)
+    # The fused kernel updates every tensor in a couple of launches instead of several per tensor.
+    device = next(policy.parameters()).device
+    if graphs:
+        kwargs["lr"] = torch.tensor(tc.learning_rate, device=device)
+    return torch.optim.Adam(policy.parameters(), fused=device.type == "cuda", capturable=graphs, **kwargs)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def _cpu_count() -> int:
@@ -384,9 +388,13 @@ class _Stats:
         self.ev_sum = torch.zeros((), device=device)
         self.updates = 0
 
-    def add(self, terms, grad_norm: torch.Tensor) -> None:
+    @staticmethod
+    def vector(terms, grad_norm: torch.Tensor) -> torch.Tensor:
         parts = [getattr(terms, k) for k in _STAT_NAMES[:-2]] + [terms.total, grad_norm]
-        self.sums += torch.stack([p.detach().float() for p in parts])
+        return torch.stack([p.detach().float() for p in parts])
+
+    def add(self, vector: torch.Tensor) -> None:
+        self.sums += vector
         self.count += 1
 
     def add_explained_variance(self, value: torch.Tensor) -> None:
@@ -411,76 +419,138 @@ class _Stats:
         return out
 
 
-def _update(
-    policy: Policy,
-    optimizer: torch.optim.Optimizer,
-    tc,
-    stats: _Stats,
-    obs_buf: torch.Tensor,
-    act_buf: torch.Tensor,
-    logp_buf: torch.Tensor,
-    rew_buf: torch.Tensor,
-    done_buf: torch.Tensor,
-    val_buf: torch.Tensor,
-    next_obs: torch.Tensor,
-    next_done: torch.Tensor,
-    state,
-    initial_state,
-) -> None:
-    """PPO epochs over the rollout; statistics go into `stats` on the device, nothing is read back."""
-    horizon, agents = rew_buf.shape
-    with torch.no_grad():
-        _, next_value, _ = policy(next_obs, state)
-        adv = advantages(rew_buf, val_buf, done_buf, next_value, next_done, tc.gamma, tc.gae_lambda)
-        returns = adv + val_buf
-        stats.add_explained_variance(explained_variance(val_buf.flatten(), returns.flatten()))
+@dataclass
+class _Buffers:
+    """The rollout and everything the captured steps read: device tensors allocated once, so that their
+    addresses stay valid for CUDA graph replays."""
 
-    # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
-    columns = max(1, tc.minibatch_size // horizon)
-    for _ in range(tc.update_epochs):
-        order = torch.randperm(agents, device=rew_buf.device)
-        for begin in range(0, agents, columns):
-            idx = order[begin : begin + columns]
-            mb_state = None if initial_state is None else tuple(s[idx] for s in initial_state)
-            params, values = policy.forward_sequence(obs_buf[:, idx], done_buf[:, idx], mb_state)
-            new_logp, entropy = policy.log_prob_entropy(params, act_buf[:, idx])
-            mb_old_logp = logp_buf[:, idx]
-            mb_adv = adv[:, idx]
-            if tc.vtrace:
-                with torch.no_grad():
-                    ratio = (new_logp - mb_old_logp).exp()
-                    mb_adv = advantages(
-                        rew_buf[:, idx],
-                        val_buf[:, idx],
-                        done_buf[:, idx],
-                        next_value[idx],
-                        next_done[idx],
-                        tc.gamma,
-                        tc.gae_lambda,
-                        ratio,
-                        tc.vtrace_rho_clip,
-                        tc.vtrace_c_clip,
-                    )
-            if tc.norm_adv:
-                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            terms = ppo_loss(
-                new_logp,
-                mb_old_logp,
-                mb_adv,
-                values,
-                val_buf[:, idx],
-                returns[:, idx],
-                entropy,
-                tc.clip_coef,
-                tc.vf_coef,
-                tc.vf_clip_coef,
-                tc.ent_coef,
+    obs: torch.Tensor
+    act: torch.Tensor
+    logp: torch.Tensor
+    rew: torch.Tensor
+    done: torch.Tensor
+    val: torch.Tensor
+    adv: torch.Tensor
+    ret: torch.Tensor
+    next_obs: torch.Tensor
+    next_done: torch.Tensor
+    next_value: torch.Tensor
+    state: State
+    start_state: State
+
+    @classmethod
+    def allocate(
+        cls,
+        policy: Policy,
+        host_obs: torch.Tensor,
+        host_act: torch.Tensor,
+        horizon: int,
+        device: torch.device,
+    ) -> _Buffers:
+        agents = host_obs.shape[0]
+
+        def steps() -> torch.Tensor:
+            return torch.zeros((horizon, agents), device=device)
+
+        state = policy.initial_state(agents, device)
+        return cls(
+            obs=torch.zeros((horizon, *host_obs.shape), dtype=host_obs.dtype, device=device),
+            act=torch.zeros(
+                (horizon, *host_act.shape), dtype=torch.long if policy.nvec else torch.float32, device=device
+            ),
+            logp=steps(),
+            rew=steps(),
+            done=steps(),
+            val=steps(),
+            adv=steps(),
+            ret=steps(),
+            next_obs=torch.zeros(host_obs.shape, dtype=host_obs.dtype, device=device),
+            next_done=torch.zeros(agents, device=device),
+            next_value=torch.zeros(agents, device=device),
+            state=state,
+            start_state=None if state is None else tuple(torch.zeros_like(s) for s in state),
+        )
+
+    def begin_rollout(self) -> None:
+        if self.state is not None:
+            for kept, current in zip(self.start_state, self.state, strict=True):
+                kept.copy_(current)
+
+    def store(self, t: int, action: torch.Tensor, logp: torch.Tensor, value: torch.Tensor) -> None:
+        self.obs[t] = self.next_obs
+        self.done[t] = self.next_done
+        self.act[t], self.logp[t], self.val[t] = action, logp, value
+
+
+@torch.no_grad()
+def _act(policy: Policy, buf: _Buffers) -> tuple[torch.Tensor, ...]:
+    """One acting step on `buf.next_obs`: action, its log-probability, value, and the env's actions;
+    the recurrent state advances in place."""
+    params, value, state = policy(buf.next_obs, buf.state)
+    action = policy.sample(params)
+    logp, _ = policy.log_prob_entropy(params, action)
+    if state is not None:
+        for current, new in zip(buf.state, state, strict=True):
+            current.copy_(new)
+    return action, logp, value, policy.env_actions(action)
+
+
+@torch.no_grad()
+def _prepare(policy: Policy, buf: _Buffers, tc) -> torch.Tensor:
+    """Advantages and returns of the finished rollout into `buf`; returns the value explained variance."""
+    _, next_value, _ = policy(buf.next_obs, buf.state)
+    buf.next_value.copy_(next_value)
+    buf.adv.copy_(
+        advantages(buf.rew, buf.val, buf.done, buf.next_value, buf.next_done, tc.gamma, tc.gae_lambda)
+    )
+    torch.add(buf.adv, buf.val, out=buf.ret)
+    return explained_variance(buf.val.flatten(), buf.ret.flatten())
+
+
+def _minibatch(
+    policy: Policy, optimizer: torch.optim.Optimizer, tc, buf: _Buffers, idx: torch.Tensor
+) -> torch.Tensor:
+    """One PPO step on the agent columns `idx`; returns the loss statistics as one device vector."""
+    mb_state = None if buf.start_state is None else tuple(s[idx] for s in buf.start_state)
+    params, values = policy.forward_sequence(buf.obs[:, idx], buf.done[:, idx], mb_state)
+    new_logp, entropy = policy.log_prob_entropy(params, buf.act[:, idx])
+    mb_old_logp = buf.logp[:, idx]
+    mb_adv = buf.adv[:, idx]
+    if tc.vtrace:
+        with torch.no_grad():
+            ratio = (new_logp - mb_old_logp).exp()
+            mb_adv = advantages(
+                buf.rew[:, idx],
+                buf.val[:, idx],
+                buf.done[:, idx],
+                buf.next_value[idx],
+                buf.next_done[idx],
+                tc.gamma,
+                tc.gae_lambda,
+                ratio,
+                tc.vtrace_rho_clip,
+                tc.vtrace_c_clip,
             )
-            optimizer.zero_grad()
-            terms.total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tc.max_grad_norm)
-            optimizer.step()
-            stats.add(terms, grad_norm)
+    if tc.norm_adv:
+        mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+    terms = ppo_loss(
+        new_logp,
+        mb_old_logp,
+        mb_adv,
+        values,
+        buf.val[:, idx],
+        buf.ret[:, idx],
+        entropy,
+        tc.clip_coef,
+        tc.vf_coef,
+        tc.vf_clip_coef,
+        tc.ent_coef,
+    )
+    optimizer.zero_grad()
+    terms.total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), tc.max_grad_norm)
+    optimizer.step()
+    return _Stats.vector(terms, grad_norm)
 
 
 @torch.no_grad()
@@ -492,36 +562,41 @@ def evaluate(
     device: torch.device,
     max_steps: int = 100_000,
 ) -> tuple[float, float]:
-    """One clean episode per environment with the final policy; mean perf and mean raw score.
+    """The first episode of every agent with the final policy; mean perf and mean raw score.
 
-    Counting exactly one episode per environment avoids the bias of a step-limited window, which
-    over-samples short episodes.
+    Counting exactly one episode per agent avoids the bias of a step-limited window, which over-samples
+    short episodes. Environments log per environment, not per agent, so a step's log is read as soon as an
+    agent finishes, and kept only when every agent that finished on that step was on its first episode
+    (in an arena of many agents, the early deaths must not stand for the whole arena).
     """
-    episodes = config.train.eval_episodes
-    env = envs_c.make(env_name, episodes, seed=seed + 1_000_003, **config.env)
+    env = envs_c.make(env_name, config.train.eval_episodes, seed=seed + 1_000_003, **config.env)
     try:
         obs = env.reset()
+        per_env = env.num_agents // env.num_envs
         state = policy.initial_state(env.num_agents, device)
         dtype = torch.uint8 if obs.dtype == np.uint8 else torch.float32
-        finished: dict[int, dict[str, float]] = {}
+        finished = np.zeros(env.num_agents, dtype=bool)
+        totals = {"perf": 0.0, "score": 0.0, "n": 0.0}
         for _ in range(max_steps):
             params, _, state = policy(_to_device(obs, dtype, device), state)
             action = policy.sample(params, deterministic=config.train.eval_deterministic)
             obs, _, terminals, truncations = env.step(policy.env_actions(action).cpu().numpy())
-            done = (terminals | truncations).reshape(env.num_envs, -1).any(1)
-            for i in np.flatnonzero(done):
-                if i not in finished:
-                    finished[int(i)] = env.env_log(int(i))
-            if len(finished) == env.num_envs:
+            done = (terminals | truncations).astype(bool)
+            for i in np.unique(np.flatnonzero(done) // per_env):
+                agents = np.flatnonzero(done[i * per_env : (i + 1) * per_env]) + i * per_env
+                log = env.env_log(int(i))
+                if log and not finished[agents].any():
+                    for key in ("perf", "score"):
+                        totals[key] += log[key] * log["n"]
+                    totals["n"] += log["n"]
+                finished[agents] = True
+            if finished.all():
                 break
             if state is not None:
-                keep = (
-                    torch.from_numpy(~(terminals | truncations).astype(bool)).to(device).float().unsqueeze(-1)
-                )
+                keep = torch.from_numpy(~done).to(device).float().unsqueeze(-1)
                 state = tuple(s * keep for s in state)
-        logs = [log for log in finished.values() if log]
-        if not logs:
+        if not totals["n"]:
             return 0.0, 0.0
-        return float(np.mean([log["perf"] for log in logs])), float(np.mean([log["score"] for log in logs]))
+        return totals["perf"] / totals["n"], totals["score"] / totals["n"]
     finally:
         env.close()

@@ -29,14 +29,15 @@ class ObsNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
+        # In place: a captured acting step reads these buffers at fixed addresses.
         batch_mean = x.mean(0)
         batch_var = x.var(0, unbiased=False)
         n = x.shape[0]
         total = self.count + n
         delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
+        self.var.mul_(self.count).add_(batch_var * n + delta**2 * self.count * n / total).div_(total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10, 10)

@@ -1,0 +1,117 @@
+"""CUDA-graph replays of the trainer's steps do what the eager steps do. These need a GPU, so they run on
+the lent device (`python3 -m pytest tests/test_cuda_graphs.py`, as bench/gpu_variants.sh does), not in CI."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs_c
+from services.common.config import resolve
+from services.trainer import loop
+from services.trainer.graphs import Graphed
+from services.trainer.policy import Policy
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+CUDA = torch.device("cuda")
+
+
+class Quiet:
+    def metrics(self, step, values):
+        self.last = values
+
+    def checkpoint(self, step, stem, size_bytes, meta):
+        pass
+
+    def interrupt(self):
+        return None
+
+
+def _setup(recurrent: str, seed: int):
+    config = resolve("cartpole", {"train": {"num_envs": 64, "num_steps": 32, "minibatch_size": 512}})
+    config.policy.recurrent = recurrent
+    env = envs_c.make("cartpole", 64, seed=0)
+    torch.manual_seed(seed)
+    policy = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], config.policy).to(CUDA)
+    host_obs, host_act = torch.from_numpy(env.observations), torch.from_numpy(env.actions)
+    buf = loop._Buffers.allocate(policy, host_obs, host_act, 32, CUDA)
+    generator = torch.Generator(device=CUDA).manual_seed(1)
+    buf.obs.copy_(torch.randn(buf.obs.shape, device=CUDA, generator=generator))
+    buf.act.copy_(torch.randint(0, 2, buf.act.shape, device=CUDA, generator=generator))
+    buf.logp.fill_(-0.69)
+    buf.rew.copy_(torch.rand(buf.rew.shape, device=CUDA, generator=generator))
+    buf.done.copy_((torch.rand(buf.done.shape, device=CUDA, generator=generator) < 0.05).float())
+    env.close()
+    return config.train, policy, buf
+
+
+@pytest.mark.parametrize("recurrent", ["none", "lstm"])
+def test_graphed_updates_match_eager_updates(recurrent):
+    tc, eager_policy, eager_buf = _setup(recurrent, seed=3)
+    _, graph_policy, graph_buf = _setup(recurrent, seed=3)
+    eager_opt = loop.make_optimizer(eager_policy, tc, graphs=True)
+    graph_opt = loop.make_optimizer(graph_policy, tc, graphs=True)
+    index = torch.zeros(16, dtype=torch.long, device=CUDA)
+    prepare = Graphed(lambda: loop._prepare(graph_policy, graph_buf, tc), enabled=True)
+    step = Graphed(lambda: loop._minibatch(graph_policy, graph_opt, tc, graph_buf, index), enabled=True)
+    for update in range(3):  # warm-up, warm-up, capture and replay
+        loop.set_learning_rate(eager_opt, 0.003 / (update + 1))
+        loop.set_learning_rate(graph_opt, 0.003 / (update + 1))
+        loop._prepare(eager_policy, eager_buf, tc)
+        prepare()
+        for begin in (0, 16, 32, 48):
+            columns = torch.arange(begin, begin + 16, device=CUDA).flip(0)
+            eager_stats = loop._minibatch(eager_policy, eager_opt, tc, eager_buf, columns)
+            index.copy_(columns)
+            graph_stats = step()
+            torch.testing.assert_close(graph_stats, eager_stats, rtol=1e-4, atol=1e-5)
+    assert graph_opt.state[next(graph_policy.parameters())]["step"].item() == 12
+    for eager_param, graph_param in zip(eager_policy.parameters(), graph_policy.parameters(), strict=True):
+        torch.testing.assert_close(graph_param, eager_param, rtol=1e-4, atol=1e-5)
+
+
+def test_graphed_acting_samples_fresh_actions_and_advances_the_state():
+    _, policy, buf = _setup("lstm", seed=4)
+    act = Graphed(lambda: loop._act(policy, buf), enabled=True)
+    buf.next_obs.copy_(buf.obs[0])
+    actions = []
+    for _ in range(6):  # the last four are replays
+        before = tuple(s.clone() for s in buf.state)
+        action, logp, value, env_action = act()
+        actions.append(action.clone())
+        assert torch.equal(env_action, action.int())
+        with torch.no_grad():
+            params, expected_value, expected_state = policy(buf.next_obs, before)
+            expected_logp, _ = policy.log_prob_entropy(params, action)
+        torch.testing.assert_close(logp, expected_logp)
+        torch.testing.assert_close(value, expected_value)
+        for current, expected in zip(buf.state, expected_state, strict=True):
+            torch.testing.assert_close(current, expected)
+    assert not torch.equal(actions[-1], actions[-2]), "a replay must draw new random numbers"
+
+
+def test_a_cpu_checkpoint_resumes_on_the_gpu_with_graphs(tmp_path: Path):
+    config = resolve(
+        "cartpole",
+        {"train": {"total_timesteps": 4 * 1024, "num_envs": 16, "num_steps": 64, "checkpoint_interval": 2}},
+    )
+    config.train.device = "cpu"
+    first = loop.train("cartpole", config, 0, tmp_path, Quiet())
+    assert first.status == "succeeded"
+    gpu = copy.deepcopy(config)
+    gpu.train.device = "cuda"
+    gpu.train.total_timesteps = 12 * 1024
+    resumed = loop.train("cartpole", gpu, 0, tmp_path / "gpu", Quiet(), resume=first.last_checkpoint)
+    assert resumed.status == "succeeded" and resumed.steps == 12 * 1024
+
+
+def test_cartpole_learns_on_the_gpu_with_graphs(tmp_path: Path):
+    config = resolve("cartpole", {"train": {"device": "cuda", "total_timesteps": 200_000}})
+    sink = Quiet()
+    result = loop.train("cartpole", config, 0, tmp_path, sink)
+    assert result.status == "succeeded"
+    assert result.final_score >= 0.5
