@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.sweeper.pareto import ParetoSearch, pareto_front
+from services.sweeper.pareto import ParetoSearch, _Warp, pareto_front
 from services.sweeper.space import Space, SpaceError
 
 SPEC = {
@@ -120,6 +120,34 @@ def test_parallel_suggestions_are_distinct_and_spread() -> None:
     fresh = ParetoSearch(SPEC, seed=1)
     first = [fresh.suggest()[0] for _ in range(8)]
     assert len({str(p) for p in first}) == 8
+
+
+def test_score_warp_is_monotone_and_maps_back() -> None:
+    # Skewed scores, as in a sweep: most trials near the floor, one peak, ties.
+    y = np.array([0.0, 0.02, 0.02, 0.05, 0.1, 0.4, 1.0])
+    warp = _Warp(y)
+    assert np.all(np.diff(warp.w[np.argsort(y, kind="stable")]) >= 0)
+    assert warp.w[1] == warp.w[2]  # ties share their normal score
+    # Normal scores: symmetric about the median score, unlike the skewed values.
+    assert warp.w[3] == 0.0 and warp.w.min() == -warp.w.max()
+    assert warp.inverse(warp.w) == pytest.approx(y)  # exact at the observed pairs
+    grid = np.linspace(-4.0, 4.0, 81)
+    back = warp.inverse(grid)
+    assert np.all(np.diff(back) > 0)  # strictly monotone, also past the observed range
+    assert back[-1] > 1.0 and back[0] < 0.0  # optimism above the best still reads as a gain
+    assert float(warp.inverse(warp.w.max())) == pytest.approx(1.0)
+
+
+def test_predicted_score_is_in_score_units() -> None:
+    search = ParetoSearch(SPEC, seed=4)
+    run_trials(search, 20)
+    scores = [o["score"] for o in search.state()["observations"]]
+    params, info = search.suggest()
+    assert info["why"] == "pareto"
+    spread = max(scores) - min(scores)
+    assert min(scores) - spread < info["predicted_score"] < max(scores) + spread
+    # and close to what the objective gives there (the test task is smooth)
+    assert abs(info["predicted_score"] - objective(params)[0]) < 0.5 * spread
 
 
 def test_observe_and_forget_clear_pending() -> None:
