@@ -3,6 +3,7 @@
 #   run(kind=nvidia-h100-x1, carry=[".whl", ".carry"], timeout_s=600):  bash bench/gpu_compare.sh
 #   PART=followup (on nvidia-h200-x2): pong pair again, then (d) two breakout runs at once, one per GPU and
 #   half the cores each, against one alone on the same half; then the bench.
+#   PART=dual (on nvidia-h200-x2): (d) alone, then the bench, no PufferLib.
 #   PART=bench (nvidia-h100-x1, timeout_s=570): PufferLib's pong, then `shoal bench train --envs all` with
 #   every environment's defaults, the per-env budget split over what is left (BUDGET, default 555 s here).
 # .whl: shoal's pure-Python/cp312 wheels the image lacks; .carry: /work/shared/anchors/pufferlib3's
@@ -17,7 +18,7 @@ snap(){ tar czf $OUT/logs.tgz -C /tmp res 2>/dev/null; cp $R/summary.txt $OUT/ 2
 log "device: $(nvidia-smi --query-gpu=name --format=csv,noheader) x$(nvidia-smi -L | wc -l), $(nproc) cpus"
 
 # --- PufferLib build in the background (its own site dir: it needs gymnasium 0.29, shoal 1.x) ---
-( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $REPO/.carry/whl/*.whl
+[ "$PART" != dual ] && ( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $REPO/.carry/whl/*.whl
   cp -r $REPO/.carry/src/pufferlib-3.0.0 /tmp/plsrc && cd /tmp/plsrc && TB=$(date +%s)
   CC=gcc CXX=g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=12 PYTHONPATH=/tmp/site python3 -m pip install -v \
     --no-build-isolation --no-deps --no-cache-dir --target /tmp/site . > $R/puffer_build.log 2>&1
@@ -29,14 +30,14 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/shoalsite:$REPO
 python3 envs_c/build.py > $R/shoal_build.log 2>&1; log "shoal build rc=$?"
 if [ "$PART" != bench ]; then
-  python3 -m pytest -q -p no:cacheprovider tests/test_ppo.py > $R/pytest.log 2>&1; log "pytest test_ppo rc=$? $(tail -1 $R/pytest.log)"
+  python3 -m pytest -q -p no:cacheprovider tests/test_ppo.py tests/test_cuda_graphs.py > $R/pytest.log 2>&1; log "pytest test_ppo test_cuda_graphs rc=$? $(tail -1 $R/pytest.log)"
   for v in "" "--set policy.recurrent=\"lstm\"" "--set train.optimizer=\"muon\""; do
     python3 bench/gpu_train.py cartpole 25 $R/check.jsonl --threshold 0.5 --set train.device='"cuda"' \
       --set train.total_timesteps=60000 --set train.num_envs=64 $v > $R/check.log 2>&1
     log "check cartpole cuda [$v] rc=$? $(grep SUMMARY $R/check.log | cut -c1-330)"
   done
 fi
-wait $BUILD; log "$(tail -1 $R/puffer_build.log)"; snap
+wait $BUILD; [ "$PART" != dual ] && log "$(tail -1 $R/puffer_build.log)"; snap
 
 # --- timed runs, one at a time, each with GPU utilisation sampled ---
 puffer(){ tag=$1; env=$2; cap=$3
@@ -47,13 +48,13 @@ ours(){ tag=$1; env=$2; cap=$3
   nvidia-smi dmon -s u -d 1 > $R/${tag}_dmon.txt 2>&1 & DM=$!
   timeout $(( cap + 60 )) python3 bench/gpu_train.py $env $cap /tmp/runs/$tag.jsonl > $R/$tag.log 2>&1
   log "$tag rc=$? $(grep SUMMARY $R/$tag.log)"; kill $DM; cp /tmp/runs/$tag.jsonl $R/shoal_$tag.jsonl.txt; snap; }
-puffer puffer_pong puffer_pong 45
+[ "$PART" != dual ] && puffer puffer_pong puffer_pong 45
 if [ "$PART" = bench ]; then
   :  # shoal's pong runs inside the bench below; its curve is in bench_train_curves.csv
-elif [ "$PART" = followup ]; then
-  ours shoal_pong pong 40
+elif [ "$PART" = followup ] || [ "$PART" = dual ]; then
+  [ "$PART" = followup ] && ours shoal_pong pong 40
   # (d) the same breakout run alone on GPU 0 with cores 0-15, then two at once: GPU 0 + cores 0-15, GPU 1 + 16-31
-  H=$(( $(nproc) / 2 )); RUN="python3 bench/gpu_train.py breakout 25"
+  H=$(( $(nproc) / 2 )); RUN="python3 bench/gpu_train.py breakout 25 --set train.total_timesteps=400000000"
   CUDA_VISIBLE_DEVICES=0 taskset -c 0-$((H-1)) $RUN /tmp/runs/alone.jsonl > $R/dual_alone.log 2>&1
   log "alone: $(grep SUMMARY $R/dual_alone.log | cut -c1-200)"
   CUDA_VISIBLE_DEVICES=0 taskset -c 0-$((H-1)) $RUN /tmp/runs/pair0.jsonl > $R/dual_0.log 2>&1 & P0=$!
