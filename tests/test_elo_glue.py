@@ -222,3 +222,68 @@ def test_the_trainer_asks_for_a_rating_of_two_player_checkpoints(platform, env, 
     sink = DatabaseSink(run_id, resolve(env, {"env": config}), writer=None)
     sink.checkpoint(5, stem, 1, {"env": env, "env_version": "v"})
     assert list(sent) == ([(ELO_RATE_TASK, [1])] if rated else [])
+
+
+def _add_games(session, env: str, a: int, b: int, scores: list[float]) -> None:
+    import envs_c
+    from services.common.models import Match
+
+    version = envs_c.version(env)
+    fields = {"env": env, "steps": 10, "env_version": version, "code_version": "test"}
+    session.add_all(
+        Match(player_a=a, player_b=b, seat_a=i % 2, seed=i, score_a=score, **fields)
+        for i, score in enumerate(scores)
+    )
+
+
+def test_a_refit_with_no_new_games_is_skipped_and_new_games_are_fitted(platform):
+    from services.common.models import EloRating
+    from services.elo import store, tasks
+
+    with session_scope() as session:
+        random = store.anchor(session, "pong", "random")
+        scripted = store.anchor(session, "pong", "scripted")
+        _add_games(session, "pong", scripted.id, random.id, [1.0] * 9 + [0.0])
+        ids = (random.id, scripted.id)
+    assert tasks.refit("pong") == 2
+    with session_scope() as session:
+        first = {r.player_id: (r.elo, r.games) for r in session.query(EloRating)}
+    assert tasks.refit("pong") is None, "nothing new: the bootstrap must not run again"
+    with session_scope() as session:
+        _add_games(session, "pong", ids[1], ids[0], [1.0] * 10)
+    assert tasks.refit("pong") == 2
+    with session_scope() as session:
+        second = {r.player_id: (r.elo, r.games) for r in session.query(EloRating)}
+    assert first[ids[1]][1] == 10 and second[ids[1]][1] == 20
+    assert second[ids[1]][0] > first[ids[1]][0]
+
+
+def test_concurrent_refits_of_one_env_take_turns_and_the_second_is_skipped(pg_url):
+    """On PostgreSQL, two refits queued by jobs that finished together: one fits, the other waits for it and
+    finds nothing left to fit."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from services.elo import store
+
+    make_session = sessionmaker(create_engine(pg_url))
+    with make_session.begin() as session:
+        random = store.anchor(session, "reversi", "random")
+        scripted = store.anchor(session, "reversi", "scripted")
+        _add_games(session, "reversi", scripted.id, random.id, [1.0] * 30 + [0.5] * 2)
+    results: list = []
+    barrier = threading.Barrier(2)
+
+    def refit() -> None:
+        barrier.wait()
+        with make_session.begin() as session:
+            results.append(store.refit(session, "reversi", bootstrap=400))
+
+    threads = [threading.Thread(target=refit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r is None for r in results) == [False, True]

@@ -320,6 +320,18 @@ class Match(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RatingFit(Base):
+    """An env's last refit: the newest match it covered, so that a queued refit with nothing new to fit (a
+    burst of jobs finishing together) is skipped instead of repeating the whole bootstrap."""
+
+    __tablename__ = "rating_fits"
+
+    env: Mapped[str] = mapped_column(String(64), primary_key=True)
+    env_version: Mapped[str] = mapped_column(String(32))
+    through_match_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    fitted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class EloRating(Base):
     """A player's fitted rating with its 95% bootstrap interval, replaced by every refit of its env."""
 

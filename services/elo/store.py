@@ -45,6 +45,7 @@ from services.common.models import (
     MatchBatch,
     MatchJob,
     PlayerKind,
+    RatingFit,
     utcnow,
 )
 from services.elo.matchmaking import pick_opponents
@@ -378,13 +379,29 @@ def record_batch(
 # ---- refit -------------------------------------------------------------------------------------------
 
 
-def refit(session: Session, env: str, bootstrap: int = 200, seed: int = 0) -> dict[int, Rating]:
-    """Fit every match of the env's current version, anchored on random at 1000; replace `ratings`."""
+def refit(session: Session, env: str, bootstrap: int = 200, seed: int = 0) -> dict[int, Rating] | None:
+    """Fit every match of the env's current version, anchored on random at 1000; replace `ratings`.
+
+    Refits of one env take turns on its `rating_fits` row. One that finds every match already covered by
+    the last fit returns None without fitting: whoever queued it finished its games before that fit read
+    the log, so its games are in the ratings already.
+    """
     random_player = anchor(session, env, ANCHOR)
     version = envs_c.version(env)
+    session.execute(
+        _dialect(session)
+        .insert(RatingFit)
+        .values(env=env, env_version=version, through_match_id=0)
+        .on_conflict_do_nothing(index_elements=["env"])
+    )
+    fit = session.scalar(select(RatingFit).where(RatingFit.env == env).with_for_update())
+    current = (Match.env == env) & (Match.env_version == version)
+    newest = session.scalar(select(func.max(Match.id)).where(current)) or 0
+    if fit.fitted_at is not None and fit.env_version == version and fit.through_match_id >= newest:
+        return None
     rows = session.execute(
         select(Match.player_a, Match.player_b, Match.score_a, func.count())
-        .where(Match.env == env, Match.env_version == version)
+        .where(current, Match.id <= newest)
         .group_by(Match.player_a, Match.player_b, Match.score_a)
     ).all()
     matches = [(a, b, float(score)) for a, b, score, n in rows for _ in range(n)]
@@ -412,6 +429,7 @@ def refit(session: Session, env: str, bootstrap: int = 200, seed: int = 0) -> di
         )
     )
     session.execute(delete(EloRating).where(EloRating.env == env, EloRating.player_id.not_in(list(ratings))))
+    fit.env_version, fit.through_match_id, fit.fitted_at = version, newest, now
     return ratings
 
 

@@ -108,13 +108,18 @@ def _load(source: str, env: str, side: str):
 
 
 @app.task(name=ELO_REFIT_TASK, acks_late=True)
-def refit(env: str, job_id: int | None = None) -> int:
-    """Refit the env's ratings from the whole log, then send the job's follow-up task if it has one."""
+def refit(env: str, job_id: int | None = None) -> int | None:
+    """Refit the env's ratings from the whole log, then send the job's follow-up task if it has one.
+
+    Returns the number of players rated, or None when an earlier refit had already covered every game."""
     started = time.perf_counter()
     with session_scope() as session:
         ratings = store.refit(session, env, bootstrap=get_settings().elo_bootstrap)
         job = session.get(MatchJob, job_id) if job_id is not None else None
         then = job.then if job is not None else None
-    log.info("refit %s: %d players in %.2fs", env, len(ratings), time.perf_counter() - started)
+    if ratings is None:
+        log.info("refit %s: skipped, the last fit already covers every game", env)
+    else:
+        log.info("refit %s: %d players in %.2fs", env, len(ratings), time.perf_counter() - started)
     _send_then(then)
-    return len(ratings)
+    return None if ratings is None else len(ratings)
