@@ -74,24 +74,50 @@ def test_graphed_updates_match_eager_updates(recurrent):
         torch.testing.assert_close(graph_param, eager_param, rtol=1e-4, atol=1e-5)
 
 
-def test_graphed_acting_samples_fresh_actions_and_advances_the_state():
+def test_graphed_acting_stores_each_step_samples_fresh_actions_and_advances_the_state():
     _, policy, buf = _setup("lstm", seed=4)
-    act = Graphed(lambda: loop._act(policy, buf), enabled=True)
-    buf.next_obs.copy_(buf.obs[0])
-    actions = []
-    for _ in range(6):  # the last four are replays
+    host_act = torch.zeros(64, dtype=torch.int32, pin_memory=True)
+    act = Graphed(lambda: loop._act(policy, buf, host_act), enabled=True)
+    buf.begin_rollout()
+    buf.next_obs.copy_(buf.obs[5])
+    for t in range(6):  # the last four are replays
         before = tuple(s.clone() for s in buf.state)
-        action, logp, value, env_action = act()
-        actions.append(action.clone())
-        assert torch.equal(env_action, action.int())
+        act()
+        torch.cuda.synchronize()
+        assert int(buf.t) == t + 1
+        action = buf.act[t]
+        assert torch.equal(host_act, action.int().cpu())
         with torch.no_grad():
             params, expected_value, expected_state = policy(buf.next_obs, before)
             expected_logp, _ = policy.log_prob_entropy(params, action)
-        torch.testing.assert_close(logp, expected_logp)
-        torch.testing.assert_close(value, expected_value)
+        torch.testing.assert_close(buf.logp[t], expected_logp)
+        torch.testing.assert_close(buf.val[t], expected_value)
+        torch.testing.assert_close(buf.obs[t], buf.next_obs)
         for current, expected in zip(buf.state, expected_state, strict=True):
             torch.testing.assert_close(current, expected)
-    assert not torch.equal(actions[-1], actions[-2]), "a replay must draw new random numbers"
+    assert not torch.equal(buf.act[5], buf.act[4]), "a replay must draw new random numbers"
+
+
+def test_graphed_observing_stores_the_reward_at_the_step_just_acted_and_restarts_ended_states():
+    _, _, buf = _setup("lstm", seed=5)
+    host_obs = torch.randn(buf.next_obs.shape, pin_memory=True)
+    host_rew = torch.zeros(64, pin_memory=True)
+    host_done = torch.zeros(64, dtype=torch.uint8, pin_memory=True)
+    observe = Graphed(lambda: loop._observe(buf, host_obs, host_rew, host_done, 1.0), enabled=True)
+    buf.begin_rollout()
+    for t in range(5):
+        buf.t.add_(1)  # as the acting step would
+        for s in buf.state:
+            s.fill_(1.0)
+        host_rew.copy_(torch.linspace(-3, 3, 64) * (t + 1))
+        host_done.copy_(torch.arange(64) % 5 == t)
+        host_obs.normal_()
+        observe()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(buf.rew[t].cpu(), host_rew.clamp(-1, 1))
+        torch.testing.assert_close(buf.next_obs.cpu(), host_obs)
+        assert torch.equal(buf.next_done.cpu(), host_done.float())
+        assert torch.equal(buf.state[0][:, 0].cpu(), 1.0 - host_done.float())
 
 
 def test_a_cpu_checkpoint_resumes_on_the_gpu_with_graphs(tmp_path: Path):

@@ -143,13 +143,13 @@ def train(
     done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)((agents,), np.dtype(np.uint8))
     host_done = torch.from_numpy(done_array)
     buf = _Buffers.allocate(policy, host_obs, host_act, horizon, device)
-    next_done_u8 = torch.zeros(agents, dtype=torch.uint8, device=device)
 
     # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
     env.reset(seed + 7919 * epoch)
     buf.next_obs.copy_(host_obs, non_blocking=True)
 
-    act = Graphed(partial(_act, policy, buf), graphs)
+    act = Graphed(partial(_act, policy, buf, host_act), graphs)
+    observe = Graphed(partial(_observe, buf, host_obs, host_rew, host_done, tc.reward_clamp), graphs)
     prepare = Graphed(partial(_prepare, policy, buf, tc), graphs)
     columns = max(1, tc.minibatch_size // horizon)
     mb_index = torch.zeros(columns, dtype=torch.long, device=device)
@@ -195,16 +195,13 @@ def train(
             if tc.anneal_lr:
                 set_learning_rate(optimizer, tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs))
 
-            # Rollout. The host waits on the device once per step, for the actions the C loop needs;
-            # everything else (storing, the next observation's upload) is queued behind it.
+            # Rollout. Per step the host replays the acting graph (forward, sampling, storing, the actions'
+            # copy into the environment's buffer), waits for the actions, steps the C environments, and
+            # replays the observing graph (the results' upload), which is queued behind and not waited on.
             buf.begin_rollout()
-            for t in range(horizon):
+            for _ in range(horizon):
                 tick = time.perf_counter()
-                action, logp, value, env_action = act()
-                buf.store(t, action, logp, value)
-                split.copy_begins()
-                host_act.copy_(env_action, non_blocking=True)
-                split.copy_ends()
+                act()
                 split.wait()  # the actions are on the host from here on
                 tock = time.perf_counter()
                 split.forward += tock - tick
@@ -213,19 +210,10 @@ def train(
                 split.env += tick - tock
                 # The env's buffers are only rewritten by the next env.step, which comes after the next
                 # wait, by which time these copies (queued before it on the same stream) are done.
-                split.copy_begins()
-                buf.next_obs.copy_(host_obs, non_blocking=True)
-                buf.rew[t].copy_(host_rew, non_blocking=True)
                 np.bitwise_or(env.terminals, env.truncations, out=done_array)
-                next_done_u8.copy_(host_done, non_blocking=True)
+                split.copy_begins()
+                observe()
                 split.copy_ends()
-                if tc.reward_clamp:
-                    buf.rew[t].clamp_(-tc.reward_clamp, tc.reward_clamp)
-                buf.next_done.copy_(next_done_u8)
-                if buf.state is not None:
-                    keep = (1.0 - buf.next_done).unsqueeze(-1)
-                    for s in buf.state:
-                        s.mul_(keep)
                 split.copy += time.perf_counter() - tick
             step += batch
             epoch += 1
@@ -434,9 +422,11 @@ class _Buffers:
     ret: torch.Tensor
     next_obs: torch.Tensor
     next_done: torch.Tensor
+    done_u8: torch.Tensor  # the done flags as the environment gives them, before the cast
     next_value: torch.Tensor
     state: State
     start_state: State
+    t: torch.Tensor  # the rollout step being filled, on the device so a captured step can advance it
 
     @classmethod
     def allocate(
@@ -466,33 +456,63 @@ class _Buffers:
             ret=steps(),
             next_obs=torch.zeros(host_obs.shape, dtype=host_obs.dtype, device=device),
             next_done=torch.zeros(agents, device=device),
+            done_u8=torch.zeros(agents, dtype=torch.uint8, device=device),
             next_value=torch.zeros(agents, device=device),
             state=state,
             start_state=None if state is None else tuple(torch.zeros_like(s) for s in state),
+            t=torch.zeros(1, dtype=torch.long, device=device),
         )
 
     def begin_rollout(self) -> None:
+        self.t.zero_()
         if self.state is not None:
             for kept, current in zip(self.start_state, self.state, strict=True):
                 kept.copy_(current)
 
-    def store(self, t: int, action: torch.Tensor, logp: torch.Tensor, value: torch.Tensor) -> None:
-        self.obs[t] = self.next_obs
-        self.done[t] = self.next_done
-        self.act[t], self.logp[t], self.val[t] = action, logp, value
-
 
 @torch.no_grad()
-def _act(policy: Policy, buf: _Buffers) -> tuple[torch.Tensor, ...]:
-    """One acting step on `buf.next_obs`: action, its log-probability, value, and the env's actions;
-    the recurrent state advances in place."""
+def _act(policy: Policy, buf: _Buffers, host_act: torch.Tensor) -> None:
+    """One acting step on `buf.next_obs`, stored into the rollout at step `buf.t`, which then advances;
+    the recurrent state advances in place, and the actions go to the environment's buffer `host_act`."""
     params, value, state = policy(buf.next_obs, buf.state)
     action = policy.sample(params)
     logp, _ = policy.log_prob_entropy(params, action)
+    for rollout, now in (
+        (buf.obs, buf.next_obs),
+        (buf.done, buf.next_done),
+        (buf.act, action),
+        (buf.logp, logp),
+        (buf.val, value),
+    ):
+        rollout.index_copy_(0, buf.t, now.unsqueeze(0).to(rollout.dtype))
+    buf.t.add_(1)
     if state is not None:
         for current, new in zip(buf.state, state, strict=True):
             current.copy_(new)
-    return action, logp, value, policy.env_actions(action)
+    host_act.copy_(policy.env_actions(action), non_blocking=True)
+
+
+@torch.no_grad()
+def _observe(
+    buf: _Buffers,
+    host_obs: torch.Tensor,
+    host_rew: torch.Tensor,
+    host_done: torch.Tensor,
+    reward_clamp: float | None,
+) -> None:
+    """The environment's step into the device buffers: the next observation, the reward of the step just
+    acted (at `buf.t - 1`) and the done flags; the recurrent state restarts where an episode ended."""
+    buf.next_obs.copy_(host_obs, non_blocking=True)
+    buf.done_u8.copy_(host_done, non_blocking=True)
+    buf.next_done.copy_(buf.done_u8)
+    reward = host_rew.to(buf.rew.device, non_blocking=True)
+    if reward_clamp:
+        reward = reward.clamp(-reward_clamp, reward_clamp)
+    buf.rew.index_copy_(0, buf.t - 1, reward.unsqueeze(0))
+    if buf.state is not None:
+        keep = (1.0 - buf.next_done).unsqueeze(-1)
+        for s in buf.state:
+            s.mul_(keep)
 
 
 @torch.no_grad()
