@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from services.sweeper.gp import GP
 from services.sweeper.pareto import ParetoSearch, _Warp, pareto_front
 from services.sweeper.space import Space, SpaceError
 
@@ -148,6 +149,20 @@ def test_predicted_score_is_in_score_units() -> None:
     assert min(scores) - spread < info["predicted_score"] < max(scores) + spread
     # and close to what the objective gives there (the test task is smooth)
     assert abs(info["predicted_score"] - objective(params)[0]) < 0.5 * spread
+
+
+def test_gp_extrapolates_a_trend_only_when_linear() -> None:
+    # The cost GP (linear) keeps a trend going towards budgets not tried yet; the score GP falls back to
+    # its mean, with a wide interval, instead of promising ever more along one direction.
+    x = np.linspace(-1.0, 0.0, 12)[:, None]
+    y = 2.0 * x[:, 0]
+    far = np.array([[1.0]])
+    trend_mean, trend_sd = GP(x, y, linear=True).predict(far)
+    flat = GP(x, y)
+    flat_mean, flat_sd = flat.predict(far)
+    assert trend_mean[0] == pytest.approx(2.0, abs=0.1) and trend_sd[0] < 0.2
+    assert flat_mean[0] < 1.0 and flat_sd[0] > 0.5
+    assert not any("linear" in name for name, _ in flat.model.named_parameters())
 
 
 def test_observe_and_forget_clear_pending() -> None:

@@ -274,7 +274,7 @@ class ParetoSearch:
             x_fit = np.vstack([x_fit, np.array([o.u for o in fail])])
             y_fit = np.concatenate([y_fit, np.full(len(fail), warp.w.min())])
         score_gp = GP(x_fit, y_fit, steps=self.fit_steps)
-        cost_gp = GP(x_s[keep], c_norm[keep], steps=self.fit_steps, linear_mean=True)
+        cost_gp = GP(x_s[keep], c_norm[keep], steps=self.fit_steps, linear=True)
         models = {
             "score_gp": score_gp,
             "cost_gp": cost_gp,
