@@ -10,9 +10,9 @@ Usage::
 
 How a suggestion is made: a scrambled Sobol design (cost parameter held low) until enough trials succeeded;
 then two exact GPs (score, normalised log cost) score candidates drawn around the cost/score Pareto front and
-around the best runs moved to lower cost. The score GP models the scores' normal scores (a rank-based
-Gaussian copula warp), not the scores themselves: sweep scores are skewed, a few peaks over a floor. A
-candidate's weight is
+around the best runs moved to lower cost. The score GP models the scores through a fitted power warp
+(Yeo-Johnson), not the scores themselves: sweep scores are skewed, a few peaks over a floor. A candidate's
+weight is
 
     UCB(score) * [predicted cost < max_cost] * (1 - |target - predicted log cost|) * P(success) * spread
 
@@ -38,8 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import ndtri
-from scipy.stats import rankdata
+from scipy.stats import yeojohnson
 
 from services.sweeper.early_stop import below_line
 from services.sweeper.front import GOALS, pareto_front
@@ -412,32 +411,50 @@ class ParetoSearch:
 
 
 class _Warp:
-    """Normal-scores warp of scores in [0, 1]: w = Phi^-1((rank - 1/2) / n), ties sharing their mean rank.
+    """Yeo-Johnson power warp of scores in [0, 1], its power fitted by maximum likelihood, standardised.
 
     Sweep scores are skewed (most trials near the floor, a few peaks), which a stationary GP fits with long
-    lengthscales that flatten the peaks; their normal scores are not. ``inverse`` maps GP predictions back,
-    piecewise linearly between the observed pairs and linearly past them (secant over the outer quarter), so
-    an optimistic prediction above the best still reads as a gain in score units.
+    lengthscales that flatten the peaks; the fitted power makes them close to normal. ``inverse`` is the
+    exact inverse over the observed range and continues linearly past it with the slope at its ends: a
+    strong power has a bounded range (its inverse runs off to infinity at a finite value), and an optimistic
+    prediction above the best must read as a finite gain in score units.
     """
 
     def __init__(self, y: np.ndarray) -> None:
-        self.w = ndtri((rankdata(y) - 0.5) / len(y))
-        # Knots: one per distinct score (tied scores share their normal score).
-        self._w, first = np.unique(self.w, return_index=True)
-        self._y = y[first]
-        q = max(1, len(self._w) // 4)
-        if len(self._w) > 1:
-            self._lo_slope = (self._y[q] - self._y[0]) / (self._w[q] - self._w[0])
-            self._hi_slope = (self._y[-1] - self._y[-1 - q]) / (self._w[-1] - self._w[-1 - q])
-        else:
-            self._lo_slope = self._hi_slope = 1.0
+        y = np.asarray(y, dtype=float)
+        if np.ptp(y) > 0:
+            transformed, self.power = yeojohnson(y)
+        else:  # one distinct score: nothing to fit
+            transformed, self.power = y.copy(), 1.0
+        self.mean = float(transformed.mean())
+        self.sd = float(transformed.std()) or 1.0
+        self.w = (transformed - self.mean) / self.sd
+        self._lo, self._hi = float(self.w.min()), float(self.w.max())
+        step = 1e-4 * max(self._hi - self._lo, 1e-6)
+        self._lo_slope = (self._exact(self._lo + step) - self._exact(self._lo)) / step
+        self._hi_slope = (self._exact(self._hi) - self._exact(self._hi - step)) / step
+
+    def _exact(self, w: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(w, dtype=float) * self.sd + self.mean
+        lam = self.power
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if abs(lam) < 1e-9:
+                up = np.expm1(t)
+            else:
+                up = np.power(np.clip(lam * t + 1.0, 1e-300, None), 1.0 / lam) - 1.0
+            if abs(lam - 2.0) < 1e-9:
+                down = -np.expm1(-t)
+            else:
+                down = 1.0 - np.power(np.clip(1.0 - (2.0 - lam) * t, 1e-300, None), 1.0 / (2.0 - lam))
+        return np.where(t >= 0, up, down)
 
     def inverse(self, w: np.ndarray | float) -> np.ndarray:
-        """Scores (the units of ``y``) for normal scores ``w``; monotone, exact at the observed pairs."""
+        """Scores (the units of ``y``) for warped values ``w``; monotone, exact at the observed pairs."""
         w = np.asarray(w, dtype=float)
-        y = np.interp(w, self._w, self._y)
-        y = np.where(w < self._w[0], self._y[0] + (w - self._w[0]) * self._lo_slope, y)
-        return np.where(w > self._w[-1], self._y[-1] + (w - self._w[-1]) * self._hi_slope, y)
+        inside = self._exact(np.clip(w, self._lo, self._hi))
+        below = self._exact(self._lo) + (w - self._lo) * self._lo_slope
+        above = self._exact(self._hi) + (w - self._hi) * self._hi_slope
+        return np.where(w < self._lo, below, np.where(w > self._hi, above, inside))
 
 
 def _rbf(a: np.ndarray, b: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
