@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -278,26 +279,30 @@ def metrics(history: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def protein_histories(args: argparse.Namespace, parallel: int, deadline: float) -> list[tuple[str, int, Any]]:
-    """Protein runs in its own venv, one worker process per (task, seed), until the deadline."""
-    out = []
-    for task in args.tasks:
-        for seed in range(args.seeds):
-            left = deadline - time.time()
-            if left < 30:
-                return out
-            cmd = [args.protein_python, str(Path(__file__).resolve()), "--worker", "protein", "--task", task]
-            cmd += ["--seed", str(seed), "--trials", str(args.trials), "--parallel", str(parallel)]
-            try:
-                res = subprocess.run(
-                    cmd, capture_output=True, text=True, timeout=left, cwd="/tmp", check=True
-                )
-                out.append((task, seed, json.loads(res.stdout.strip().splitlines()[-1])))
-            except (subprocess.SubprocessError, json.JSONDecodeError, IndexError) as e:
-                print(
-                    f"protein {task} seed {seed} (parallel {parallel}): {type(e).__name__}", file=sys.stderr
-                )
-                return out
-    return out
+    """Protein runs in its own venv, one worker process per (task, seed), `--protein-jobs` at a time (one
+    torch thread each), until the deadline; runs that miss it are left out and counted as missing."""
+
+    def one(task: str, seed: int) -> tuple[str, int, Any] | None:
+        left = deadline - time.time()
+        if left < 30:
+            return None
+        cmd = [args.protein_python, str(Path(__file__).resolve()), "--worker", "protein", "--task", task]
+        cmd += ["--seed", str(seed), "--trials", str(args.trials), "--parallel", str(parallel)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        try:
+            res = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=left, cwd="/tmp", check=True, env=env
+            )
+            return task, seed, json.loads(res.stdout.strip().splitlines()[-1])
+        except (subprocess.SubprocessError, json.JSONDecodeError, IndexError) as e:
+            print(f"protein {task} seed {seed} (parallel {parallel}): {type(e).__name__}", file=sys.stderr)
+            return None
+
+    # Seed-major, so that a deadline leaves every task with its first seeds rather than one task with all.
+    runs = [(task, seed) for seed in range(args.seeds) for task in args.tasks]
+    with ThreadPoolExecutor(max_workers=args.protein_jobs) as pool:
+        done = list(pool.map(lambda run: one(*run), runs))
+    return [d for d in done if d is not None]
 
 
 def fmt_cost(values: list[float], n: int) -> str:
@@ -321,6 +326,7 @@ def main() -> None:
         "--ours-options", type=json.loads, default={}, help='ParetoSearch options, e.g. {"explore": 1}'
     )
     ap.add_argument("--protein-python", default="/tmp/pufvenv/bin/python")
+    ap.add_argument("--protein-jobs", type=int, default=1, help="Protein worker processes at once")
     ap.add_argument(
         "--protein-budget-s", type=float, default=600.0, help="wall-clock cap for all Protein runs"
     )

@@ -1,0 +1,21 @@
+#!/bin/bash
+# One device call: PufferLib 3.0's Protein through bench/sweep_bench.py on the device's 16 cores (each of
+# its suggestions takes 6-16 s on dev's 2 cores, so the full protocol does not fit there).
+#   run(carry=[".carry"], timeout_s=600):  bash bench/protein_device.sh
+# .carry is /work/shared/anchors/pufferlib3's prepare_carry.sh output. Sequential and parallel-8 runs go
+# side by side, JOBS worker processes each, until BUDGET seconds; the tables land in $OUT.
+set -u
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .carry/whl/*.whl
+cp -r .carry/src/pufferlib-3.0.0 /tmp/plsrc
+( cd /tmp/plsrc && CC=gcc CXX=g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONPATH=/tmp/site python3 -m pip install \
+    --no-build-isolation --no-deps --no-cache-dir --target /tmp/site . > /tmp/protein_build.log 2>&1 ) \
+  || { tail -20 /tmp/protein_build.log; exit 1; }
+printf '#!/bin/sh\nPYTHONPATH=/tmp/site exec python3 "$@"\n' > /tmp/protein_python && chmod +x /tmp/protein_python
+for p in 1 8; do
+  python3 bench/sweep_bench.py --seeds "${SEEDS:-5}" --trials 48 --methods protein --parallel $p \
+    --protein-python /tmp/protein_python --protein-jobs "${JOBS:-8}" --protein-budget-s "${BUDGET:-420}" \
+    > "$OUT/protein_p$p.txt" 2>&1 &
+done
+wait
+cat "$OUT"/protein_p*.txt
