@@ -17,18 +17,12 @@ snap(){ tar czf $OUT/logs.tgz -C /tmp res 2>/dev/null; cp $R/summary.txt $OUT/ 2
   python3 -c "import sys,torch;print(sys.version);print('torch',torch.__version__,torch.version.cuda)"; } > $R/sysinfo.txt 2>&1
 log "device: $(nvidia-smi --query-gpu=name --format=csv,noheader) x$(nvidia-smi -L | wc -l), $(nproc) cpus"
 
-# --- PufferLib build in the background (its own site dir: it needs gymnasium 0.29, shoal 1.x) ---
-[ "$PART" != dual ] && ( python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $REPO/.carry/whl/*.whl
-  cp -r $REPO/.carry/src/pufferlib-3.0.0 /tmp/plsrc && cd /tmp/plsrc && TB=$(date +%s)
-  CC=gcc CXX=g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=12 PYTHONPATH=/tmp/site python3 -m pip install -v \
-    --no-build-isolation --no-deps --no-cache-dir --target /tmp/site . > $R/puffer_build.log 2>&1
-  echo "puffer build rc=$? secs=$(( $(date +%s)-TB ))" >> $R/puffer_build.log ) &
+source bench/device_setup.sh
+[ "$PART" != dual ] && { puffer_build $R/puffer_build.log & }
 BUILD=$!
 
 # --- shoal: wheels, cffi extension, correctness on the GPU ---
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/shoalsite .whl/*.whl > $R/pip.log 2>&1
-export PYTHONPATH=/tmp/shoalsite:$REPO
-python3 envs_c/build.py > $R/shoal_build.log 2>&1; log "shoal build rc=$?"
+shoal_setup $R/shoal_build.log; log "shoal build rc=$?"
 if [ "$PART" != bench ]; then
   python3 -m pytest -q -p no:cacheprovider tests/test_ppo.py tests/test_cuda_graphs.py > $R/pytest.log 2>&1; log "pytest test_ppo test_cuda_graphs rc=$? $(tail -1 $R/pytest.log)"
   for v in "" "--set policy.recurrent=\"lstm\"" "--set train.optimizer=\"muon\""; do

@@ -5,9 +5,8 @@
 #   run(carry=[".whl"], timeout_s=600):  TESTS=1 bash bench/gpu_variants.sh 25 bench/variants/pong.txt
 set -u
 WALL=$1; VARIANTS=$2; export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/shoalsite .whl/*.whl > /dev/null 2>&1
-export PYTHONPATH=/tmp/shoalsite:$PWD
-python3 envs_c/build.py > /tmp/build.log 2>&1 || { tail -20 /tmp/build.log; exit 1; }
+source bench/device_setup.sh
+shoal_setup /tmp/build.log || { tail -20 /tmp/build.log; exit 1; }
 nvidia-smi --query-gpu=name --format=csv,noheader; mkdir -p /tmp/v
 if [ "${TESTS:-0}" = 1 ]; then
   python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py tests/test_ppo.py 2>&1 | tail -25

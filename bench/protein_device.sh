@@ -6,11 +6,8 @@
 # side by side, JOBS worker processes each, until BUDGET seconds; the tables land in $OUT.
 set -u
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .carry/whl/*.whl
-cp -r .carry/src/pufferlib-3.0.0 /tmp/plsrc
-( cd /tmp/plsrc && CC=gcc CXX=g++ TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 PYTHONPATH=/tmp/site python3 -m pip install \
-    --no-build-isolation --no-deps --no-cache-dir --target /tmp/site . > /tmp/protein_build.log 2>&1 ) \
-  || { tail -20 /tmp/protein_build.log; exit 1; }
+source bench/device_setup.sh
+puffer_build /tmp/protein_build.log || { tail -20 /tmp/protein_build.log; exit 1; }
 printf '#!/bin/sh\nPYTHONPATH=/tmp/site exec python3 "$@"\n' > /tmp/protein_python && chmod +x /tmp/protein_python
 for p in 1 8; do
   python3 bench/sweep_bench.py --seeds "${SEEDS:-5}" --trials 48 --methods protein --parallel $p \
