@@ -1,18 +1,22 @@
 #!/bin/bash
-# One device call: PufferLib 3.0's Protein through bench/sweep_bench.py on the device's 16 cores (each of
-# its suggestions takes 6-16 s on dev's 2 cores, so the full protocol does not fit there).
-#   run(carry=[".carry"], timeout_s=600):  bash bench/protein_device.sh
+# One device call: PufferLib 3.0's Protein through bench/sweep_bench.py on the device's cores (each of its
+# suggestions takes 6-16 s on dev's 2 cores, so the full protocol does not fit there).
+#   run(carry=[".carry"], timeout_s=600):  SEEDS=5 JOBS=16 BUDGET=540 bash bench/protein_device.sh
 # .carry is /work/shared/anchors/pufferlib3's prepare_carry.sh output. Sequential and parallel-8 runs go
-# side by side, JOBS worker processes each, until BUDGET seconds; the tables land in $OUT.
+# side by side, JOBS worker processes each, until BUDGET seconds. The tables land in $OUT, and every run's
+# history in $OUT/protein_histories.tgz: unpack it into a --save folder on dev to put Protein in the same
+# tables as the other methods (bench/sweep_bench.py --save DIR reuses the runs it finds there).
 set -u
 export PYTHONUNBUFFERED=1
 source bench/device_setup.sh
-puffer_build /tmp/protein_build.log || { tail -20 /tmp/protein_build.log; exit 1; }
+# Protein is pure Python: no env or CUDA extensions to build.
+NO_OCEAN=1 NO_TRAIN=1 puffer_build /tmp/protein_build.log || { tail -20 /tmp/protein_build.log; exit 1; }
 printf '#!/bin/sh\nPYTHONPATH=/tmp/site exec python3 "$@"\n' > /tmp/protein_python && chmod +x /tmp/protein_python
 for p in 1 8; do
   python3 bench/sweep_bench.py --seeds "${SEEDS:-5}" --trials 48 --methods protein --parallel $p \
     --protein-python /tmp/protein_python --protein-jobs "${JOBS:-8}" --protein-budget-s "${BUDGET:-420}" \
-    > "$OUT/protein_p$p.txt" 2>&1 &
+    --save /tmp/protein_save > "$OUT/protein_p$p.txt" 2>&1 &
 done
 wait
+tar czf "$OUT/protein_histories.tgz" -C /tmp/protein_save .
 cat "$OUT"/protein_p*.txt

@@ -60,6 +60,10 @@ SPACE_SPEC: dict[str, Any] = {
         "hidden": {"distribution": "uniform_pow2", "min": 32, "max": 512, "scale": "auto"},
     }
 }
+# Every method starts from the same defaults, the middle of each range (a real sweep's centre is the
+# user's config): ours and Protein read "mean", TPE has it enqueued as its first trial.
+for _spec in SPACE_SPEC["train"].values():
+    _spec["mean"] = Space({"p": dict(_spec)}).params[0].value(0.0)
 SPACE = Space(SPACE_SPEC)
 T_MAX = 2e6
 TASKS = ("linear", "log", "percentile")
@@ -153,6 +157,7 @@ class TPE:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.study.enqueue_trial(dict(zip(SPACE.names, SPACE.centre().tolist(), strict=True)))
         self.trials: dict[str, Any] = {}
 
     def ask(self) -> dict[str, Any]:
@@ -184,9 +189,7 @@ class Protein:
         torch.manual_seed(seed)
         config: dict[str, Any] = {"method": "Protein", "metric": "score", "goal": "maximize", "train": {}}
         for p in SPACE.params:
-            spec = dict(SPACE_SPEC["train"][p.name.split(".")[1]])
-            spec["mean"] = float(p.unnormalize(0.0))
-            config["train"][p.name.split(".")[1]] = spec
+            config["train"][p.name.split(".")[1]] = dict(SPACE_SPEC["train"][p.name.split(".")[1]])
         self.protein = pufferlib.sweep.Protein(config, max_suggestion_cost=1e12)
         self.fill = {"train": {p.name.split(".")[1]: 0.0 for p in SPACE.params}}
 
@@ -278,7 +281,42 @@ def metrics(history: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def protein_histories(args: argparse.Namespace, parallel: int, deadline: float) -> list[tuple[str, int, Any]]:
+def saved(args: argparse.Namespace, method: str, task: str, seed: int, parallel: int) -> Path | None:
+    """Where ``--save`` keeps one run's history; a run found there is read back instead of run again."""
+    if args.save is None:
+        return None
+    return args.save / f"{method}_{task}_p{parallel}_s{seed}_t{args.trials}.json"
+
+
+def histories(args: argparse.Namespace, method: str, parallel: int) -> list[tuple[str, int, Any]]:
+    """Every (task, seed) run of one method, from ``--save`` where it is there."""
+    done, todo = [], []
+    for seed in range(args.seeds):
+        for task in args.tasks:
+            path = saved(args, method, task, seed, parallel)
+            if path is not None and path.exists():
+                done.append((task, seed, json.loads(path.read_text())))
+            else:
+                todo.append((task, seed))
+
+    def keep(task: str, seed: int, history: Any) -> tuple[str, int, Any]:
+        path = saved(args, method, task, seed, parallel)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(history))
+        return task, seed, history
+
+    if method == "protein":
+        budget = args.protein_budget_s / len(args.parallel)
+        fresh = protein_histories(args, todo, parallel, time.time() + budget)
+        return done + [keep(*f) for f in fresh]
+    opts = args.ours_options if method == "ours" else {}
+    return done + [keep(t, s, run(method, t, s, args.trials, parallel, opts)) for t, s in todo]
+
+
+def protein_histories(
+    args: argparse.Namespace, runs: list[tuple[str, int]], parallel: int, deadline: float
+) -> list[tuple[str, int, Any]]:
     """Protein runs in its own venv, one worker process per (task, seed), `--protein-jobs` at a time (one
     torch thread each), until the deadline; runs that miss it are left out and counted as missing."""
 
@@ -298,8 +336,8 @@ def protein_histories(args: argparse.Namespace, parallel: int, deadline: float) 
             print(f"protein {task} seed {seed} (parallel {parallel}): {type(e).__name__}", file=sys.stderr)
             return None
 
-    # Seed-major, so that a deadline leaves every task with its first seeds rather than one task with all.
-    runs = [(task, seed) for seed in range(args.seeds) for task in args.tasks]
+    # Seed-major (as ``histories`` lists them), so that a deadline leaves every task with its first seeds
+    # rather than one task with all.
     with ThreadPoolExecutor(max_workers=args.protein_jobs) as pool:
         done = list(pool.map(lambda run: one(*run), runs))
     return [d for d in done if d is not None]
@@ -330,6 +368,12 @@ def main() -> None:
     ap.add_argument(
         "--protein-budget-s", type=float, default=600.0, help="wall-clock cap for all Protein runs"
     )
+    ap.add_argument(
+        "--save",
+        type=Path,
+        help="keep each run's history here as JSON and reuse those found (one folder per method version)",
+    )
+    ap.add_argument("--no-latency", action="store_true", help="skip the suggest timing at 500 observations")
     ap.add_argument("--worker", choices=list(METHODS), help=argparse.SUPPRESS)
     ap.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -350,17 +394,7 @@ def main() -> None:
     for parallel in args.parallel:
         for method in args.methods:
             t0 = time.time()
-            if method == "protein":
-                done = protein_histories(
-                    args, parallel, time.time() + args.protein_budget_s / len(args.parallel)
-                )
-            else:
-                opts = args.ours_options if method == "ours" else {}
-                done = [
-                    (t, s, run(method, t, s, args.trials, parallel, opts))
-                    for t in args.tasks
-                    for s in range(args.seeds)
-                ]
+            done = histories(args, method, parallel)
             for task in args.tasks:
                 ms = [metrics(h) for t, _, h in done if t == task]
                 if not ms:
@@ -383,7 +417,9 @@ def main() -> None:
             print(f"# {method} parallel={parallel}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
 
     lat500 = {
-        m: latency_at(m, args.ours_options if m == "ours" else {}) for m in args.methods if m != "protein"
+        m: latency_at(m, args.ours_options if m == "ours" else {})
+        for m in args.methods
+        if m != "protein" and not args.no_latency
     }
     print(f"\n{args.seeds} seeds, {args.trials} trials per run; cost: median cumulative cost to 95% of max")
     print("(runs reaching it / runs)\n")

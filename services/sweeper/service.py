@@ -5,13 +5,22 @@ Nothing here imports torch (the API must not); the model-driven tick lives in `s
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from envs_c.registry import ENVS
-from services.common.config import ConfigError, coerce_types, default_space, known_parameters, merge, resolve
+from services.common.config import (
+    ConfigError,
+    RunConfig,
+    coerce_types,
+    default_space,
+    known_parameters,
+    merge,
+    resolve,
+)
 from services.common.models import (
     Run,
     Sweep,
@@ -44,7 +53,7 @@ def create_sweep(
     early_stopping: bool = True,
 ) -> Sweep:
     """Validate and insert a sweep; raises ConfigError naming the field. The caller commits, then ticks."""
-    resolve(env, base or {})  # an unknown env or a bad fixed hyperparameter fails here, by name
+    config = resolve(env, base or {})  # an unknown env or a bad fixed hyperparameter fails here, by name
     if metric not in (*METRICS, "elo"):
         raise ConfigError("metric", f"must be one of {sorted((*METRICS, 'elo'))}, got {metric!r}")
     if metric == "elo" and ENVS[env].players is None:
@@ -66,7 +75,7 @@ def create_sweep(
             raise ConfigError("space", f"the space yields invalid runs, e.g. {point}: {e}") from None
     sweep = Sweep(
         env=env,
-        space=space,
+        space=centred_on(space, parsed, config_values(env, config)),
         base=base or {},
         metric=metric,
         goal=goal,
@@ -81,6 +90,31 @@ def create_sweep(
     session.add(sweep)
     session.flush()
     return sweep
+
+
+def config_values(env: str, config: RunConfig) -> dict[str, float]:
+    """Every sweepable value a run of ``config`` would use, by dotted name (env settings with defaults)."""
+    values = {f"{section}.{k}": v for section in ("train", "policy") for k, v in getattr(config, section)}
+    values |= {f"env.{k}": v for k, v in ENVS[env].config(config.env).items()}
+    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, float]) -> dict[str, Any]:
+    """The space with each parameter that has no "mean" centred on the config's value, where in range.
+
+    The search starts from the run the user would launch anyway: its first trial is that config (at a
+    moderate cost) and its initial design spreads around it, which a cold, uniform start throws away.
+    """
+    out = copy.deepcopy(space)
+    for p in parsed.params:
+        value = values.get(p.name)
+        if p.mean is not None or value is None or not p.min <= value <= p.max:
+            continue
+        node = out
+        for part in p.name.split(".")[:-1]:
+            node = node[part]
+        node[p.name.split(".")[-1]]["mean"] = value
+    return out
 
 
 def stop(session: Session, sweep: Sweep) -> None:
