@@ -9,8 +9,8 @@
 set -u
 export PYTHONUNBUFFERED=1
 source bench/device_setup.sh
-# Protein is pure Python: no env or CUDA extensions to build.
-NO_OCEAN=1 NO_TRAIN=1 puffer_build /tmp/protein_build.log || { tail -20 /tmp/protein_build.log; exit 1; }
+# Protein needs no CUDA extension (NO_OCEAN=1 breaks its setup.py, so the C envs are still built).
+NO_TRAIN=1 puffer_build /tmp/protein_build.log || { tail -20 /tmp/protein_build.log; exit 1; }
 printf '#!/bin/sh\nPYTHONPATH=/tmp/site exec python3 "$@"\n' > /tmp/protein_python && chmod +x /tmp/protein_python
 for p in 1 8; do
   python3 bench/sweep_bench.py --seeds "${SEEDS:-5}" --trials 48 --methods protein --parallel $p \
