@@ -212,7 +212,3 @@ class Space:
     def centre(self) -> np.ndarray:
         """The user's defaults ("mean") in the cube; the middle where none was given."""
         return np.array([0.0 if p.mean is None else float(p.normalize(p.mean)) for p in self.params])
-
-    @property
-    def has_centre(self) -> bool:
-        return any(p.mean is not None for p in self.params)
