@@ -17,11 +17,16 @@ Metrics per (task, method), over seeds, judged on the noise-free score of each s
 - duplicates: fraction of suggestions equal to an earlier one of the same run;
 - latency: median suggest() time during the runs, and at 500 observations.
 
-Protein runs in its own virtualenv (default /tmp/pufvenv, see shared/anchors/pufferlib3/README.md) through
-this same file in ``--worker`` mode.
+Every method starts from the same defaults (the middle of each range), as a shoal sweep starts from the
+user's config. Protein runs in its own virtualenv (default /tmp/pufvenv, see
+shared/anchors/pufferlib3/README.md) through this same file in ``--worker`` mode; it takes 6-16 s per
+suggestion on dev, so its runs were measured on a device machine's CPUs (bench/protein_device.sh) and are
+kept in bench/data/protein_histories.tgz. ``--save DIR`` keeps every run's history and reuses those found,
+so the full table needs no Protein venv:
 
     .venv/bin/python bench/sweep_bench.py --quick
-    .venv/bin/python bench/sweep_bench.py --seeds 5 --trials 48
+    mkdir -p /tmp/sweeps && tar xzf bench/data/protein_histories.tgz -C /tmp/sweeps
+    .venv/bin/python bench/sweep_bench.py --seeds 10 --trials 48 --save /tmp/sweeps
 """
 
 from __future__ import annotations
@@ -306,6 +311,9 @@ def histories(args: argparse.Namespace, method: str, parallel: int) -> list[tupl
             path.write_text(json.dumps(history))
         return task, seed, history
 
+    if method == "protein" and todo and not os.path.exists(args.protein_python):
+        print(f"Protein: {len(todo)} runs not measured ({args.protein_python} is missing)", file=sys.stderr)
+        todo = []
     if method == "protein":
         budget = args.protein_budget_s / len(args.parallel)
         fresh = protein_histories(args, todo, parallel, time.time() + budget)
@@ -386,9 +394,6 @@ def main() -> None:
     if args.quick:
         args.seeds, args.trials = 2, 24
         args.methods = [m for m in args.methods if m != "protein"]
-    if "protein" in args.methods and not os.path.exists(args.protein_python):
-        print(f"Protein: not measured ({args.protein_python} is missing)", file=sys.stderr)
-        args.methods.remove("protein")
 
     rows = []
     for parallel in args.parallel:
