@@ -102,8 +102,8 @@ def config_values(env: str, config: RunConfig) -> dict[str, float]:
 def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, float]) -> dict[str, Any]:
     """The space with each parameter that has no "mean" centred on the config's value, where in range.
 
-    The search starts from the run the user would launch anyway: its first trial is that config (at a
-    moderate cost) and its initial design spreads around it, which a cold, uniform start throws away.
+    The search starts from the run the user would launch anyway: its first trial is that config (at a low
+    cost), where a start without centres spends it on the middle of every range.
     """
     out = copy.deepcopy(space)
     for p in parsed.params:
