@@ -192,9 +192,9 @@ class Protein:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        config: dict[str, Any] = {"method": "Protein", "metric": "score", "goal": "maximize", "train": {}}
-        for p in SPACE.params:
-            config["train"][p.name.split(".")[1]] = dict(SPACE_SPEC["train"][p.name.split(".")[1]])
+        # In our coordinates' (sorted) order, which Protein's own vectors follow.
+        train = {name: dict(SPACE_SPEC["train"][name]) for name in sorted(SPACE_SPEC["train"])}
+        config = {"method": "Protein", "metric": "score", "goal": "maximize", "train": train}
         self.protein = pufferlib.sweep.Protein(config, max_suggestion_cost=1e12)
         self.fill = {"train": {p.name.split(".")[1]: 0.0 for p in SPACE.params}}
 

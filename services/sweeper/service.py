@@ -12,15 +12,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from envs_c.registry import ENVS
-from services.common.config import (
-    ConfigError,
-    RunConfig,
-    coerce_types,
-    default_space,
-    known_parameters,
-    merge,
-    resolve,
-)
+from services.common.config import ConfigError, coerce_types, default_space, known_parameters, merge, resolve
 from services.common.models import (
     Run,
     Sweep,
@@ -73,9 +65,10 @@ def create_sweep(
             resolve(env, merge(base or {}, point))
         except ConfigError as e:
             raise ConfigError("space", f"the space yields invalid runs, e.g. {point}: {e}") from None
+    run = {**config.model_dump(), "env": ENVS[env].config(config.env)}  # the run its trials start from
     sweep = Sweep(
         env=env,
-        space=centred_on(space, parsed, config_values(env, config)),
+        space=centred_on(space, parsed, parsed.flatten(run)),
         base=base or {},
         metric=metric,
         goal=goal,
@@ -92,14 +85,7 @@ def create_sweep(
     return sweep
 
 
-def config_values(env: str, config: RunConfig) -> dict[str, float]:
-    """Every sweepable value a run of ``config`` would use, by dotted name (env settings with defaults)."""
-    values = {f"{section}.{k}": v for section in ("train", "policy") for k, v in getattr(config, section)}
-    values |= {f"env.{k}": v for k, v in ENVS[env].config(config.env).items()}
-    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, float]) -> dict[str, Any]:
+def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, Any]) -> dict[str, Any]:
     """The space with each parameter that has no "mean" centred on the config's value, where in range.
 
     The search starts from the run the user would launch anyway: its first trial is that config (at a low
@@ -107,13 +93,14 @@ def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, float]) -
     """
     out = copy.deepcopy(space)
     for p in parsed.params:
-        value = values.get(p.name)
-        if p.mean is not None or value is None or not p.min <= value <= p.max:
+        value = values[p.name]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if p.mean is not None or not numeric or not p.min <= value <= p.max:
             continue
         node = out
         for part in p.name.split(".")[:-1]:
             node = node[part]
-        node[p.name.split(".")[-1]]["mean"] = value
+        node[p.name.split(".")[-1]]["mean"] = float(value)
     return out
 
 
