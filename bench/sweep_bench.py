@@ -26,7 +26,7 @@ so the full table needs no Protein venv:
 
     .venv/bin/python bench/sweep_bench.py --quick
     mkdir -p /tmp/sweeps && tar xzf bench/data/protein_histories.tgz -C /tmp/sweeps
-    .venv/bin/python bench/sweep_bench.py --seeds 10 --trials 48 --save /tmp/sweeps
+    .venv/bin/python bench/sweep_bench.py --seeds 30 --trials 48 --save /tmp/sweeps
 """
 
 from __future__ import annotations
