@@ -166,9 +166,12 @@ def _platform_env(tmp: Path, database_url: str, broker_url: str, **extra: str) -
 
 @pytest.fixture(scope="module")
 def services_platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator[Platform]:
-    """PostgreSQL + Redis + API + one train worker, with a short heartbeat timeout for lost-worker tests."""
+    """PostgreSQL + Redis + API + one train worker; short heartbeat and visibility timeouts (lost workers)."""
     tmp = tmp_path_factory.mktemp("platform")
-    platform = Platform(_platform_env(tmp, pg_url, redis_url, SHOAL_HEARTBEAT_TIMEOUT="4"), tmp)
+    env = _platform_env(
+        tmp, pg_url, redis_url, SHOAL_HEARTBEAT_TIMEOUT="4", SHOAL_BROKER_VISIBILITY_TIMEOUT="10"
+    )
+    platform = Platform(env, tmp)
     try:
         platform.start_api()
         platform.start_worker()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -171,3 +174,50 @@ def test_sigterm_checkpoints_and_requeues_the_run_for_another_worker(services_pl
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 1, "a clean preemption must not use up an attempt"
         assert final["cost_steps"] >= 600_000
+
+
+# Receives the next message of the train queue, as a worker's consumer does, prints the task and its
+# arguments, then exits without acknowledging it or closing the connection: a worker killed between
+# receiving a run and claiming it.
+DYING_CONSUMER = """
+import json, os, sys, time
+from kombu import Connection
+with Connection(sys.argv[1]) as conn:
+    deadline = time.time() + 30
+    while (message := conn.default_channel.basic_get("train", no_ack=False)) is None:
+        assert time.time() < deadline, "no message in the train queue"
+        time.sleep(0.1)
+    print(json.dumps([message.headers["task"], message.decode()[0]]), flush=True)
+    os._exit(0)
+"""
+
+
+def test_a_run_received_by_a_worker_that_died_before_starting_it_is_delivered_again(services_platform):
+    # Its run is still queued and never had a heartbeat, so the reaper cannot see it: only the broker's
+    # visibility timeout hands the message to another worker.
+    platform = services_platform
+    workers = [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        worker.wait(timeout=60)
+    with platform.client() as client:
+        run_id = client.post("/runs", json={"env": "cartpole", "total_timesteps": 20_000}).json()["id"]
+        taken = subprocess.run(
+            [sys.executable, "-c", DYING_CONSUMER, platform.env["SHOAL_BROKER_URL"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(taken.stdout) == ["shoal.train", [run_id]]
+        assert client.get(f"/runs/{run_id}").json()["status"] == "queued"
+
+        platform.start_worker()
+        final = wait_for(
+            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
+            120,
+            what="the run whose message was lost with its worker",
+        )
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 1

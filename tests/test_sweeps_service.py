@@ -126,13 +126,15 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
             300,
             what="a first finished trial",
         )
-        wait_for(
-            lambda: (
-                sum(t["status"] == "running" for t in client.get(f"/sweeps/{sweep_id}").json()["trials"]) == 2
-            ),
-            60,
-            what="two trials in flight",
-        )
+
+        def training() -> int:
+            # A trial is "running" from its run's creation; the run itself is "running" once a trainer has
+            # claimed it, so that killing a trainer kills a run rather than a message it had not started.
+            trials = client.get(f"/sweeps/{sweep_id}").json()["trials"]
+            runs = [client.get(f"/runs/{t['run_id']}").json() for t in trials if t["status"] == "running"]
+            return sum(r["status"] == "running" for r in runs)
+
+        wait_for(lambda: training() == 2, 60, what="two trials training")
         alive = [p for p in platform.processes if p.poll() is None and "worker" in str(p.args)]
         sweeper = next(p for p in alive if "sweeper" in str(p.args))
         trainer = next(p for p in alive if "train" in str(p.args))

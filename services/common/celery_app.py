@@ -43,9 +43,15 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        # Redis hands an unacknowledged message to another worker after this long; runs can be long, and a
-        # lost worker is detected sooner by the heartbeat reaper anyway.
-        broker_transport_options={"visibility_timeout": 6 * 3600}
+        # Redis hands an unacknowledged message to another worker after the visibility timeout. The
+        # heartbeat reaper recovers runs that were started; this recovers a run whose message a worker
+        # received and died holding, before it claimed it (the run is still queued, nobody else has its
+        # message). A long run's own message is handed out again too, and that delivery finds it claimed.
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
+        }
         if settings.broker_url.startswith("redis")
         else {},
         worker_hijack_root_logger=False,

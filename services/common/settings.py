@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="seconds without a heartbeat before a run is presumed lost"
     )
     max_attempts: int = Field(default=3, ge=1, description="deliveries of a run before it fails for good")
+    broker_visibility_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds before Redis hands a received, unacknowledged message to another worker "
+        "(one killed between receiving a run and starting it)",
+    )
     metrics_flush_seconds: float = Field(default=1.0, gt=0, description="trainer metric flush period")
     elo_games: int = Field(
         default=64, ge=2, le=10_000, description="games a new checkpoint plays against each opponent (even)"
