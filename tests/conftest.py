@@ -88,6 +88,15 @@ def wait_for(predicate, timeout: float, every: float = 0.5, what: str = "conditi
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_for_run(client, run_id: int, timeout: float, what: str) -> dict:
+    """The run as the API shows it once it has succeeded or failed."""
+    return wait_for(
+        lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
+        timeout,
+        what=what,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

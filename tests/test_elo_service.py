@@ -12,7 +12,7 @@ from itertools import combinations
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.test_platform_services import wait_for
+from tests.conftest import wait_for, wait_for_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -58,11 +58,7 @@ def test_checkpoints_are_rated_as_they_are_saved_and_improve(services_platform, 
         run = client.post("/runs", json=TRAIN)
         assert run.status_code == 201, run.text
         run_id = run.json()["id"]
-        final = wait_for(
-            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
-            150,
-            what="training",
-        )
+        final = wait_for_run(client, run_id, 150, "training")
         assert final["status"] == "succeeded", final
         checkpoints = final["checkpoints"]
         assert len(checkpoints) >= 4

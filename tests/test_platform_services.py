@@ -14,7 +14,7 @@ import torch
 from sqlalchemy import create_engine, text
 
 from services.trainer.checkpoint import load_policy
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -97,11 +97,7 @@ def test_a_killed_worker_loses_nothing(services_platform, pg_url):
         saved_step = killed_at["checkpoints"][-1]["step"]
 
         platform.start_worker()
-        final = wait_for(
-            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
-            180,
-            what="the resumed run to finish",
-        )
+        final = wait_for_run(client, run_id, 180, "the resumed run to finish")
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 2
         assert final["cost_steps"] >= 400_000
@@ -166,11 +162,7 @@ def test_sigterm_checkpoints_and_requeues_the_run_for_another_worker(services_pl
         assert saved > 50_000
 
         platform.start_worker()
-        final = wait_for(
-            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
-            180,
-            what="the requeued run to finish",
-        )
+        final = wait_for_run(client, run_id, 180, "the requeued run to finish")
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 1, "a clean preemption must not use up an attempt"
         assert final["cost_steps"] >= 600_000
@@ -214,10 +206,6 @@ def test_a_run_received_by_a_worker_that_died_before_starting_it_is_delivered_ag
         assert client.get(f"/runs/{run_id}").json()["status"] == "queued"
 
         platform.start_worker()
-        final = wait_for(
-            lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in ("succeeded", "failed") and r,
-            120,
-            what="the run whose message was lost with its worker",
-        )
+        final = wait_for_run(client, run_id, 120, "the run whose message was lost with its worker")
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 1
