@@ -11,7 +11,7 @@ import torch
 from scipy.stats import skew
 
 from services.sweeper.gp import GP
-from services.sweeper.pareto import ParetoSearch, _Warp, pareto_front
+from services.sweeper.pareto import BudgetSpent, ParetoSearch, _Warp, pareto_front
 from services.sweeper.space import Space, SpaceError
 
 SPEC = {
@@ -73,6 +73,12 @@ def test_space_round_trip_and_types() -> None:
         ({"distribution": "uniform", "min": 0, "max": 1, "sigma": 2}, "unknown key"),
         ({"distribution": "uniform", "min": 0, "max": "1"}, "finite number"),
         ({"distribution": "uniform", "min": 0, "max": 1, "scale": -1}, "scale"),
+        ({"distribution": "categorical", "choices": []}, "non-empty list"),
+        ({"distribution": "categorical"}, "needs 'choices'"),
+        ({"distribution": "categorical", "choices": ["adam", "muon", "adam"]}, "'adam' is listed twice"),
+        ({"distribution": "categorical", "choices": ["adam", "muon"], "mean": "sgd"}, "unknown choice 'sgd'"),
+        ({"distribution": "categorical", "choices": ["adam", "muon"], "min": 0}, "unknown key"),
+        ({"distribution": "categorical", "choices": [[1], 2]}, "strings, numbers"),
     ],
 )
 def test_space_validation_names_the_parameter(spec: dict, fragment: str) -> None:
@@ -93,6 +99,108 @@ def test_space_accepts_mean_and_starts_there() -> None:
     params, info = ParetoSearch(spec).suggest()
     assert info["why"] == "centre"
     assert params["train"]["learning_rate"] == pytest.approx(3e-4)
+
+
+CATEGORICAL_SPEC = {
+    "train": {
+        "learning_rate": SPEC["train"]["learning_rate"],
+        "total_timesteps": SPEC["train"]["total_timesteps"],
+        "update_epochs": SPEC["train"]["update_epochs"],
+        "optimizer": {"distribution": "categorical", "choices": ["adam", "muon", "sgd"], "mean": "muon"},
+    },
+    "policy": {"recurrent": {"distribution": "categorical", "choices": [False, True, 0]}},
+}
+
+
+def test_categorical_values_round_trip_and_map_one_hot() -> None:
+    space = Space(CATEGORICAL_SPEC)
+    params = space.unnormalize(space.centre())
+    assert params["train"]["optimizer"] == "muon"  # the given default
+    assert params["policy"]["recurrent"] is False  # the first choice without one
+    seen = set()
+    rng = np.random.default_rng(0)
+    for u in rng.uniform(-1, 1, (200, space.dim)):
+        p = space.unnormalize(u)
+        seen.add((p["train"]["optimizer"], repr(p["policy"]["recurrent"])))
+        assert space.unnormalize(space.normalize(p)) == p
+    assert len(seen) == 9  # every combination is reachable, and True is not confused with 1 or 0
+    features = space.features(space.normalize(params))
+    assert features.shape == (1, 3 + 1 + 3 + 1 + 1)  # recurrent, learning_rate, optimizer, timesteps, epochs
+    assert features[0, :3].tolist() == [1, 0, 0] and features[0, 4:7].tolist() == [0, 1, 0]
+    with pytest.raises(SpaceError, match=r"train\.optimizer: unknown choice 'rmsprop'"):
+        space.normalize({**params, "train": {**params["train"], "optimizer": "rmsprop"}})
+
+
+def test_categorical_search_finds_the_best_choice() -> None:
+    quality = {"adam": 0.0, "muon": -0.5, "sgd": -2.0}
+    search = ParetoSearch(CATEGORICAL_SPEC, seed=0)
+    for _ in range(30):
+        params, _ = search.suggest()
+        score, cost = objective(params)
+        search.observe(params, score + quality[params["train"]["optimizer"]], cost)
+    late = [o["params"]["train"]["optimizer"] for o in search.state()["observations"][15:]]
+    assert late.count("adam") > len(late) / 2
+
+
+# ----- budgets --------------------------------------------------------------------------------------------
+
+
+def _budget_sweep(search: ParetoSearch, budget: float, parallel: int) -> tuple[list[float], float]:
+    """Runs trials, ``parallel`` at a time, until the search says the budget is spent; cost = timesteps plus
+    a start-up of 2e4 and 5% noise. Returns the costs in start order and the cost started beyond budget."""
+    rng = np.random.default_rng(0)
+    running: list[tuple[dict, float, float]] = []
+    costs: list[float] = []
+    overrun = 0.0
+    while True:
+        while len(running) < parallel:
+            try:
+                params, _ = search.suggest()
+            except BudgetSpent:
+                break
+            score, steps = objective(params)
+            cost = (steps + 2e4) * math.exp(rng.normal(0, 0.05))
+            overrun = max(overrun, sum(costs) + cost - budget)
+            costs.append(cost)
+            running.append((params, score, cost))
+        if not running:
+            return costs, overrun
+        params, score, cost = running.pop(0)
+        search.observe(params, score, cost)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_budget_is_spent_nearly_whole_and_never_overrun(parallel: int) -> None:
+    budget = 40 * 2.4e5  # about 40 runs at the middle of the timesteps range (plus start-up)
+    search = ParetoSearch(SPEC, seed=0, budget=budget)
+    costs, overrun = _budget_sweep(search, budget, parallel)
+    assert overrun <= 0.0
+    assert sum(costs) >= 0.95 * budget
+    assert search.spent == pytest.approx(sum(costs)) and search.remaining == pytest.approx(budget - sum(costs))
+    # The front grows from cheap to expensive: the dearest runs come in the second half of the spending.
+    spent_before = np.cumsum([0.0, *costs[:-1]])
+    dearest = np.argsort(costs)[-3:]
+    assert all(spent_before[i] > 0.3 * budget for i in dearest)
+    assert max(costs[:10]) < 0.1 * budget
+
+
+def test_a_budget_below_the_cheapest_trial_proposes_nothing_after_the_first_cost() -> None:
+    search = ParetoSearch(SPEC, seed=0, budget=1.2e5)
+    params, _ = search.suggest()
+    search.observe(params, *objective(params))
+    with pytest.raises(BudgetSpent):
+        search.suggest()
+    assert search.state()["pending"] == []
+
+
+def test_forgotten_trials_count_against_the_budget_and_survive_a_rebuild() -> None:
+    search = ParetoSearch(SPEC, seed=0, budget=1e7)
+    lost, _ = search.suggest()
+    assert search.forget(lost, cost=3e6)
+    assert search.spent == 3e6 and search.remaining == 7e6
+    assert ParetoSearch.from_state(SPEC, search.state(), seed=0, budget=1e7).remaining == 7e6
+    with pytest.raises(ValueError, match="budget"):
+        ParetoSearch(SPEC, budget=0.0)
 
 
 # ----- Pareto front ---------------------------------------------------------------------------------------

@@ -47,7 +47,16 @@ from services.sweeper.gp import GP, torch_threads
 from services.sweeper.space import Space, SpaceError
 
 SCORE_TRANSFORMS = ("minmax", "logit")
+
+
+class BudgetSpent(RuntimeError):
+    """No trial fits what is left of the sweep's budget: the sweep is over once its trials in flight end."""
+
+
 FAILURE_MODELS = ("classifier", "impute", "both")
+# The least spread of a trial's log cost the budget check assumes. The same run's wall time varies by several
+# percent with machine load and its final evaluation; a GP fitted on a few smooth costs can claim far less.
+COST_SD_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class ParetoSearch:
         max_cost: float | None = None,
         seed: int = 0,
         *,
+        budget: float | None = None,
+        cost_growth: float = 0.5,
+        cost_margin: float = 2.0,
         n_init: int = 10,
         init_cost_span: float = 0.5,
         score_transform: str = "minmax",
@@ -98,7 +110,19 @@ class ParetoSearch:
             raise ValueError(f"score_transform must be one of {SCORE_TRANSFORMS}, got {score_transform!r}")
         if failure_model not in FAILURE_MODELS:
             raise ValueError(f"failure_model must be one of {FAILURE_MODELS}, got {failure_model!r}")
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget must be a finite positive cost, got {budget!r}")
         self.cost_index = None if cost_param is None else self.space.index(cost_param)
+        self.budget = None if budget is None else float(budget)
+        # With a budget, no trial may cost more than cost_growth times what the sweep has committed so far
+        # (spent plus reserved): the doubling trick. The front then grows from cheap to expensive, so the
+        # sweep has a useful answer at every moment, and the dearest trials come last, when the model has
+        # learnt the most; going from the cheapest to the dearest trial of a 3-decade range takes about
+        # log(1000)/log(1 + cost_growth) trials.
+        self.cost_growth = cost_growth
+        # A trial's cost counts at its upper bound, mean + cost_margin standard deviations of the log-cost
+        # model, when deciding whether it fits the budget: overrunning is worse than a little slack.
+        self.cost_margin = cost_margin
         self.goal, self.sign = goal, (1.0 if goal == "maximize" else -1.0)
         self.max_cost, self.seed = max_cost, int(seed)
         self.n_init, self.init_cost_span = n_init, init_cost_span
@@ -125,6 +149,7 @@ class ParetoSearch:
         )
         self._obs: list[_Obs] = []
         self._pending: list[tuple[float, ...]] = []
+        self._charged = 0.0
         self._models: tuple[int, dict[str, Any]] | None = None
 
     # ----- bookkeeping -------------------------------------------------------------------------------
@@ -136,8 +161,13 @@ class ParetoSearch:
         """Register a running trial (as after ``suggest()``); used when rebuilding from a database."""
         self._pending.append(self._u(params))
 
-    def forget(self, params: Mapping[str, Any]) -> bool:
-        """Drop a pending trial without learning from it (infrastructure failure); True if it was pending."""
+    def forget(self, params: Mapping[str, Any], cost: float = 0.0) -> bool:
+        """Drop a pending trial without learning from it (infrastructure failure, cancellation); its
+        ``cost`` still counts against the budget. True if it was pending."""
+        cost = float(cost)
+        if not (math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"cost must be a finite non-negative number, got {cost!r}")
+        self._charged += cost
         u = self._u(params)
         if u in self._pending:
             self._pending.remove(u)
@@ -174,6 +204,7 @@ class ParetoSearch:
                 for o in self._obs
             ],
             "pending": [self.space.unnormalize(np.array(u)) for u in self._pending],
+            "charged": self._charged,
         }
 
     @classmethod
@@ -185,6 +216,7 @@ class ParetoSearch:
             search.observe(o["params"], o["score"], o["cost"], failed=o["failed"])
         for p in state["pending"]:
             search.add_pending(p)
+        search._charged = float(state["charged"])
         return search
 
     # ----- data views ---------------------------------------------------------------------------------
@@ -206,13 +238,86 @@ class ParetoSearch:
         v = self.sign * v
         return float(1 / (1 + math.exp(-v))) if self.score_transform == "logit" else float(v)
 
+    # ----- budget --------------------------------------------------------------------------------------
+
+    @property
+    def spent(self) -> float:
+        """Cost of every finished trial, observed or forgotten."""
+        return sum(o.cost for o in self._obs) + self._charged
+
+    @property
+    def remaining(self) -> float | None:
+        """Budget left once the trials in flight are paid at their upper-bound cost; None without budget."""
+        if self.budget is None:
+            return None
+        return self.budget - self.spent - self._reserved()
+
+    def _reserved(self) -> float:
+        if not self._pending:
+            return 0.0
+        upper = self._cost_upper(np.array(sorted(self._pending)))
+        return 0.0 if upper is None else float(upper.sum())
+
+    def _cost_offset(self, u: np.ndarray) -> np.ndarray:
+        """log of the cost parameter's value: cost is close to proportional to it (steps, and seconds
+        once start-up is paid), so the cost model learns the cost per unit of it, which is flat in the
+        cost parameter and so extrapolates safely to budgets not tried yet."""
+        u = np.atleast_2d(u)
+        if self.cost_index is None:
+            return np.zeros(len(u))
+        p = self.space.params[self.cost_index]
+        if p.is_categorical or p.min <= 0:
+            return np.zeros(len(u))
+        return np.log(p.unnormalize(u[:, self.cost_index]))
+
+    def _cost_log(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean and standard deviation of a trial's log cost (noise included); None before any cost is
+        known. The GP once it is fitted; before that the median observed cost per unit of the cost
+        parameter, with a wide spread."""
+        u = np.atleast_2d(u)
+        if len(self._successes()) >= 3:
+            m = self._fit()
+            mu, sd = m["cost_gp"].predict(self.space.features(self._within_observed_cost(u, m["x"])))
+            mean, scale = m["c_stats"]
+            noise = float(m["cost_gp"].likelihood.noise.detach())
+            sd_total = np.maximum(scale * np.sqrt(sd**2 + noise), COST_SD_FLOOR)
+            return mean + scale * mu + self._cost_offset(u), sd_total
+        known = [o for o in self._obs if o.cost > 0]
+        if not known:
+            return None
+        base = [o for o in known if not o.failed] or known
+        resid = np.log([o.cost for o in base]) - self._cost_offset(np.array([o.u for o in base]))
+        return np.full(len(u), float(np.median(resid))) + self._cost_offset(u), np.full(len(u), 0.5)
+
+    def _within_observed_cost(self, u: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """``u`` with the cost parameter clipped to the observed range: past it, the cost per unit of the
+        cost parameter is held at its edge value instead of extrapolated. Start-up costs make it fall
+        with longer runs, and a falling trend carried on would promise long runs for less than they cost.
+        """
+        if self.cost_index is None:
+            return u
+        c = self.cost_index
+        u = u.copy()
+        u[:, c] = np.clip(u[:, c], observed[:, c].min(), observed[:, c].max())
+        return u
+
+    def _cost_upper(self, u: np.ndarray) -> np.ndarray | None:
+        pred = self._cost_log(u)
+        if pred is None:
+            return None
+        mu, sd = pred
+        return np.exp(mu + self.cost_margin * sd)
+
     # ----- suggestion ----------------------------------------------------------------------------------
 
     def _rng(self, *stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, len(self._obs) + len(self._pending), *stream])
 
     def suggest(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Next trial's nested params and info (why, predicted score/cost); the trial becomes pending."""
+        """Next trial's nested params and info (why, predicted score/cost); the trial becomes pending.
+
+        Raises BudgetSpent when a budget was given and no trial fits what is left of it.
+        """
         with torch_threads(1):
             u, info = self._suggest()
         key = _key(u)
@@ -235,22 +340,40 @@ class ParetoSearch:
             u[..., c] = -1.0 + (u[..., c] + 1.0) * 0.5 * self.init_cost_span
         return u
 
+    def _affordable(self, u: np.ndarray, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """An initial-design point that fits the budget: as it is, else at the lowest cost, else none."""
+        remaining = self.remaining
+        if remaining is None:
+            return u, info
+        for candidate in (u, self._at_lowest_cost(u)):
+            upper = self._cost_upper(candidate)
+            if upper is None or upper[0] <= remaining:
+                return candidate, info
+        raise BudgetSpent(f"the cheapest trial does not fit the {remaining:.4g} left of the budget")
+
+    def _at_lowest_cost(self, u: np.ndarray) -> np.ndarray:
+        u = u.copy()
+        if self.cost_index is not None:
+            u[..., self.cost_index] = -1.0
+        return self.space.snap(u)
+
     def _initial(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         taken = self._taken()
         if k == 0:
             u = self.space.centre()
             if self.cost_index is not None:
                 u[self.cost_index] = min(u[self.cost_index], -1.0 + self.init_cost_span)
-            return self.space.snap(u), {"why": "centre", "predicted_score": None, "predicted_cost": None}
+            info = {"why": "centre", "predicted_score": None, "predicted_cost": None}
+            return self._affordable(self.space.snap(u), info)
         engine = torch.quasirandom.SobolEngine(self.space.dim, scramble=True, seed=self.seed)
         engine.fast_forward(k)
         # Integer parameters can map distinct Sobol points onto one trial; walk on until it is new.
         for _ in range(64):
             u = self.space.snap(self._hold_cost_low(engine.draw(1).double().numpy()[0] * 2.0 - 1.0))
             if _key(u) not in taken:
-                return u, {"why": "sobol", "predicted_score": None, "predicted_cost": None}
+                return self._affordable(u, {"why": "sobol", "predicted_score": None, "predicted_cost": None})
         u = self.space.snap(self._rng(1).uniform(-1.0, 1.0, self.space.dim))
-        return u, {"why": "random", "predicted_score": None, "predicted_cost": None}
+        return self._affordable(u, {"why": "random", "predicted_score": None, "predicted_cost": None})
 
     def _fit(self) -> dict[str, Any]:
         """Fit both GPs on the observations; cached per observation count (a pure function of the data)."""
@@ -259,37 +382,38 @@ class ParetoSearch:
             return self._models[1]
         succ, fail = self._successes(), self._failures()
         x_s = np.array([o.u for o in succ])
+        f_s = self.space.features(x_s)
         v = self._oriented(np.array([o.score for o in succ]))
         v_lo, v_hi = float(v.min()), float(v.max())
         y = (v - v_lo) / max(v_hi - v_lo, 1e-12)
         log_c = np.log(np.array([o.cost for o in succ]))
-        c_lo, c_hi = float(log_c.min()), float(np.quantile(log_c, 0.97))
-        c_norm = (log_c - c_lo) / max(c_hi - c_lo, 1e-12)
+        resid = log_c - self._cost_offset(x_s)
+        c_mean, c_scale = float(resid.mean()), float(resid.std()) or 1.0
 
         front = pareto_front(
             [(o.cost, float(s)) for o, s in zip(succ, y, strict=True)], "maximize", self.pareto_min_gain
         )
         keep = self._subsample(len(succ), front, y)
         warp = _Warp(y)
-        x_fit, y_fit = x_s[keep], warp.w[keep]
+        x_fit, y_fit = f_s[keep], warp.w[keep]
         impute = self.failure_model in ("impute", "both") and fail and len(succ) < self.impute_until
         if impute:
             # Failures read as the worst score seen, which steers the GP mean away while data is scarce.
-            x_fit = np.vstack([x_fit, np.array([o.u for o in fail])])
+            x_fit = np.vstack([x_fit, self.space.features(np.array([o.u for o in fail]))])
             y_fit = np.concatenate([y_fit, np.full(len(fail), warp.w.min())])
         score_gp = GP(x_fit, y_fit, steps=self.fit_steps)
-        cost_gp = GP(x_s[keep], c_norm[keep], steps=self.fit_steps, linear=True)
+        cost_gp = GP(f_s[keep], (resid[keep] - c_mean) / c_scale, steps=self.fit_steps, linear=True)
         models = {
             "score_gp": score_gp,
             "cost_gp": cost_gp,
+            "c_stats": (c_mean, c_scale),
             "x": x_s,
             "y": y,
             "log_cost": log_c,
             "front": front,
             "warp": warp,
             "v_range": (v_lo, v_hi),
-            "c_range": (c_lo, c_hi),
-            "x_fail": np.array([o.u for o in fail]).reshape(-1, self.space.dim),
+            "f_fail": self.space.features(np.array([o.u for o in fail]).reshape(-1, self.space.dim)),
         }
         self._models = (n, models)
         return models
@@ -326,6 +450,16 @@ class ParetoSearch:
         # Half the draws search the full scale, half refine locally: the GP argmax needs both.
         noise[:, n // 2 :] *= 0.2
         local = centres_arr[:, None, :] + noise
+        if self.space.categorical.any():
+            # Choices have no order, so a step moves to any other choice: half the broad draws and a
+            # tenth of the refinements pick one at random, the rest keep their centre's.
+            cat = self.space.categorical
+            switch = (
+                rng.uniform(size=(len(centres_arr), n, 1))
+                < np.where(np.arange(n) < n // 2, 0.5, 0.1)[None, :, None]
+            )
+            fresh = rng.uniform(-1.0, 1.0, local.shape)
+            local[..., cat] = np.where(switch, fresh, np.repeat(centres_arr[:, None, :], n, axis=1))[..., cat]
         if self.cost_index is not None:
             # Refinements take any budget and the cost target picks among them. Held near their centre's
             # budget, they lost to cruder candidates whenever the target lay elsewhere: over 40 seeds of
@@ -334,47 +468,65 @@ class ParetoSearch:
             local[:, n // 2 :, self.cost_index] = rng.uniform(-1.0, 1.0, (len(centres_arr), n - n // 2))
         local = local.reshape(-1, self.space.dim)
         broad = rng.uniform(-1.0, 1.0, (n, self.space.dim))
-        return self.space.snap(np.vstack([local, broad]))
+        cand = [local, broad]
+        if self.budget is not None:
+            # The centres at the lowest cost: late in a sweep, what is left may fit nothing dearer.
+            cand.append(self._at_lowest_cost(centres_arr))
+        return self.space.snap(np.vstack(cand))
 
     def _model_based(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         m = self._fit()
         rng = self._rng(3)
         cand = self._candidates(m, rng)
+        f_cand = self.space.features(cand)
         score_gp: GP = m["score_gp"]
         pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
+        f_pending = self.space.features(pending) if len(pending) else np.empty((0, self.space.feature_dim))
         if len(pending):
             # Kriging believer: pending trials count as observed at their predicted score, which removes
             # their uncertainty bonus without refitting.
-            believed, _ = score_gp.predict(pending)
-            score_gp.condition(pending, believed)
+            believed, _ = score_gp.predict(f_pending)
+            score_gp.condition(f_pending, believed)
         try:
-            mu, sd = score_gp.predict(cand)
+            mu, sd = score_gp.predict(f_cand)
         finally:
             if len(pending):
-                score_gp.condition(np.empty((0, self.space.dim)), np.empty(0))
-        mu_c, _ = m["cost_gp"].predict(cand)
-        c_lo, c_hi = m["c_range"]
-        pred_cost = np.exp(c_lo + mu_c * (c_hi - c_lo))
+                score_gp.condition(np.empty((0, self.space.feature_dim)), np.empty(0))
+        log_mu, log_sd = self._cost_log(cand)
+        pred_cost = np.exp(log_mu)
 
+        feasible = np.ones(len(cand), dtype=bool)
+        if self.max_cost is not None:
+            feasible &= pred_cost < self.max_cost
+        remaining = self.remaining
+        if remaining is not None:
+            feasible &= np.exp(log_mu + self.cost_margin * log_sd) <= remaining
+            if not feasible.any():
+                raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
+        reachable = log_mu[feasible] if feasible.any() else log_mu
+        lo, hi = float(reachable.min()), float(reachable.max())
+        if remaining is not None:
+            committed = self.budget - remaining
+            hi = min(hi, max(lo, math.log(self.cost_growth * committed)))
         bag = k // len(self.cost_targets)
         ratio = np.random.default_rng([self.seed, bag, 4]).permutation(self.cost_targets)[
             k % len(self.cost_targets)
         ]
-        # Ratios span the whole reachable cost range (up to the dearest candidate), not only the observed one:
-        # growing the observed range by 10% per bag takes dozens of trials to reach the budgets where the
-        # final scores are made.
-        target = ratio * max(1.0, float(mu_c.max()))
+        # Targets over the reachable range of log cost (up to the dearest candidate, or to the budget's
+        # growth cap): growing the observed range by 10% per bag takes dozens of trials to reach the
+        # budgets where the final scores are made.
+        target = lo + ratio * (hi - lo)
+        closeness = np.clip(1.0 - np.abs(target - log_mu) / max(hi - lo, 1e-9), 0.0, None)
         lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
         warp: _Warp = m["warp"]
         weight = np.clip(warp.inverse(mu + self.explore * sd), 0.0, None)
-        weight *= self._success_probability(cand, m["x"], m["x_fail"], lengthscales)
+        weight *= self._success_probability(f_cand, self.space.features(m["x"]), m["f_fail"], lengthscales)
         if len(pending):
-            weight *= self._spread(cand, pending, lengthscales)
-        if self.max_cost is not None:
-            weight *= pred_cost < self.max_cost
-        ranked = weight * np.clip(1.0 - np.abs(target - mu_c), 0.0, None)
+            weight *= self._spread(f_cand, f_pending, lengthscales)
+        weight *= feasible
+        ranked = weight * closeness
         if ranked.max() <= 0.0:
-            ranked = weight if weight.max() > 0.0 else -pred_cost
+            ranked = weight if weight.max() > 0.0 else np.where(feasible, -pred_cost, -np.inf)
         taken = self._taken()
         for i in np.argsort(-ranked, kind="stable"):
             if _key(cand[i]) not in taken:
@@ -384,7 +536,7 @@ class ParetoSearch:
             "why": "pareto",
             "predicted_score": self._from_oriented(v_lo + float(warp.inverse(mu[i])) * (v_hi - v_lo)),
             "predicted_cost": float(pred_cost[i]),
-            "target_cost": float(np.exp(c_lo + target * (c_hi - c_lo))),
+            "target_cost": float(math.exp(target)),
         }
         return cand[i], info
 
