@@ -192,3 +192,105 @@ def test_minibatch_is_checked_against_agents_not_environments(embedded):
             "snake",
             {"train": {"num_envs": 4, "num_steps": 8, "minibatch_size": 513}, "env": {"num_snakes": 16}},
         )
+
+
+# ---- sweeps: budgets and categorical parameters -----------------------------------------------------------
+
+TIMESTEPS = {"distribution": "log_normal", "min": 20_000, "max": 400_000}
+LEARNING_RATE = {"distribution": "log_normal", "min": 1e-4, "max": 1e-2}
+
+
+def optimizer(**spec) -> dict:
+    return {"train": {"learning_rate": LEARNING_RATE, "optimizer": {"distribution": "categorical", **spec}}}
+
+
+SWEEP_CASES = [
+    (
+        "budget below the cheapest trial",
+        {"cost_unit": "steps", "budget": "10k steps", "space": {"train": {"total_timesteps": TIMESTEPS}}},
+        "budget",
+        "less than the cheapest trial: 20,000 steps",
+    ),
+    (
+        "budget below the fixed total_timesteps",
+        {
+            "cost_unit": "steps",
+            "budget": 40_000,
+            "space": {"train": {"learning_rate": LEARNING_RATE}},
+            "hyperparameters": {"train": {"total_timesteps": 50_000}},
+        },
+        "budget",
+        "less than the cheapest trial: 50,000 steps",
+    ),
+    ("budget in steps, cost in seconds", {"budget": "5e8 steps"}, "budget", "cost_unit is seconds"),
+    ("budget in seconds, cost in steps", {"cost_unit": "steps", "budget": "2h"}, "budget", "unit is steps"),
+    ("zero budget", {"budget": 0}, "budget", "positive"),
+    ("negative budget", {"budget": "-10min"}, "budget", "positive"),
+    ("unknown budget unit", {"budget": "10 fortnights"}, "budget", "unknown unit"),
+    ("boolean budget", {"budget": True}, "budget", "valid number"),
+    ("no choices", {"space": optimizer(choices=[])}, "train.optimizer", "non-empty"),
+    ("duplicated choice", {"space": optimizer(choices=["adam", "adam"])}, "train.optimizer", "twice"),
+    (
+        "unknown choice as the mean",
+        {"space": optimizer(choices=["adam", "muon"], mean="sgd")},
+        "train.optimizer",
+        "unknown choice 'sgd'",
+    ),
+    (
+        "a fraction for an integer",
+        {"space": {"policy": {"hidden_size": {"distribution": "categorical", "choices": [64, 96.5]}}}},
+        "policy.hidden_size: choice 96.5",
+        "would run as 96",
+    ),
+    (
+        "a choice the run schema refuses",
+        {"space": optimizer(choices=["adam", "muon", "sgd"])},
+        "train.optimizer: choice 'sgd'",
+        "'adam' or 'muon'",
+    ),
+]
+
+
+def sweep_count(client: TestClient) -> int:
+    return len(client.get("/sweeps").json()["items"])
+
+
+def refused(client: TestClient, **post) -> str:
+    before = sweep_count(client)
+    response = client.post("/sweeps", headers={**AUTH, "Content-Type": "application/json"}, **post)
+    assert response.status_code == 422, response.text
+    assert sweep_count(client) == before, "a refused sweep was written"
+    return json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize(("case", "body", "named", "reason"), SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
+def test_bad_sweep_is_refused_naming_the_field(client, case, body, named, reason):
+    detail = refused(client, json={"env": "cartpole", **body})
+    field = "budget" if "budget" in body else "space"
+    assert json.loads(detail)[0]["loc"][:2] == ["body", field], f"{case}: {detail}"
+    assert named in detail, f"{case}: {named!r} is not named in {detail}"
+    assert reason.lower() in detail.lower(), f"{case}: the reason is missing from {detail}"
+
+
+def test_a_non_finite_budget_is_refused(client):
+    # JSON has no infinity, but Python's parser reads an overflowing literal as one.
+    detail = refused(client, content=b'{"env": "cartpole", "budget": 1e400}')
+    assert "budget" in detail and "finite" in detail
+
+
+def test_a_sweep_stores_its_budget_and_centres_a_categorical_on_the_config(client):
+    space = {"train": {"total_timesteps": TIMESTEPS, **optimizer(choices=["muon", "adam"])["train"]}}
+    response = client.post(
+        "/sweeps",
+        json={"env": "cartpole", "cost_unit": "steps", "budget": "1.5M steps", "space": space},
+        headers=AUTH,
+    )
+    assert response.status_code == 201, response.text
+    sweep = response.json()
+    assert (sweep["budget"], sweep["budget_used"], sweep["budget_left"]) == (1.5e6, 0.0, 1.5e6)
+    assert sweep["max_runs"] == 10_000, "with a budget, the budget ends the sweep"
+    assert sweep["space"]["train"]["optimizer"]["mean"] == "adam", "configs/cartpole.toml trains with adam"
+    (summary,) = client.get("/sweeps").json()["items"]
+    assert (summary["cost_unit"], summary["budget"], summary["budget_used"]) == ("steps", 1.5e6, 0.0)
+    unbounded = client.post("/sweeps", json={"env": "cartpole"}, headers=AUTH).json()
+    assert (unbounded["budget"], unbounded["budget_left"], unbounded["max_runs"]) == (None, None, 20)

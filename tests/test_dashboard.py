@@ -337,16 +337,21 @@ def test_benchmarks_page_shows_the_figure_and_the_time_to_solved_table(
 
 @pytest.fixture(scope="module")
 def sweep(embedded_platform: Platform) -> dict:
-    """A finished 3-trial cartpole sweep, run by the platform's sweeper and train workers."""
+    """A finished 3-trial cartpole sweep with a budget in steps, run by the platform's sweeper and train
+    workers; its gamma draws values with float noise (logit-normal), its optimizer is a categorical."""
     body = {
         "env": "cartpole",
         "max_runs": 3,
         "parallelism": 1,
         "seed": 3,
         "early_stopping": False,
+        "cost_unit": "steps",
+        "budget": "200k steps",
         "space": {"train": {
             "learning_rate": {"distribution": "log_normal", "min": 1e-3, "max": 3e-3, "scale": "auto"},
             "total_timesteps": {"distribution": "log_normal", "min": 8192, "max": 24576, "scale": "auto"},
+            "gamma": {"distribution": "logit_normal", "min": 0.95, "max": 0.99},
+            "optimizer": {"distribution": "categorical", "choices": ["adam", "muon"]},
         }},
         "hyperparameters": {"train": {"eval_episodes": 8}},
     }  # fmt: skip
@@ -385,6 +390,31 @@ def test_sweep_page_draws_the_pareto_scatter_parallel_coordinates_and_promotes(
     assert scatter.get_by_test_id("pareto").count() == 1
     assert page.get_by_test_id("parallel").locator("polyline").count() == len(sweep["trials"])
     assert page.get_by_test_id("trials").locator("tbody tr").count() == len(sweep["trials"])
+
+    # Costs in the sweep's unit: the scatter places trials by their steps, and the budget bar counts them.
+    assert "cost (steps)" in scatter.text_content()
+    drawn = {
+        int(c.get_attribute("data-trial")): float(c.get_attribute("data-cost"))
+        for c in scatter.locator("circle").all()
+    }
+    assert drawn == {t["id"]: t["cost_steps"] for t in succeeded}
+    budget = page.get_by_test_id("budget")
+    assert (
+        float(budget.get_attribute("data-used"))
+        == sweep["budget_used"]
+        == sum(t["cost_steps"] for t in sweep["trials"])
+    )
+    assert float(budget.get_attribute("data-budget")) == sweep["budget"] == 200_000
+    assert "k steps used" in budget.get_by_test_id("budget-used").inner_text()
+    assert "k steps left of 200k steps" in budget.get_by_test_id("budget-left").inner_text()
+    share = budget.locator(".progress > div").evaluate("e => parseFloat(e.style.width)")
+    assert share == pytest.approx(100 * sweep["budget_used"] / 200_000, abs=0.1)
+
+    # Parameters to 4 significant digits (gamma's draws carry float noise), a categorical as its choice.
+    params = page.get_by_test_id("trials").inner_text()
+    decimals = re.findall(r"=(\d[\d,]*\.\d+)", params)
+    assert decimals and all(len(re.sub(r"^[0.]+|[.,]", "", d)) <= 4 for d in decimals), params
+    assert all(f"optimizer={t['params']['train']['optimizer']}" in params for t in sweep["trials"])
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard-sweep.png", full_page=True)
 
@@ -414,4 +444,15 @@ def test_leaderboard_draws_ratings_with_intervals_and_the_win_rate_matrix(page: 
     assert page.get_by_test_id("heatmap-games").locator("rect").count() == players * players
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard-leaderboard.png", full_page=True)
+    no_console_errors(page)
+
+
+def test_sweeps_list_shows_the_budget_used(page: Page, sweep: dict) -> None:
+    open_page(page, "/sweeps")
+    row = page.locator(
+        "[data-testid=sweeps-table] tbody tr", has=page.locator(f"a[href='#/sweeps/{sweep['id']}']")
+    )
+    used = row.get_by_test_id("budget-used")
+    assert used.inner_text().strip().endswith("steps / 200k steps"), used.inner_text()
+    assert used.locator(".progress").count() == 1
     no_console_errors(page)

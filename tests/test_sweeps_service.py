@@ -156,3 +156,88 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
         )
         attempts = [client.get(f"/runs/{t['run_id']}").json()["attempts"] for t in sweep["trials"]]
         assert max(attempts) >= 2, "the killed trainer's run should have been redelivered"
+
+
+def test_a_step_budget_ends_the_sweep_once_spent_and_never_overruns(sweep_platform):
+    budget = 400_000
+    with sweep_platform.client() as client:
+        created = client.post(
+            "/sweeps",
+            json={
+                "env": "cartpole",
+                "space": {
+                    "train": {
+                        "total_timesteps": {"distribution": "log_normal", "min": 20_000, "max": 80_000},
+                        "learning_rate": SPACE["train"]["learning_rate"],
+                    }
+                },
+                "hyperparameters": BASE,
+                "cost_unit": "steps",
+                "budget": "400k steps",
+                "parallelism": 2,
+                "seed": 5,
+            },
+        )
+        assert created.status_code == 201, created.text
+        sweep_id = created.json()["id"]
+        seen = []  # what the API said was used while the sweep ran: it never exceeds the budget
+        sweep = wait_for(
+            lambda: (
+                (s := client.get(f"/sweeps/{sweep_id}").json())
+                and not seen.append(s["budget_used"])
+                and s["status"] == "finished"
+                and s
+            ),
+            600,
+            2,
+            "the budget to be spent",
+        )
+        runs = [client.get(f"/runs/{t['run_id']}").json() for t in sweep["trials"] if t["run_id"]]
+        summary = next(s for s in client.get("/sweeps").json()["items"] if s["id"] == sweep_id)
+
+    assert sweep["budget"] == budget and sweep["max_runs"] == 10_000, "the budget alone ends this sweep"
+    assert all(r["status"] in ("succeeded", "cancelled", "failed") for r in runs), "a run outlived its sweep"
+    # Every step any trial trained counts, early-stopped runs' last epochs included.
+    assert sweep["budget_used"] == sum(r["cost_steps"] for r in runs)
+    assert 0.9 * budget <= sweep["budget_used"] <= budget, sweep["budget_used"]
+    assert max(seen) <= budget
+    assert sweep["budget_left"] == budget - sweep["budget_used"]
+    assert (summary["cost_unit"], summary["budget_used"]) == ("steps", sweep["budget_used"])
+    assert len(sweep["trials"]) >= 6, "the budget pays for several trials of 20k to 80k steps"
+
+
+def test_a_categorical_parameter_reaches_the_trials_runs(sweep_platform):
+    choices = ["adam", "muon"]
+    with sweep_platform.client() as client:
+        created = client.post(
+            "/sweeps",
+            json={
+                "env": "cartpole",
+                "space": {
+                    "train": {
+                        "optimizer": {"distribution": "categorical", "choices": choices},
+                        "learning_rate": SPACE["train"]["learning_rate"],
+                    }
+                },
+                "hyperparameters": {"train": {**BASE["train"], "total_timesteps": 16_384}},
+                "max_runs": 4,
+                "parallelism": 2,
+                "early_stopping": False,
+            },
+        )
+        assert created.status_code == 201, created.text
+        sweep_id = created.json()["id"]
+        sweep = wait_for(
+            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
+            300,
+            2,
+            "the sweep to finish",
+        )
+        runs = {t["id"]: client.get(f"/runs/{t['run_id']}").json() for t in sweep["trials"]}
+
+    assert sweep["space"]["train"]["optimizer"]["mean"] == "adam", "centred on configs/cartpole.toml"
+    assert sweep["trials"][0]["params"]["train"]["optimizer"] == "adam", "the first trial is the config"
+    for trial in sweep["trials"]:
+        assert trial["status"] == "succeeded", trial
+        assert runs[trial["id"]]["config"]["train"]["optimizer"] == trial["params"]["train"]["optimizer"]
+    assert {t["params"]["train"]["optimizer"] for t in sweep["trials"]} == set(choices)

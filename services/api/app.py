@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from services.api.routes import dashboard, elo, envs, health, runs, sweeps
-from services.common.config import ConfigError, UnknownEnv
+from services.common.config import ConfigError, RunConfig, UnknownEnv
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -53,16 +53,24 @@ async def _too_large(send) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
+def _loc(e: ConfigError) -> list[str]:
+    """Where a ConfigError points in the request body: a run configuration's field sits under
+    "hyperparameters"; a request's own fields (a sweep's "space" or "budget") at the top."""
+    if isinstance(e, UnknownEnv):
+        return ["body", "env"]
+    path = e.field.split(".")
+    if path[0] in RunConfig.model_fields or path[0] == "config":
+        return ["body", "hyperparameters", *path]
+    return ["body", *path]
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="shoal", version="0.1.0", description="RL experiment platform")
 
     @app.exception_handler(ConfigError)
     async def config_error(_: Request, e: ConfigError) -> JSONResponse:
-        loc = (
-            ["body", "env"] if isinstance(e, UnknownEnv) else ["body", "hyperparameters", *e.field.split(".")]
-        )
         return JSONResponse(
-            {"detail": [{"loc": loc, "msg": e.message, "type": "value_error"}]},
+            {"detail": [{"loc": _loc(e), "msg": e.message, "type": "value_error"}]},
             status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
 

@@ -186,6 +186,8 @@ class Sweep(Base):
     max_runs: Mapped[int] = mapped_column(Integer)
     parallelism: Mapped[int] = mapped_column(Integer)
     max_cost: Mapped[float | None] = mapped_column(Float)
+    # The sweep's total cost in `cost_unit`; None: only max_runs ends it.
+    budget: Mapped[float | None] = mapped_column(Float)
     max_retries: Mapped[int] = mapped_column(Integer, default=2)
     early_stopping: Mapped[bool] = mapped_column(Boolean, default=True)
     seed: Mapped[int] = mapped_column(BigInteger, default=0)

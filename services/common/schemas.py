@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints
 
+MAX_RUNS = 10_000  # the most trials one sweep may run
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/=+-]+$")]
 
 
@@ -107,10 +108,23 @@ class SweepCreate(BaseModel):
         "perf", description="elo: the final checkpoint's rating against the anchor pool (two-player envs)"
     )
     goal: Literal["maximize", "minimize"] = "maximize"
-    max_runs: int = Field(20, ge=1, le=10_000)
+    max_runs: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_RUNS,
+        description=f"default 20, or {MAX_RUNS} with a budget: the budget ends the sweep",
+    )
     parallelism: int = Field(2, ge=1, le=256)
     max_cost: float | None = Field(None, gt=0)
-    cost_unit: Literal["seconds", "steps"] = "seconds"
+    cost_unit: Literal["seconds", "steps"] = Field(
+        "seconds", description="what a trial costs: worker-seconds of training, or agent steps"
+    )
+    # Strict: a JSON true must not pass as a budget of 1.
+    budget: StrictFloat | str | None = Field(
+        None,
+        description="the sweep's total cost in cost_unit: a number, a duration ('600s', '10min', '2h') or "
+        "steps ('5e8 steps', '500M steps'); none: max_runs alone ends the sweep",
+    )
     seed: int = Field(0, ge=0, le=2**31)
     max_retries: int = Field(2, ge=0, le=10, description="re-runs of a trial whose worker was lost")
     early_stopping: bool = True
@@ -153,8 +167,12 @@ class SweepSummary(BaseModel):
     status: str
     metric: str
     goal: str
+    cost_unit: str
     max_runs: int
     parallelism: int
+    budget: float | None
+    budget_used: float = Field(description="cost of the finished runs plus the progress of those in flight")
+    budget_left: float | None
     created_at: datetime
     trials_finished: int
     trials_running: int
@@ -171,6 +189,9 @@ class SweepDetail(BaseModel):
     max_runs: int
     parallelism: int
     max_cost: float | None
+    budget: float | None
+    budget_used: float = Field(description="cost of the finished runs plus the progress of those in flight")
+    budget_left: float | None
     space: dict[str, Any]
     hyperparameters: dict[str, Any]
     created_at: datetime

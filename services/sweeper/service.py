@@ -6,10 +6,12 @@ Nothing here imports torch (the API must not); the model-driven tick lives in `s
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, load_only, raiseload
 
 from envs_c.registry import ENVS
 from services.common.config import ConfigError, coerce_types, default_space, known_parameters, merge, resolve
@@ -22,29 +24,39 @@ from services.common.models import (
     utcnow,
 )
 from services.common.runs import create_run, request_cancel
+from services.common.schemas import MAX_RUNS
+from services.sweeper.budget import parse_budget, run_cost
 from services.sweeper.front import pareto_front
 from services.sweeper.space import Space, SpaceError
 
 COST_PARAM = "train.total_timesteps"
 METRICS = {"perf": "env/perf", "score": "env/score"}
+DEFAULT_MAX_RUNS = 20
 
 
 def create_sweep(
     session: Session,
     env: str,
+    *,
     space: dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
     metric: str = "perf",
     goal: str = "maximize",
-    max_runs: int = 20,
+    max_runs: int | None = None,
     parallelism: int = 2,
     max_cost: float | None = None,
     cost_unit: str = "seconds",
+    budget: float | str | None = None,
     seed: int = 0,
     max_retries: int = 2,
     early_stopping: bool = True,
 ) -> Sweep:
-    """Validate and insert a sweep; raises ConfigError naming the field. The caller commits, then ticks."""
+    """Validate and insert a sweep; raises ConfigError naming the field. The caller commits, then ticks.
+
+    `budget` is the sweep's total cost in `cost_unit` (a number, or a string with its unit: "2h",
+    "500M steps"). `max_runs` defaults to DEFAULT_MAX_RUNS without a budget; with one, the budget alone
+    ends the sweep (up to MAX_RUNS trials).
+    """
     config = resolve(env, base or {})  # an unknown env or a bad fixed hyperparameter fails here, by name
     if metric not in (*METRICS, "elo"):
         raise ConfigError("metric", f"must be one of {sorted((*METRICS, 'elo'))}, got {metric!r}")
@@ -58,13 +70,21 @@ def create_sweep(
         parsed = Space(space, known=known_parameters(env))
     except SpaceError as e:
         raise ConfigError("space", str(e)) from None
-    # The centre and the corners of the space must make valid runs, or every trial would fail at birth.
-    for u in (0.0, -1.0, 1.0):
-        point = coerce_types(env, parsed.unnormalize(np.full(parsed.dim, u)))
-        try:
-            resolve(env, merge(base or {}, point))
-        except ConfigError as e:
-            raise ConfigError("space", f"the space yields invalid runs, e.g. {point}: {e}") from None
+    _check_runs(env, parsed, base or {})
+    amount = None if budget is None else parse_budget(budget, cost_unit)
+    if amount is not None and cost_unit == "steps":
+        cheapest = _cheapest_steps(parsed, config.train.total_timesteps)
+        if amount < cheapest:
+            raise ConfigError(
+                "budget",
+                f"{amount:,.0f} steps is less than the cheapest trial: {cheapest:,} steps "
+                f"(the smallest {COST_PARAM} the sweep allows)",
+            )
+    # In seconds, a trial's cost is wall time on whatever worker takes it (its hardware, its load), and
+    # before a first trial has run nothing bounds it from below: only > 0 can be checked here. The search
+    # learns the cost of trials from the first ones and stops suggesting once none fits what is left.
+    if max_runs is None:
+        max_runs = DEFAULT_MAX_RUNS if amount is None else MAX_RUNS
     run = {**config.model_dump(), "env": ENVS[env].config(config.env)}  # the run its trials start from
     sweep = Sweep(
         env=env,
@@ -73,6 +93,7 @@ def create_sweep(
         metric=metric,
         goal=goal,
         cost_unit=cost_unit,
+        budget=amount,
         max_runs=max_runs,
         parallelism=parallelism,
         max_cost=max_cost,
@@ -85,22 +106,68 @@ def create_sweep(
     return sweep
 
 
+def _check_runs(env: str, parsed: Space, base: dict[str, Any]) -> None:
+    """Refuse a space that yields invalid runs, or every trial (of some choice) would fail at birth: each
+    choice of each categorical (the others at the centre), then the centre and the corners of the cube."""
+
+    def check(u: np.ndarray, what: str) -> dict[str, Any]:
+        point = coerce_types(env, parsed.unnormalize(u))
+        try:
+            resolve(env, merge(base, point))
+        except ConfigError as e:
+            raise ConfigError("space", f"{what} yields invalid runs, e.g. {point}: {e}") from None
+        return point
+
+    for j, p in enumerate(parsed.params):
+        for choice in p.choices or ():
+            u = np.zeros(parsed.dim)
+            u[j] = float(p.normalize(choice))
+            runs_as = parsed.flatten(check(u, f"{p.name}: choice {choice!r}"))[p.name]
+            # A fraction on an integer field is rounded, and trials would come back with a value that is
+            # none of the choices.
+            if runs_as != choice:
+                raise ConfigError("space", f"{p.name}: choice {choice!r} would run as {runs_as!r}")
+    for u in (0.0, -1.0, 1.0):
+        check(np.full(parsed.dim, u), "the space")
+
+
+def _cheapest_steps(parsed: Space, fixed: int) -> int:
+    """The fewest steps a trial can be asked to train: the smallest total_timesteps the space allows, or
+    the fixed one when it is not swept. (A run rounds it up to whole batches, so it costs at least this.)"""
+    if COST_PARAM not in parsed.names:
+        return fixed
+    p = parsed.params[parsed.index(COST_PARAM)]
+    if p.is_categorical:
+        return min(round(c) for c in p.choices)
+    return round(float(p.unnormalize(-1.0)))
+
+
 def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, Any]) -> dict[str, Any]:
-    """The space with each parameter that has no "mean" centred on the config's value, where in range.
+    """The space with each parameter that has no "mean" centred on the config's value, where in range
+    (for a categorical: where it is one of the choices).
 
     The search starts from the run the user would launch anyway: its first trial is that config (at a low
     cost), where a start without centres spends it on the middle of every range.
     """
     out = copy.deepcopy(space)
     for p in parsed.params:
-        value = values[p.name]
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if p.mean is not None or not numeric or not p.min <= value <= p.max:
+        if p.mean is not None:
             continue
+        value = values[p.name]
+        if p.is_categorical:
+            try:
+                mean = p.choices[p.index_of(value)]
+            except SpaceError:
+                continue
+        else:
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if not numeric or not p.min <= value <= p.max:
+                continue
+            mean = float(value)
         node = out
         for part in p.name.split(".")[:-1]:
             node = node[part]
-        node[p.name.split(".")[-1]]["mean"] = float(value)
+        node[p.name.split(".")[-1]]["mean"] = mean
     return out
 
 
@@ -140,6 +207,36 @@ def promote(session: Session, sweep: Sweep, trial_id: int, total_timesteps: int)
 
 def trial_cost(sweep: Sweep, trial: Trial) -> float | None:
     return trial.cost_steps if sweep.cost_unit == "steps" else trial.cost_seconds
+
+
+def budget_used(session: Session, sweeps: Sequence[Sweep]) -> dict[int, float]:
+    """What each sweep has spent, in its cost unit: the cost of every run it launched (finished, lost
+    with its worker and retried, or in flight). One query over the runs' cost columns, nothing else, so
+    listing sweeps stays cheap."""
+    units = {sweep.id: sweep.cost_unit for sweep in sweeps}
+    used = dict.fromkeys(units, 0.0)
+    if not units:
+        return used
+    runs = session.scalars(
+        select(Run)
+        .where(Run.sweep_id.in_(units))
+        .options(
+            load_only(
+                Run.sweep_id,
+                Run.status,
+                Run.cost_steps,
+                Run.cost_seconds,
+                Run.progress_steps,
+                Run.started_at,
+                Run.heartbeat_at,
+            ),
+            raiseload(Run.tags),
+        )
+    )
+    now = utcnow()
+    for run in runs:
+        used[run.sweep_id] += run_cost(run, units[run.sweep_id], now)
+    return used
 
 
 def pareto_trials(sweep: Sweep) -> list[int]:

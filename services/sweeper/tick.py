@@ -1,10 +1,11 @@
-"""The sweep tick: fold finished runs into trials, early-stop laggards, keep `parallelism` in flight.
+"""The sweep tick: fold finished runs into trials, early-stop laggards, keep `parallelism` in flight
+while the budget lasts.
 
-All state lives in the `sweeps` and `trials` tables; the search model is rebuilt from them on every tick
-(`ParetoSearch` suggests as a pure function of its observations and pending trials), so a sweeper worker
-can die and restart at any moment without losing or duplicating a trial. A tick holds the sweep row's lock
-(SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so two trials finishing at once cannot
-both suggest.
+All state lives in the `sweeps`, `trials` and `runs` tables; the search model is rebuilt from them on
+every tick (`ParetoSearch` suggests as a pure function of its observations and pending trials), so a
+sweeper worker can die and restart at any moment without losing or duplicating a trial. A tick holds the
+sweep row's lock (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so two trials finishing
+at once cannot both suggest.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.common.config import ConfigError, coerce_types, merge
 from services.common.models import (
     Checkpoint,
     Metric,
+    Run,
     RunStatus,
     Sweep,
     SweepStatus,
@@ -29,30 +31,66 @@ from services.common.models import (
 )
 from services.common.runs import create_run, request_cancel
 from services.elo.store import checkpoint_rating
-from services.sweeper.pareto import ParetoSearch
+from services.sweeper.budget import run_cost
+from services.sweeper.pareto import BudgetSpent, ParetoSearch
 from services.sweeper.service import COST_PARAM, METRICS, trial_cost
 from services.sweeper.space import Space
 
 
-def search_for(sweep: Sweep) -> ParetoSearch:
-    """The search model rebuilt from the sweep's trials: observed ones taught, in-flight ones pending."""
-    cost_param = COST_PARAM if COST_PARAM in Space(sweep.space).names else None
+def search_for(session: Session, sweep: Sweep) -> ParetoSearch:
+    """The search model rebuilt from the sweep's trials and runs: observed trials taught, in-flight ones
+    pending, and what every run of the sweep has cost charged against its budget."""
+    space = Space(sweep.space)
+    cost_param = COST_PARAM if COST_PARAM in space.names else None
+    # An early-stopped trial is learnt at the steps it reached, where its swept total_timesteps can say so.
+    relocate = cost_param is not None and not space.params[space.index(cost_param)].is_categorical
     search = ParetoSearch(
-        sweep.space, goal=sweep.goal, cost_param=cost_param, max_cost=sweep.max_cost, seed=sweep.seed
+        sweep.space,
+        goal=sweep.goal,
+        cost_param=cost_param,
+        max_cost=sweep.max_cost,
+        seed=sweep.seed,
+        budget=sweep.budget,
     )
+    unit, now = sweep.cost_unit, utcnow()
+    # Charges come first, while nothing is pending, so that a charge never drops a trial in flight.
+    # Runs no trial points at any more are attempts lost with their workers, each retried on a new run;
+    # a run's own config holds the trial's swept values.
+    current = [t.run_id for t in sweep.trials if t.run_id is not None]
+    for run in session.scalars(select(Run).where(Run.sweep_id == sweep.id, Run.id.not_in(current))):
+        search.forget(run.config, cost=run_cost(run, unit, now))
     for trial in sweep.trials:
         status = TrialStatus(trial.status)
+        spent = run_cost(trial.run, unit, now) if trial.run is not None else 0.0
         if status.observed:
-            cost = trial_cost(sweep, trial)
-            search.observe(
-                trial.params,
-                trial.score,
-                cost if cost and cost > 0 else 1.0,
-                failed=status == TrialStatus.failed,
-            )
-        elif status.in_flight:
+            cost = trial_cost(sweep, trial) or 0.0
+            failed = status == TrialStatus.failed
+            params = _where_stopped(trial) if relocate else trial.params
+            search.observe(params, trial.score, cost if failed or cost > 0 else 1.0, failed=failed)
+            if spent > cost:  # an early-stopped run trains on until its next heartbeat
+                search.forget(trial.params, cost=spent - cost)
+        elif status in (TrialStatus.cancelled, TrialStatus.lost):
+            search.forget(trial.params, cost=spent)
+    for trial in sweep.trials:
+        if TrialStatus(trial.status).in_flight or _winding_down(trial):
+            # A stopped run spends until its trainer notices, so its cost stays reserved until it ends.
             search.add_pending(trial.params)
     return search
+
+
+def _where_stopped(trial: Trial) -> dict[str, Any]:
+    """The params a trial is learnt at: an early-stopped one at the steps it reached. Learnt at its full
+    total_timesteps, its partial cost would teach the cost model that long trials are cheap, and the search
+    would reserve too little of the budget for them."""
+    if trial.status != TrialStatus.early_stopped or not trial.cost_steps:
+        return trial.params
+    return merge(trial.params, {"train": {"total_timesteps": trial.cost_steps}})
+
+
+def _winding_down(trial: Trial) -> bool:
+    """A trial that is over (early-stopped) while its run still trains."""
+    status = TrialStatus(trial.status)
+    return not status.in_flight and trial.run is not None and not RunStatus(trial.run.status).finished
 
 
 @dataclass
@@ -80,7 +118,7 @@ def tick(session: Session, sweep_id: int) -> Followups:
         elif trial.status == TrialStatus.rating:
             _read_rating(session, trial)
 
-    search = search_for(sweep)
+    search = search_for(session, sweep)
     if sweep.early_stopping and sweep.metric in METRICS:
         for trial in sweep.trials:
             if trial.status == TrialStatus.running and trial.run and trial.run.status == RunStatus.running:
@@ -88,16 +126,25 @@ def tick(session: Session, sweep_id: int) -> Followups:
 
     counted = [t for t in sweep.trials if TrialStatus(t.status).observed]
     in_flight = [t for t in sweep.trials if TrialStatus(t.status).in_flight]
+    budget_spent = False
     while len(in_flight) < sweep.parallelism and len(counted) + len(in_flight) < sweep.max_runs:
-        params, info = search.suggest()
+        try:
+            params, info = search.suggest()
+        except BudgetSpent:
+            # Nothing fits what is left. Trials in flight hold their upper-bound cost in reserve; when they
+            # end, what they did not use may fit another trial, so only a sweep with none in flight ends.
+            budget_spent = True
+            break
         trial = _new_trial(session, sweep, params, info)
         if trial.run_id is not None:
             followups.runs.append(trial.run_id)
             in_flight.append(trial)
         else:
             counted.append(trial)
-            search.observe(params, None, 1.0, failed=True)
-    if len(counted) >= sweep.max_runs and not in_flight:
+            search.observe(params, None, 0.0, failed=True)  # no run: it cost nothing
+    over = budget_spent or len(counted) >= sweep.max_runs
+    # A run stopped early still spends until it ends; the sweep's spend is final only once it has.
+    if over and not in_flight and not any(_winding_down(t) for t in sweep.trials):
         sweep.status = SweepStatus.finished
         sweep.finished_at = utcnow()
     return followups

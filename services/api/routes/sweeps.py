@@ -19,7 +19,7 @@ from services.common.schemas import (
     SweepSummary,
     TrialOut,
 )
-from services.sweeper.service import best_trial, create_sweep, pareto_trials, promote, stop
+from services.sweeper.service import best_trial, budget_used, create_sweep, pareto_trials, promote, stop
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -38,7 +38,12 @@ def _best(sweep: Sweep) -> BestTrial | None:
     return BestTrial(trial_id=trial.id, run_id=trial.run_id, score=trial.score) if trial else None
 
 
-def _detail(sweep: Sweep) -> SweepDetail:
+def _left(sweep: Sweep, used: float) -> float | None:
+    return None if sweep.budget is None else max(0.0, sweep.budget - used)
+
+
+def _detail(session: Session, sweep: Sweep) -> SweepDetail:
+    used = budget_used(session, [sweep])[sweep.id]
     return SweepDetail(
         id=sweep.id,
         env=sweep.env,
@@ -49,6 +54,9 @@ def _detail(sweep: Sweep) -> SweepDetail:
         max_runs=sweep.max_runs,
         parallelism=sweep.parallelism,
         max_cost=sweep.max_cost,
+        budget=sweep.budget,
+        budget_used=used,
+        budget_left=_left(sweep, used),
         space=sweep.space,
         hyperparameters=sweep.base,
         created_at=sweep.created_at,
@@ -66,21 +74,22 @@ def post_sweep(body: SweepCreate, session: Session = Depends(db)) -> SweepDetail
     sweep = create_sweep(
         session,
         body.env,
-        body.space,
-        body.hyperparameters,
-        body.metric,
-        body.goal,
-        body.max_runs,
-        body.parallelism,
-        body.max_cost,
-        body.cost_unit,
-        body.seed,
-        body.max_retries,
-        body.early_stopping,
+        space=body.space,
+        base=body.hyperparameters,
+        metric=body.metric,
+        goal=body.goal,
+        max_runs=body.max_runs,
+        parallelism=body.parallelism,
+        max_cost=body.max_cost,
+        cost_unit=body.cost_unit,
+        budget=body.budget,
+        seed=body.seed,
+        max_retries=body.max_retries,
+        early_stopping=body.early_stopping,
     )
     session.commit()
     app.send_task(SWEEP_TICK_TASK, args=[sweep.id])
-    return _detail(_get(session, sweep.id))
+    return _detail(session, _get(session, sweep.id))
 
 
 @router.get("", response_model=SweepPage)
@@ -88,6 +97,7 @@ def list_sweeps(session: Session = Depends(db)) -> SweepPage:
     sweeps = session.scalars(
         select(Sweep).options(selectinload(Sweep.trials)).order_by(Sweep.id.desc())
     ).all()
+    used = budget_used(session, sweeps)
     items = []
     for sweep in sweeps:
         statuses = [TrialStatus(t.status) for t in sweep.trials]
@@ -98,8 +108,12 @@ def list_sweeps(session: Session = Depends(db)) -> SweepPage:
                 status=sweep.status,
                 metric=sweep.metric,
                 goal=sweep.goal,
+                cost_unit=sweep.cost_unit,
                 max_runs=sweep.max_runs,
                 parallelism=sweep.parallelism,
+                budget=sweep.budget,
+                budget_used=used[sweep.id],
+                budget_left=_left(sweep, used[sweep.id]),
                 created_at=sweep.created_at,
                 trials_finished=sum(s.observed for s in statuses),
                 trials_running=sum(s.in_flight for s in statuses),
@@ -111,7 +125,7 @@ def list_sweeps(session: Session = Depends(db)) -> SweepPage:
 
 @router.get("/{sweep_id}", response_model=SweepDetail)
 def get_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
-    return _detail(_get(session, sweep_id))
+    return _detail(session, _get(session, sweep_id))
 
 
 @router.post("/{sweep_id}/stop", response_model=SweepDetail, dependencies=[Depends(require_token)])
@@ -119,7 +133,7 @@ def stop_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
     sweep = _get(session, sweep_id)
     stop(session, sweep)
     session.commit()
-    return _detail(sweep)
+    return _detail(session, sweep)
 
 
 @router.post(

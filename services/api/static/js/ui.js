@@ -77,9 +77,21 @@ export function when(iso) {
   return d.toISOString().slice(0, 16).replace("T", " ");
 }
 
-export function progress(done, total) {
+/** A sweep's cost in its unit: worker-seconds as a duration, or agent steps. */
+export function cost(value, unit) {
+  if (value === null || value === undefined) return "–";
+  return unit === "steps" ? `${steps(value)} steps` : duration(value);
+}
+
+/** A hyperparameter's value for people: numbers to 4 significant digits (no float noise such as
+ *  0.9799999999845258), a categorical's choice as it is. */
+export function param(value) {
+  return typeof value === "number" ? num(value) : String(value);
+}
+
+export function progress(done, total, title = `${steps(done)} / ${steps(total)} steps`) {
   const share = total ? Math.min(1, done / total) : 0;
-  return h("span", { class: "progress", title: `${steps(done)} / ${steps(total)} steps` },
+  return h("span", { class: "progress", title },
     h("div", { style: { width: `${(share * 100).toFixed(1)}%` } }));
 }
 

@@ -1,13 +1,14 @@
-// #/sweeps/{id}: cost vs score with the Pareto front (coloured by trial order), parallel coordinates of the
-// hyperparameters, a rough parameter importance, the trials, and promoting a trial into a long run.
+// #/sweeps/{id}: the budget used and left, cost vs score with the Pareto front (coloured by trial order),
+// parallel coordinates of the hyperparameters, a rough parameter importance, the trials, and promoting a
+// trial into a long run. Costs are in the sweep's cost unit (worker-seconds or agent steps).
 import { api } from "../api.js";
-import { badge, duration, flatten, h, num, steps, svg, table, unavailable, viridis } from "../ui.js";
+import { badge, cost, duration, flatten, h, num, param, progress, steps, svg, table, unavailable, viridis } from "../ui.js";
 
 export default async function sweepPage(root, ctx) {
   const id = Number(ctx.args[0]);
   const body = h("div");
   const message = h("div");
-  const budget = h("input", { type: "number", min: "1", step: "1", size: 14, "data-testid": "promote-steps" });
+  const promoteSteps = h("input", { type: "number", min: "1", step: "1", size: 14, "data-testid": "promote-steps" });
   root.append(h("h1", {}, `Sweep #${id}`), message, body);
 
   let selected = null; // trial id highlighted from the scatter
@@ -19,7 +20,7 @@ export default async function sweepPage(root, ctx) {
       if (!e.aborted) body.replaceChildren(unavailable(`sweep #${id}`, e));
       return false;
     }
-    if (!budget.value) budget.value = String(defaultBudget(sweep.trials));
+    if (!promoteSteps.value) promoteSteps.value = String(defaultPromoteSteps(sweep.trials));
     render(sweep);
     return sweep.status === "running";
   }
@@ -28,19 +29,22 @@ export default async function sweepPage(root, ctx) {
     const maximize = sweep.goal !== "minimize";
     const trials = [...sweep.trials].sort((a, b) => a.number - b.number);
     const failed = trials.filter((t) => t.status === "failed").length;
+    const unit = sweep.cost_unit;
     body.replaceChildren(
       h("div", { class: "panel row" },
         badge(sweep.status), h("span", {}, `${sweep.env}`), h("span", {}, `${sweep.goal} ${sweep.metric}`),
         h("span", { class: "muted" }, `${trials.length} / ${sweep.max_runs} trials, ${sweep.parallelism} at a time`),
-        sweep.max_cost ? h("span", { class: "muted" }, `max cost ${duration(sweep.max_cost)}`) : "",
+        sweep.max_cost ? h("span", { class: "muted" }, `max cost ${cost(sweep.max_cost, unit)}`) : "",
+        sweep.budget == null ? h("span", { class: "muted" }, `${cost(sweep.budget_used, unit)} used, no budget`) : "",
         sweep.best ? h("span", {}, "best ", h("strong", {}, num(sweep.best.score)), sweep.best.run_id ? h("a", { href: `#/runs/${sweep.best.run_id}` }, ` run #${sweep.best.run_id}`) : "") : ""),
+      sweep.budget == null ? "" : budgetBar(sweep),
       failed ? h("div", { class: "banner bad" }, `${failed} failed trial${failed > 1 ? "s" : ""} (red × on the plot, reasons in the table)`) : "",
       h("div", { class: "cols" },
-        h("div", { class: "panel" }, h("h2", {}, "Cost vs score"), scatter(trials, sweep.pareto || [], maximize, (t) => { selected = t.id; render(sweep); })),
+        h("div", { class: "panel" }, h("h2", {}, "Cost vs score"), scatter(trials, sweep.pareto || [], maximize, unit, (t) => { selected = t.id; render(sweep); })),
         h("div", { class: "panel" }, h("h2", {}, "Parameter importance"), importance(trials))),
       h("div", { class: "panel" }, h("h2", {}, "Parallel coordinates"), parallel(trials, maximize)),
       h("h2", {}, "Trials"),
-      h("div", { class: "row", style: { marginBottom: "6px" } }, "Promote with total_timesteps", budget,
+      h("div", { class: "row", style: { marginBottom: "6px" } }, "Promote with total_timesteps", promoteSteps,
         h("span", { class: "muted" }, "creates a new run with the trial's exact hyperparameters")),
       trialsTable(trials, sweep));
     body.querySelector("tr.selected")?.scrollIntoView({ block: "nearest" });
@@ -53,8 +57,8 @@ export default async function sweepPage(root, ctx) {
       { label: "status", value: (t) => h("span", {}, badge(t.status), t.failure_reason ? h("div", { class: "reason" }, t.failure_reason) : "") },
       { label: "score", class: "num", value: (t) => h("span", {}, num(t.score), pareto.has(t.id) ? h("span", { title: "on the Pareto front" }, " ◆") : "") },
       { label: "cost", class: "num", value: (t) => `${duration(t.cost_seconds)} · ${steps(t.cost_steps)}` },
-      { label: "predicted", class: "num", value: (t) => t.predicted_score == null ? "–" : `${num(t.predicted_score)} · ${duration(t.predicted_cost)}` },
-      { label: "params", value: (t) => h("span", { class: "mono" }, flatten(t.params).map(([k, v]) => `${k.split(".").pop()}=${num(v)}`).join("  ")) },
+      { label: "predicted", class: "num", value: (t) => t.predicted_score == null ? "–" : `${num(t.predicted_score)} · ${cost(t.predicted_cost, sweep.cost_unit)}` },
+      { label: "params", value: (t) => h("span", { class: "mono" }, flatten(t.params).map(([k, v]) => `${k.split(".").pop()}=${param(v)}`).join("  ")) },
       { label: "why", value: (t) => h("span", { class: "muted" }, t.reason || "") },
       { label: "run", value: (t) => t.run_id ? h("a", { href: `#/runs/${t.run_id}` }, `#${t.run_id}`) : "–" },
       { label: "", value: (t) => t.status === "succeeded"
@@ -63,7 +67,7 @@ export default async function sweepPage(root, ctx) {
   }
 
   async function promote(trial) {
-    const total = Number(budget.value);
+    const total = Number(promoteSteps.value);
     if (!(total > 0)) return message.replaceChildren(h("div", { class: "banner bad" }, "Set total_timesteps first."));
     try {
       const run = await api(`/sweeps/${id}/promote`, { method: "POST", body: { trial_id: trial.id, total_timesteps: Math.round(total) }, signal: ctx.signal });
@@ -78,12 +82,23 @@ export default async function sweepPage(root, ctx) {
 }
 
 /** 10x the longest trial, at one significant digit: a long run is what promotion is for. */
-function defaultBudget(trials) {
+function defaultPromoteSteps(trials) {
   const longest = Math.max(0, ...trials.map((t) => t.cost_steps || 0));
   if (!longest) return 10_000_000;
   const target = longest * 10;
   const unit = 10 ** Math.floor(Math.log10(target));
   return Math.round(target / unit) * unit;
+}
+
+/** The budget as a bar: used (finished trials, and the progress of those in flight) and left. */
+function budgetBar(sweep) {
+  const unit = sweep.cost_unit;
+  const bar = progress(sweep.budget_used, sweep.budget, `${num((100 * sweep.budget_used) / sweep.budget)}% used`);
+  bar.classList.add("wide");
+  return h("div", { class: "panel row", "data-testid": "budget", dataset: { used: sweep.budget_used, budget: sweep.budget, unit } },
+    h("strong", {}, "Budget"), bar,
+    h("span", { "data-testid": "budget-used" }, `${cost(sweep.budget_used, unit)} used`),
+    h("span", { class: "muted", "data-testid": "budget-left" }, `${cost(sweep.budget_left, unit)} left of ${cost(sweep.budget, unit)}`));
 }
 
 // ---- plots ----------------------------------------------------------------------------------------------
@@ -104,32 +119,33 @@ function scale(values, a, b) {
   return map;
 }
 
-function scatter(trials, pareto, maximize, onPick) {
+function scatter(trials, pareto, maximize, unit, onPick) {
   const W = 560, H = 320, L = 56, R = 14, T = 10, B = 40;
-  const scored = trials.filter((t) => t.score != null && t.cost_seconds != null);
-  const failed = trials.filter((t) => t.status === "failed" && t.cost_seconds != null);
+  const costOf = (t) => (unit === "steps" ? t.cost_steps : t.cost_seconds);
+  const scored = trials.filter((t) => t.score != null && costOf(t) != null);
+  const failed = trials.filter((t) => t.status === "failed" && costOf(t) != null);
   if (!scored.length && !failed.length) return h("div", { class: "unavailable" }, "No trial has finished yet.");
-  const x = scale([...scored, ...failed].map((t) => t.cost_seconds), L, W - R);
+  const x = scale([...scored, ...failed].map(costOf), L, W - R);
   const y = scale(scored.length ? scored.map((t) => t.score) : [0, 1], H - B, T);
   const last = Math.max(1, ...trials.map((t) => t.number));
   const byId = new Map(trials.map((t) => [t.id, t]));
-  const front = pareto.map((id) => byId.get(id)).filter((t) => t && t.score != null && t.cost_seconds != null);
+  const front = pareto.map((id) => byId.get(id)).filter((t) => t && t.score != null && costOf(t) != null);
   // The front as a staircase: each point holds its score until the next, costlier one improves on it.
   let path = "";
   front.forEach((t, i) => {
-    path += i ? ` H${x(t.cost_seconds)} V${y(t.score)}` : `M${x(t.cost_seconds)} ${y(t.score)}`;
+    path += i ? ` H${x(costOf(t))} V${y(t.score)}` : `M${x(costOf(t))} ${y(t.score)}`;
   });
   if (front.length) path += ` H${W - R}`;
   return h("div", {},
     svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, "data-testid": "scatter" },
-      axes(x, y, W, H, L, R, T, B, "cost (seconds)", "score"),
+      axes(x, y, W, H, L, R, T, B, `cost (${unit})`, "score"),
       path ? svg("path", { d: path, fill: "none", stroke: "#c62828", "stroke-width": 1.5, "stroke-dasharray": "4 3", "data-testid": "pareto" }) : null,
       scored.map((t) => svg("circle", {
-        cx: x(t.cost_seconds), cy: y(t.score), r: pareto.includes(t.id) ? 6 : 4.5,
+        cx: x(costOf(t)), cy: y(t.score), r: pareto.includes(t.id) ? 6 : 4.5,
         fill: viridis((t.number - 1) / Math.max(1, last - 1)), stroke: pareto.includes(t.id) ? "#c62828" : "#fff", "stroke-width": 1.5,
-        style: "cursor:pointer", "data-trial": t.id, onclick: () => onPick(t),
-      }, svg("title", {}, `trial ${t.number}: score ${num(t.score)}, cost ${duration(t.cost_seconds)}`))),
-      failed.map((t) => svg("text", { x: x(t.cost_seconds), y: H - B - 4, "text-anchor": "middle", style: "fill:#c62828;font-weight:700" }, "×",
+        style: "cursor:pointer", "data-trial": t.id, "data-cost": costOf(t), onclick: () => onPick(t),
+      }, svg("title", {}, `trial ${t.number}: score ${num(t.score)}, cost ${cost(costOf(t), unit)}`))),
+      failed.map((t) => svg("text", { x: x(costOf(t)), y: H - B - 4, "text-anchor": "middle", style: "fill:#c62828;font-weight:700" }, "×",
         svg("title", {}, `trial ${t.number} failed: ${t.failure_reason || "?"}`)))),
     h("div", { class: "muted" }, "colour: trial order, ", swatch(0), " first → ", swatch(1), " last; dashed red: Pareto front",
       maximize ? "" : " (lower is better)"),
@@ -141,7 +157,12 @@ function swatch(t) {
 }
 
 function axes(x, y, W, H, L, R, T, B, xLabel, yLabel) {
-  const fmt = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(0) : +v.toPrecision(3));
+  // Three significant digits with k/M/B: ticks of a step axis (9.16k ... 10.8k) must differ.
+  const fmt = (v) => {
+    if (Math.abs(v) < 0.01 && v !== 0) return v.toExponential(0);
+    const [unit, size] = [["B", 1e9], ["M", 1e6], ["k", 1e3]].find(([, s]) => Math.abs(v) >= s) || ["", 1];
+    return `${+(v / size).toPrecision(3)}${unit}`;
+  };
   const xt = x.log ? x.ticks : ticksOf(x, L, W - R);
   const yt = y.log ? y.ticks : ticksOf(y, H - B, T);
   return svg("g", { class: "axis" },

@@ -1,6 +1,6 @@
-// #/sweeps: every sweep with its progress and best trial.
+// #/sweeps: every sweep with its progress, what it has spent of its budget, and its best trial.
 import { api } from "../api.js";
-import { badge, h, num, table, unavailable, when } from "../ui.js";
+import { badge, cost, h, num, progress, table, unavailable, when } from "../ui.js";
 
 export default async function sweepsPage(root, ctx) {
   root.append(h("h1", {}, "Sweeps"));
@@ -26,6 +26,9 @@ export default async function sweepsPage(root, ctx) {
       { label: "objective", value: (s) => `${s.goal} ${s.metric}` },
       { label: "trials", class: "num", value: (s) => `${s.trials_finished} / ${s.max_runs}` },
       { label: "running", class: "num", value: (s) => `${s.trials_running} of ${s.parallelism}` },
+      { label: "budget used", value: (s) => h("span", { "data-testid": "budget-used" }, s.budget == null
+        ? cost(s.budget_used, s.cost_unit)
+        : [progress(s.budget_used, s.budget, `${cost(s.budget_left, s.cost_unit)} left`), ` ${cost(s.budget_used, s.cost_unit)} / ${cost(s.budget, s.cost_unit)}`]) },
       { label: "best", value: (s) => s.best
         ? h("span", {}, h("strong", {}, num(s.best.score)), " ", s.best.run_id ? h("a", { href: `#/runs/${s.best.run_id}` }, `run #${s.best.run_id}`) : "")
         : "–" },
