@@ -176,7 +176,9 @@ def test_a_budget_is_spent_nearly_whole_and_never_overrun(parallel: int) -> None
     costs, overrun = _budget_sweep(search, budget, parallel)
     assert overrun <= 0.0
     assert sum(costs) >= 0.95 * budget
-    assert search.spent == pytest.approx(sum(costs)) and search.remaining == pytest.approx(budget - sum(costs))
+    assert search.spent == pytest.approx(sum(costs)) and search.remaining == pytest.approx(
+        budget - sum(costs)
+    )
     # The front grows from cheap to expensive: the dearest runs come in the second half of the spending.
     spent_before = np.cumsum([0.0, *costs[:-1]])
     dearest = np.argsort(costs)[-3:]

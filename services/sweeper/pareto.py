@@ -2,25 +2,33 @@
 
 Usage::
 
-    s = ParetoSearch(space, goal="maximize", cost_param="train.total_timesteps", seed=0)
+    s = ParetoSearch(space, goal="maximize", cost_param="train.total_timesteps", budget=3600.0, seed=0)
     params, info = s.suggest()              # may be called again before observing: parallel trials
     s.observe(params, score, cost)          # or failed=True for a hyperparameter failure (NaN, divergence)
-    s.forget(params)                        # infrastructure failure: drop the pending trial, learn nothing
+    s.forget(params, cost=spent)            # infrastructure failure or cancellation: learn nothing
     s.should_stop(cost_so_far, score_so_far)
 
 How a suggestion is made: first the centre (each parameter's "mean", the user's default; the middle of its
-range where none is given), then a scrambled Sobol design, both with the cost parameter held low, until
-enough trials succeeded; then two exact GPs (score, normalised log cost) score candidates drawn around the
-cost/score Pareto front and around the best runs moved to lower cost. The score GP models the scores
-through a fitted power warp (Yeo-Johnson), not the scores themselves: sweep scores are skewed, a few peaks
-over a floor. A candidate's weight is
+range where none is given), then a scrambled Sobol design with the cost parameter held low, until
+enough trials succeeded; then two exact GPs (score, log cost per unit of the cost parameter) score
+candidates drawn around the cost/score Pareto front and around the best runs moved to lower cost. The
+GPs see categorical parameters one-hot. The score GP models the scores through a fitted power warp
+(Yeo-Johnson), not the scores themselves: sweep scores are skewed, a few peaks over a floor. A
+candidate's weight is
 
-    UCB(score) * [predicted cost < max_cost] * (1 - |target - predicted log cost|) * P(success) * spread
+    UCB(score) * [fits] * (1 - |target - predicted log cost| / range) * P(success) * spread
 
-where UCB is taken on the warped scale and mapped back to score units, the target cost cycles through a
-shuffled bag over the upper part of the cost range so trials spread along it, P(success) is a kernel
-estimate from failed trials, and "spread" pushes away from pending trials (which are also fantasised into
-the score GP at their predicted value), so parallel workers get distinct, non-crowding suggestions.
+where UCB is taken on the warped scale and mapped back to score units, P(success) is a kernel estimate
+from failed trials, and "spread" pushes away from pending trials (which are also fantasised into the
+score GP at their predicted value), so parallel workers get distinct, non-crowding suggestions.
+
+Cost targets and the budget: the target cycles through a shuffled bag over the upper part of the
+reachable range of log cost. With a ``budget`` (total cost, in the unit of the observed costs) that range
+ends at ``cost_growth`` times the cost committed so far (spent plus the trials in flight), so the front
+grows from cheap to expensive and there is a useful answer at every moment of the sweep. A candidate
+fits when its upper-bound cost (mean + ``cost_margin`` standard deviations of the log-cost model) fits
+what is left once the trials in flight are reserved at theirs; when nothing fits, ``suggest()`` raises
+``BudgetSpent``. Costs come from ``observe`` and ``forget``; ``spent`` and ``remaining`` report them.
 
 Rebuilding from a database: ``suggest()`` is a pure function of (space, options, seed, the *set* of
 observations, the *set* of pending suggestions). Neither call order nor any earlier fit matters: the random
@@ -84,7 +92,7 @@ class ParetoSearch:
         *,
         budget: float | None = None,
         cost_growth: float = 0.5,
-        cost_margin: float = 2.0,
+        cost_margin: float = 3.0,
         n_init: int = 10,
         init_cost_span: float = 0.5,
         score_transform: str = "minmax",
@@ -277,29 +285,45 @@ class ParetoSearch:
         u = np.atleast_2d(u)
         if len(self._successes()) >= 3:
             m = self._fit()
-            mu, sd = m["cost_gp"].predict(self.space.features(self._within_observed_cost(u, m["x"])))
+            inside, offset = self._cost_inputs(u, m["x"])
+            mu, sd = m["cost_gp"].predict(self.space.features(inside))
             mean, scale = m["c_stats"]
             noise = float(m["cost_gp"].likelihood.noise.detach())
-            sd_total = np.maximum(scale * np.sqrt(sd**2 + noise), COST_SD_FLOOR)
-            return mean + scale * mu + self._cost_offset(u), sd_total
+            # The GP's spread, widened by how much larger its leave-one-out errors are than it claims: a
+            # cost that hinges on a few settings (hidden size, epochs) fools a GP fitted on few trials.
+            # With fewer trials than dimensions it is at least the spread of the observed costs per unit,
+            # shrinking as the trials outnumber the dimensions.
+            n = len(m["x"])
+            prior = scale * min(1.0, self.space.feature_dim / n)
+            honest = scale * np.sqrt(sd**2 + noise) * m["cost_calibration"]
+            sd_total = np.maximum(honest, max(prior, COST_SD_FLOOR))
+            return mean + scale * mu + offset, sd_total
         known = [o for o in self._obs if o.cost > 0]
         if not known:
             return None
         base = [o for o in known if not o.failed] or known
-        resid = np.log([o.cost for o in base]) - self._cost_offset(np.array([o.u for o in base]))
-        return np.full(len(u), float(np.median(resid))) + self._cost_offset(u), np.full(len(u), 0.5)
+        x = np.array([o.u for o in base])
+        resid = np.log([o.cost for o in base]) - self._cost_offset(x)
+        _, offset = self._cost_inputs(u, x)
+        spread = max(0.5, float(resid.std()))
+        return np.full(len(u), float(np.median(resid))) + offset, np.full(len(u), spread)
 
-    def _within_observed_cost(self, u: np.ndarray, observed: np.ndarray) -> np.ndarray:
-        """``u`` with the cost parameter clipped to the observed range: past it, the cost per unit of the
-        cost parameter is held at its edge value instead of extrapolated. Start-up costs make it fall
-        with longer runs, and a falling trend carried on would promise long runs for less than they cost.
+    def _cost_inputs(self, u: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where to read the cost per unit of the cost parameter, and the log of the units to scale it by.
+
+        Outside the observed range of the cost parameter nothing is extrapolated. Longer runs keep the
+        cost per unit at its edge value: start-up costs make it fall with length, and a falling trend
+        carried on would promise long runs for less than they cost. Shorter runs are costed as the
+        shortest observed one, since start-up costs can make a shorter run nearly as dear.
         """
         if self.cost_index is None:
-            return u
+            return u, self._cost_offset(u)
         c = self.cost_index
-        u = u.copy()
-        u[:, c] = np.clip(u[:, c], observed[:, c].min(), observed[:, c].max())
-        return u
+        lo, hi = observed[:, c].min(), observed[:, c].max()
+        inside, scaled = u.copy(), u.copy()
+        inside[:, c] = np.clip(u[:, c], lo, hi)
+        scaled[:, c] = np.maximum(u[:, c], lo)
+        return inside, self._cost_offset(scaled)
 
     def _cost_upper(self, u: np.ndarray) -> np.ndarray | None:
         pred = self._cost_log(u)
@@ -360,9 +384,10 @@ class ParetoSearch:
     def _initial(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         taken = self._taken()
         if k == 0:
+            # The user's config as it is, at its own cost: the run they would launch anyway, and the most
+            # informative single trial. Held at a low cost like the design after it, it lost 0.13 of median
+            # final best on the tuning half of bench/sweep_bench.py (sequential, 3 families, 4 seeds).
             u = self.space.centre()
-            if self.cost_index is not None:
-                u[self.cost_index] = min(u[self.cost_index], -1.0 + self.init_cost_span)
             info = {"why": "centre", "predicted_score": None, "predicted_cost": None}
             return self._affordable(self.space.snap(u), info)
         engine = torch.quasirandom.SobolEngine(self.space.dim, scramble=True, seed=self.seed)
@@ -407,6 +432,7 @@ class ParetoSearch:
             "score_gp": score_gp,
             "cost_gp": cost_gp,
             "c_stats": (c_mean, c_scale),
+            "cost_calibration": max(1.0, cost_gp.loo_calibration()),
             "x": x_s,
             "y": y,
             "log_cost": log_c,
