@@ -6,8 +6,10 @@ with P simulated asynchronous workers: a trial holds a slot for as long as it co
 method is told and asked for the next. The budget is the cumulative cost of every trial started, a fixed
 number of median runs per family. A budget-unaware method (every anchor) whose proposal does not fit what
 is left (budget - cost of finished and in-flight trials) gets no more proposals; the sweep ends once its
-trials in flight finish. Ours is given the budget and stops itself (BudgetSpent); a proposal of ours that
-does not fit anyway counts as a budget violation and ends it the same way. At most ``--max-trials`` trials.
+trials in flight finish. Ours is given the budget and says when nothing fits (BudgetSpent): as in the
+sweeper's tick, it is asked again when a trial in flight ends, and the sweep ends when it says so with none
+in flight. A proposal of ours that does not fit anyway counts as a budget violation and ends the sweep as
+for the anchors. At most ``--max-trials`` trials.
 
 Metrics per (family, method, P), judged on the noise-free true value of each finished trial (failed
 trials count nothing), normalised by the family's optimum:
@@ -26,7 +28,8 @@ shared/anchors/pufferlib3/README.md) through this file in ``--worker`` mode, on 
 skips the families with one.
 
     .venv/bin/python bench/sweep_bench.py --quick
-    .venv/bin/python bench/sweep_bench.py --seeds 10 --methods ours,random,tpe,gp --save /tmp/sweeps
+    mkdir -p /tmp/sweeps && tar xzf bench/data/protein_histories.tgz -C /tmp/sweeps
+    .venv/bin/python bench/sweep_bench.py --seeds 4 --save /tmp/sweeps
 """
 
 from __future__ import annotations
