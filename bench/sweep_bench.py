@@ -71,25 +71,19 @@ class Ours:
     budget_aware = True
 
     def __init__(self, family: Family, seed: int, budget: float, **options: Any) -> None:
-        from services.sweeper import pareto
+        from services.sweeper.pareto import ParetoSearch
 
-        self.BudgetSpent = getattr(pareto, "BudgetSpent", None)
         kw = {"goal": "maximize", "cost_param": COST_PARAM, "seed": seed, **options}
         kw.setdefault("score_transform", "logit" if family.nines else "minmax")
-        try:
-            self.search = pareto.ParetoSearch(family.space, budget=budget, **kw)
-            self.has_budget = True
-        except TypeError:  # before ParetoSearch took a budget: it runs as an anchor would
-            self.search = pareto.ParetoSearch(family.space, **kw)
-            self.has_budget = False
+        self.search = ParetoSearch(family.space, budget=budget, **kw)
 
     def ask(self) -> dict[str, Any]:
+        from services.sweeper.pareto import BudgetSpent
+
         try:
             return self.search.suggest()[0]
-        except Exception as e:
-            if self.BudgetSpent is not None and isinstance(e, self.BudgetSpent):
-                raise Stop from e
-            raise
+        except BudgetSpent as e:
+            raise Stop from e
 
     def tell(self, params: dict[str, Any], score: float | None, cost: float, failed: bool) -> None:
         self.search.observe(params, score, cost, failed=failed)
@@ -321,7 +315,6 @@ def sweep(
         "budget": budget,
         "violations": violations,
         "note": note,
-        "budget_kw": bool(getattr(driver, "has_budget", False)),
         "trials": trials,
     }
 
@@ -506,8 +499,6 @@ def report(args: argparse.Namespace, results: dict[Job, dict[str, Any]], familie
     for (family, method, parallel, _), h in results.items():
         per.setdefault((family, method, parallel), []).append(metrics(FAMILIES[family], h))
         viol[(family, method, parallel)] = viol.get((family, method, parallel), 0) + h["violations"]
-    if "ours" in methods and any(h["method"] == "ours" and not h["budget_kw"] for h in results.values()):
-        lines.append("> ParetoSearch took no `budget=` here: ours ran budget-unaware, as the anchors.\n")
     if "protein" in methods and not any(j[1] == "protein" for j in results):
         lines.append("> Protein: no histories found (run bench/protein_device.sh); its cells are empty.\n")
 
