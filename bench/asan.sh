@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every C environment under AddressSanitizer + UndefinedBehaviorSanitizer, driven by the plain C driver
-# (bench/env_driver.c) with valid, out-of-range, negative, extreme and NaN/inf actions, the scripted policy,
+# (envs_c/driver.c) with valid, out-of-range, negative, extreme and NaN/inf actions, the scripted policy,
 # log, render and reset. Each configuration runs STEPS vector steps (default 100000) of ENVS environments.
 # Exits non-zero on the first sanitizer report (or a crash). Usage: bash bench/asan.sh [STEPS] [ENVS]
 set -euo pipefail
@@ -11,10 +11,12 @@ PY=${PYTHON:-python3}
 CC=${CC:-cc}
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
-"$PY" "$ROOT/envs_c/cdriver.py" "$BUILD/driver_envs.h"
+# The built-in environments only: user environments on SHOAL_ENV_PATH have `shoal env check`.
+INCLUDES=$(SHOAL_ENV_PATH= "$PY" "$ROOT/envs_c/cdriver.py" "$BUILD/driver_envs.h")
+# shellcheck disable=SC2086
 "$CC" -O1 -g -std=c11 -Wall -Wextra -Werror -fno-omit-frame-pointer \
   -fsanitize=address,undefined -fno-sanitize-recover=all \
-  -I"$ROOT/envs_c" -I"$ROOT/bench" -I"$BUILD" "$ROOT/bench/env_driver.c" -o "$BUILD/env_driver" -lm -pthread
+  $INCLUDES -I"$BUILD" "$ROOT/envs_c/driver.c" -o "$BUILD/env_driver" -lm -pthread
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
 # Each environment, and each game in both seat modes (bot opponent and two-seat self-play).
@@ -49,8 +51,9 @@ for config in "${CONFIGS[@]}"; do
 done
 # The thread pool (envs_c/pool.h) under ThreadSanitizer: uneven batches over 3 threads, with action copies.
 if [ $status -eq 0 ]; then
+  # shellcheck disable=SC2086
   "$CC" -O1 -g -std=c11 -Wall -Wextra -Werror -fsanitize=thread \
-    -I"$ROOT/envs_c" -I"$ROOT/bench" -I"$BUILD" "$ROOT/bench/env_driver.c" -o "$BUILD/env_driver_tsan" -lm -pthread
+    $INCLUDES -I"$BUILD" "$ROOT/envs_c/driver.c" -o "$BUILD/env_driver_tsan" -lm -pthread
   for config in "cartpole" "snake --set num_snakes=4" "connect4 --set opponent=1"; do
     # shellcheck disable=SC2086
     if ! out=$(TSAN_OPTIONS=halt_on_error=1:exitcode=88 "$BUILD/env_driver_tsan" $config --asan \
@@ -61,7 +64,7 @@ if [ $status -eq 0 ]; then
   done
 fi
 # Every registered environment must appear above.
-for name in $("$PY" -c "import sys; sys.path.insert(0, '$ROOT/envs_c'); from registry import ENVS; print(' '.join(ENVS))"); do
+for name in $(SHOAL_ENV_PATH= "$PY" -c "import sys; sys.path.insert(0, '$ROOT/envs_c'); from registry import ENVS; print(' '.join(ENVS))"); do
   printf '%s\n' "${CONFIGS[@]}" | grep -q "^$name\b" || { echo "FAIL: $name has no asan configuration"; status=1; }
 done
 [ $status -eq 0 ] && echo "asan/ubsan/tsan: clean"

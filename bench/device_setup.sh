@@ -5,7 +5,7 @@ shoal_setup() {  # LOG
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/shoalsite .whl/*.whl \
     > "$1" 2>&1
   export PYTHONPATH=/tmp/shoalsite:$PWD
-  python3 envs_c/build.py >> "$1" 2>&1
+  python3 -c "from services.cli import main; main()" env build >> "$1" 2>&1
 }
 
 # PufferLib 3.0 from .carry (prepare_carry.sh) into its own site dir, /tmp/site: it needs gymnasium 0.29,

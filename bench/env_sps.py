@@ -4,7 +4,7 @@
 
 For every environment it measures, each in its own process pinned with taskset:
   (a) envs_c from Python on core 0: 1024 pre-generated random action arrays, VecEnv.step(actions[i]) timed;
-  (b) the plain C driver (bench/env_driver.c) on core 0: the same loop and action cache with no Python,
+  (b) the plain C driver (envs_c/driver.c) on core 0: the same loop and action cache with no Python,
       compiled with the flags envs_c/build.py and Python's sysconfig use for the extension;
   (c) as (a) with num_threads=2 on cores 0-1;
   (d) PufferLib 3.0's environment of the same name on core 0 (its own Python step), through
@@ -84,10 +84,9 @@ def worker(name: str, threads: int, seconds: float) -> dict[str, object]:
 
 
 def build_driver(out_dir: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "envs_c"))
-    from build import CFLAGS  # the flags of the cffi extension
-
     from envs_c import cdriver
+    from envs_c.build import CFLAGS  # the flags of the cffi extension
+    from envs_c.registry import ENVS
 
     (out_dir / "driver_envs.h").write_text(cdriver.source())
     exe = out_dir / "env_driver"
@@ -99,10 +98,9 @@ def build_driver(out_dir: Path) -> Path:
         *cc,
         *py_flags,
         *CFLAGS,
-        f"-I{ROOT / 'envs_c'}",
-        f"-I{ROOT / 'bench'}",
+        *(f"-I{d}" for d in cdriver.include_dirs(ENVS.values())),
         f"-I{out_dir}",
-        str(ROOT / "bench" / "env_driver.c"),
+        str(ROOT / "envs_c" / "driver.c"),
         "-o",
         str(exe),
         "-lm",

@@ -4,7 +4,7 @@
 #   docker build -f docker/api.Dockerfile -t shoal-api .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- builder: compiles the cffi extension (envs_c._binding) with gcc ------------------------------------
+# ---- builder: compiles the environments into their cache (envs_c/build.py) with gcc ----------------------
 FROM ${PYTHON_IMAGE} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
- && python -c "import envs_c._binding, services.api.app" \
+ && python -c "import services.api.app" \
  && if python -c "import torch" 2>/dev/null; then echo "torch must not be in the API image" >&2; exit 1; fi \
  && python -m compileall -q services envs_c migrations
 

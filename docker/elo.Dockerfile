@@ -4,7 +4,7 @@
 #   docker build -f docker/elo.Dockerfile -t shoal-elo .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- builder: compiles the cffi extension (envs_c._binding) with gcc ------------------------------------
+# ---- builder: compiles the environments into their cache (envs_c/build.py) with gcc ----------------------
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -27,7 +27,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
- && python -c "import envs_c._binding, torch" \
+ && SHOAL_ENV_CACHE=/opt/shoal/envs shoal env build \
+ && python -c "import torch" \
  && python -m compileall -q services envs_c migrations
 
 # ---- runtime: no compiler ------------------------------------------------------------------------------
@@ -40,8 +41,12 @@ RUN apt-get update \
  && mkdir -p /data/artifacts \
  && chown shoal:shoal /data/artifacts
 COPY --from=builder /opt/venv /opt/venv
+# The built-in environments, compiled: the runtime has no compiler (a user environment is built into this
+# cache by `shoal env build` where one is, see docs/envs.md).
+COPY --from=builder /opt/shoal /opt/shoal
 COPY --from=builder /app /app
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts \
+    SHOAL_ENV_CACHE=/opt/shoal/envs
 WORKDIR /app
 USER 10001:10001
 ENTRYPOINT ["tini", "--", "shoal"]

@@ -4,7 +4,7 @@
 #   docker build -f docker/sweeper.Dockerfile -t shoal-sweeper .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- builder: compiles the cffi extension (envs_c._binding) with gcc ------------------------------------
+# ---- builder: compiles the environments into their cache (envs_c/build.py) with gcc ----------------------
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
- && python -c "import envs_c._binding, gpytorch" \
+ && python -c "import envs_c, gpytorch" \
  && python -m compileall -q services envs_c migrations
 
 # ---- runtime: no compiler ------------------------------------------------------------------------------

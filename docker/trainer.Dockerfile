@@ -10,7 +10,7 @@
 #   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- builder: compiles the cffi extension (envs_c._binding) with gcc ------------------------------------
+# ---- builder: compiles the environments into their cache (envs_c/build.py) with gcc ----------------------
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://pypi.org/simple
@@ -33,7 +33,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
- && python -c "import envs_c._binding, services.trainer.tasks" \
+ && SHOAL_ENV_CACHE=/opt/shoal/envs shoal env build \
+ && python -c "import services.trainer.tasks" \
  && python -m compileall -q services envs_c migrations
 
 # ---- runtime: no compiler ------------------------------------------------------------------------------
@@ -45,8 +46,12 @@ RUN apt-get update \
  && mkdir -p /data/artifacts \
  && chown shoal:shoal /data/artifacts
 COPY --from=builder /opt/venv /opt/venv
+# The built-in environments, compiled: the runtime has no compiler (a user environment is built into this
+# cache by `shoal env build` where one is, see docs/envs.md).
+COPY --from=builder /opt/shoal /opt/shoal
 COPY --from=builder /app /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts \
+    SHOAL_ENV_CACHE=/opt/shoal/envs \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 WORKDIR /app
 USER 10001:10001

@@ -107,9 +107,17 @@ static inline uint64_t shoal_seed(uint64_t seed, int index) {
  *   OBS_T* observations; ACT_T* actions; float* rewards; uint8_t* terminals; uint8_t* truncations;
  *   uint64_t rng; LOG_T log;
  * NAME_num_agents(T*) and NAME_obs_size(T*) report what the environment will write, so vec_init can refuse
- * buffers that Python sized differently instead of writing past them.
+ * buffers that Python sized differently instead of writing past them; vec_sizes reports them before init,
+ * so the refusal can say which size the spec file got wrong.
  */
 #define SHOAL_VECTOR(NAME, T, OBS_T, ACT_T, ACT_SIZE)                                                    \
+    void NAME##_vec_sizes(T* e, int* out) {                                                             \
+        out[0] = NAME##_num_agents(e);                                                                  \
+        out[1] = NAME##_obs_size(e);                                                                    \
+        out[2] = (ACT_SIZE);                                                                            \
+        out[3] = (int)sizeof(OBS_T);                                                                    \
+        out[4] = (int)sizeof(ACT_T);                                                                    \
+    }                                                                                                   \
     int NAME##_vec_init(T* envs, int num_envs, int agents_per_env, int obs_size, int act_size,          \
                         void* obs, void* actions, float* rewards, uint8_t* terminals,                   \
                         uint8_t* truncations, uint64_t seed) {                                          \

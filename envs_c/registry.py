@@ -1,18 +1,41 @@
-"""What each C environment is, as plain data.
+"""What each C environment is, as plain data, and where environments are found.
 
-This module is the single source of truth about the environments: their configuration fields, log fields,
-observation and action shapes, and what `perf` means. The cffi builder reads it (stdlib only, so the build
-needs nothing installed) to generate declarations, and cffi then checks them against the C structs, so a
-field that differs between C and Python fails the build instead of corrupting memory.
+An environment is a C header plus a spec file, `NAME.env.toml`, beside it: its configuration fields, log
+fields, observation and action spaces, and what `perf` means. The built-in games are defined exactly like
+a user's environment; they are simply found first, in this package's directory. Further directories come
+from SHOAL_ENV_PATH (separated like PATH), read on every look-up so the API and every worker see the same
+environments, and a spec file edited on disk is picked up without a restart.
+
+Stdlib only: the C driver generator imports this module as a plain file before anything is installed. The
+cffi builder generates declarations from these specs and cffi then checks them against the C structs, so a
+field that differs between C and spec fails the build with the compiler's message instead of corrupting
+memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Kwargs = Mapping[str, Any]
+
+HERE = Path(__file__).resolve().parent
+SUFFIX = ".env.toml"
+BUILT_IN = "built-in"
+COMMON_LOG = ("perf", "score", "episode_return", "episode_length")
+OBS_DTYPES = ("float32", "uint8", "int8")
+# Training defaults a spec may carry, shaped like configs/<env>.toml; they are not part of the version.
+DEFAULT_TABLES = ("train", "policy", "sweep")
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+C_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,14 @@ class EnvDef:
     agents_per_env: Callable[[Kwargs], int] = field(default=lambda kw: 1)
     # For games: the agent indices within one environment that each player controls.
     players: Callable[[Kwargs], tuple[tuple[int, ...], ...]] | None = None
+    # Where it was found: the directory holding its header and spec, and "built-in" or the spec's path.
+    directory: Path = HERE
+    source: str = BUILT_IN
+    # Headers besides env.h and `header` whose content is part of the environment (its own includes).
+    includes: tuple[str, ...] = ()
+    # The spec's semantic content (training defaults left out), hashed into the version.
+    canonical: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, kwargs: Kwargs) -> dict[str, int | float]:
         """Defaults overlaid with validated user kwargs; unknown names are refused."""
@@ -84,201 +115,293 @@ class EnvDef:
             raise ValueError(f"{self.name}: unknown setting {unknown[0]!r}; known: {sorted(known) or 'none'}")
         return {name: p.coerce(self.name, kwargs.get(name, p.default)) for name, p in known.items()}
 
+    @property
+    def sources(self) -> tuple[Path, ...]:
+        """The files the compiled environment is made from, in a fixed order."""
+        return (HERE / "env.h", *(self.directory / h for h in (self.header, *self.includes)))
 
-COMMON_LOG = ("perf", "score", "episode_return", "episode_length")
+    def version(self) -> str:
+        """Hash of what the environment is: the contract header, its own headers and its spec. A checkpoint
+        carries it, and one trained on another version is refused."""
+        digest = hashlib.sha256()
+        for path in self.sources:
+            digest.update(path.read_bytes())
+        digest.update(self.canonical.encode())
+        return digest.hexdigest()[:16]
 
-ENVS: dict[str, EnvDef] = {}
+
+class SpecError(ValueError):
+    """A spec file that cannot define an environment; the message names the file and the key."""
 
 
-def register(env: EnvDef) -> None:
-    if env.log_fields[: len(COMMON_LOG)] != COMMON_LOG or env.log_fields[-1] != "n":
-        raise ValueError(f"{env.name}: log fields must start with {COMMON_LOG} and end with 'n'")
-    ENVS[env.name] = env
+def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...):
+    if key not in table:
+        if default is ...:
+            raise SpecError(f"{where}: missing key {key!r}")
+        return default
+    value = table.pop(key)
+    number = kind in (float, (int, float))
+    if (isinstance(value, bool) and kind is not bool) or (number and not isinstance(value, int | float)):
+        raise SpecError(f"{where}: {key} = {value!r} is not a number")
+    if not number and not isinstance(value, kind):
+        raise SpecError(f"{where}: {key} = {value!r} should be a {getattr(kind, '__name__', kind)}")
+    return value
 
 
-register(
-    EnvDef(
-        name="cartpole",
-        header="cartpole.h",
-        struct="CartPole",
-        log_struct="CartPoleLog",
-        log_fields=(*COMMON_LOG, "invalid_actions", "n"),
-        obs_shape=(4,),
-        obs_dtype="float32",
-        obs_low=-float("inf"),
-        obs_high=float("inf"),
-        action=Action("discrete", (2,)),
-        perf="episode length / max_steps: 1 means the pole stayed up for the whole episode",
-        solved=0.95,
-        params=(Param("max_steps", "int", 500, 1, 100_000, "steps before truncation"),),
+def _done(table: dict[str, Any], where: str) -> None:
+    if table:
+        raise SpecError(f"{where}: unknown key {sorted(table)[0]!r}")
+
+
+def _ident(value: str, where: str, pattern: re.Pattern = C_IDENT_RE) -> str:
+    if not pattern.fullmatch(value):
+        raise SpecError(f"{where}: {value!r} is not a valid name ({pattern.pattern})")
+    return value
+
+
+def _param(name: str, raw: Any, where: str) -> Param:
+    where = f"{where} [params.{name}]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: should be a table")
+    table = dict(raw)
+    ctype = _take(table, "type", str, where)
+    if ctype not in ("int", "float"):
+        raise SpecError(f"{where}: type = {ctype!r} should be 'int' or 'float'")
+    low, high = _take(table, "low", float, where), _take(table, "high", float, where)
+    default = _take(table, "default", float, where)
+    doc = _take(table, "doc", str, where, "")
+    _done(table, where)
+    if not all(math.isfinite(x) for x in (low, high, default)) or not low <= default <= high:
+        raise SpecError(f"{where}: needs finite low <= default <= high, got {low}, {default}, {high}")
+    if ctype == "int" and any(float(x) != int(x) or abs(x) > 2**31 - 1 for x in (low, high, default)):
+        raise SpecError(f"{where}: an int parameter needs int32 bounds and default")
+    return Param(_ident(name, where), ctype, default, low, high, doc)
+
+
+def _action(raw: Any, where: str) -> Action:
+    where = f"{where} [action]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: missing or not a table")
+    table = dict(raw)
+    kind = _take(table, "kind", str, where)
+    if kind == "discrete":
+        n = _take(table, "n", int, where)
+        out = Action("discrete", (n,))
+    elif kind == "multidiscrete":
+        nvec = _take(table, "nvec", list, where)
+        if not nvec or not all(isinstance(n, int) and not isinstance(n, bool) for n in nvec):
+            raise SpecError(f"{where}: nvec should be a non-empty list of integers")
+        out = Action("multidiscrete", tuple(nvec))
+    elif kind == "continuous":
+        low, high = _take(table, "low", float, where), _take(table, "high", float, where)
+        out = Action("continuous", low=float(low), high=float(high), size=_take(table, "size", int, where))
+        if not (math.isfinite(low) and math.isfinite(high) and low < high) or not 1 <= out.size <= 4096:
+            raise SpecError(f"{where}: needs finite low < high and 1 <= size <= 4096")
+    else:
+        raise SpecError(f"{where}: kind = {kind!r} should be discrete, multidiscrete or continuous")
+    _done(table, where)
+    if any(not 1 <= n <= 1 << 20 for n in out.nvec):
+        raise SpecError(f"{where}: every action count must be in [1, {1 << 20}]")
+    return out
+
+
+def _agents(raw: Any, players: int, params: tuple[Param, ...], where: str):
+    """agents: a number, or the name of an int parameter. A game (players = 2) seats its agents itself; its
+    `agents`, if any, names the int parameter that gives the agents per seat (a team game's team size)."""
+    by_name = {p.name: p for p in params}
+    if players == 2:
+        switch = by_name.get("opponent")
+        team = by_name.get(raw) if isinstance(raw, str) else None
+        if (
+            switch is None
+            or (switch.ctype, switch.low, switch.high) != ("int", 0, 1)
+            or (raw is not None and (team is None or team.ctype != "int" or team.low < 1))
+        ):
+            raise SpecError(
+                f"{where}: a two-player game (players = 2) needs an int parameter 'opponent' in [0, 1] "
+                "(0: a built-in bot plays seat 1, 1: both seats read the action buffer), and 'agents' "
+                "either absent (one agent per seat) or the name of an int parameter >= 1 (agents per seat)"
+            )
+
+        def per_seat(kw: Kwargs) -> int:
+            return 1 if raw is None else int(kw[raw])
+
+        def seats(kw: Kwargs) -> tuple[tuple[int, ...], ...]:
+            n = per_seat(kw)
+            return (tuple(range(n)), tuple(range(n, 2 * n))) if kw["opponent"] else (tuple(range(n)),)
+
+        return (lambda kw: per_seat(kw) * (2 if kw["opponent"] else 1)), seats
+    if players != 1:
+        raise SpecError(f"{where}: players = {players!r}; 1, or 2 for a two-player game")
+    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 1 << 16):
+        fixed = 1 if raw is None else raw
+        return (lambda kw: fixed), None
+    if isinstance(raw, str) and raw in by_name and by_name[raw].ctype == "int" and by_name[raw].low >= 1:
+        return (lambda kw: int(kw[raw])), None
+    raise SpecError(
+        f"{where}: agents = {raw!r} should be a positive number or an int parameter's name (>= 1)"
     )
-)
 
 
-def _two_seats(kw: Kwargs) -> int:
-    return 2 if kw["opponent"] else 1
-
-
-def _seats(kw: Kwargs) -> tuple[tuple[int, ...], ...]:
-    return ((0,), (1,)) if kw["opponent"] else ((0,),)
-
-
-OPPONENT = Param(
-    "opponent", "int", 0, 0, 1, "0: a built-in bot plays seat 1; 1: both seats read the action buffer"
-)
-GAME_LOG = (*COMMON_LOG, "wins", "draws", "invalid_actions", "n")
-
-register(
-    EnvDef(
-        name="squared",
-        header="squared.h",
-        struct="Squared",
-        log_struct="SquaredLog",
-        log_fields=(*COMMON_LOG, "reached", "invalid_actions", "n"),
-        obs_shape=(121,),
-        obs_dtype="uint8",
-        obs_low=0,
-        obs_high=2,
-        action=Action("discrete", (5,)),
-        perf="shortest path length / steps taken when the target is reached, 0 on timeout",
-        solved=0.9,
-        params=(Param("max_steps", "int", 40, 1, 100_000, "steps before truncation"),),
+def parse_spec(path: Path, source: str | None = None) -> EnvDef:
+    """Read and validate one `NAME.env.toml`; raises SpecError naming the file and the offending key."""
+    name = path.name[: -len(SUFFIX)]
+    where = str(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SpecError(f"{where}: {e}") from None
+    _ident(name, f"{where}: environment name", NAME_RE)
+    defaults = {key: raw.pop(key) for key in DEFAULT_TABLES if key in raw}
+    canonical = json.dumps(raw, sort_keys=True, default=str)
+    table = dict(raw)
+    header = _take(table, "header", str, where, f"{name}.h")
+    includes = tuple(_take(table, "includes", list, where, []))
+    struct = _ident(_take(table, "struct", str, where), f"{where}: struct")
+    log_struct = _ident(_take(table, "log_struct", str, where), f"{where}: log_struct")
+    log_fields = tuple(_take(table, "log", list, where))
+    for key in log_fields:
+        _ident(str(key), f"{where}: log field")
+    if (
+        log_fields[: len(COMMON_LOG)] != COMMON_LOG
+        or log_fields[-1:] != ("n",)
+        or len(set(log_fields)) != len(log_fields)
+    ):
+        raise SpecError(f"{where}: log must start with {list(COMMON_LOG)}, end with 'n' and not repeat")
+    perf = _take(table, "perf", str, where)
+    solved = float(_take(table, "solved", float, where))
+    if not 0 < solved <= 1 or not perf.strip():
+        raise SpecError(f"{where}: needs a description in perf and 0 < solved <= 1")
+    raw_params = _take(table, "params", dict, where, {})
+    params = tuple(_param(key, value, where) for key, value in raw_params.items())
+    agents, players = _agents(
+        table.pop("agents", None), _take(table, "players", int, where, 1), params, where
     )
-)
-
-register(
-    EnvDef(
-        name="breakout",
-        header="breakout.h",
-        struct="Breakout",
-        log_struct="BreakoutLog",
-        log_fields=(*COMMON_LOG, "balls_lost", "invalid_actions", "n"),
-        obs_shape=(102,),
-        obs_dtype="float32",
-        obs_low=-1,
-        obs_high=1,
-        action=Action("discrete", (3,)),
-        perf="bricks cleared / 96 (score / max score) when the episode ends",
-        solved=0.9,
-        params=(
-            Param("frameskip", "int", 4, 1, 64, "frames per agent step (the action repeats)"),
-            Param("max_steps", "int", 4000, 1, 1_000_000, "agent steps before truncation"),
-        ),
+    obs = dict(_take(table, "observation", dict, where))
+    ow = f"{where} [observation]"
+    shape = tuple(_take(obs, "shape", list, ow))
+    dtype = _take(obs, "dtype", str, ow)
+    low, high = float(_take(obs, "low", float, ow)), float(_take(obs, "high", float, ow))
+    _done(obs, ow)
+    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
+        raise SpecError(f"{ow}: shape should be a non-empty list of positive integers")
+    if math.prod(shape) > 1 << 24 or dtype not in OBS_DTYPES or not low <= high:
+        raise SpecError(f"{ow}: needs prod(shape) <= 2^24, dtype in {OBS_DTYPES} and low <= high")
+    action = _action(table.pop("action", None), where)
+    _done(table, where)
+    for rel in (header, *includes):
+        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise SpecError(f"{where}: header and includes must be paths inside {path.parent}")
+    return EnvDef(
+        name=name,
+        header=header,
+        struct=struct,
+        log_struct=log_struct,
+        log_fields=log_fields,
+        obs_shape=shape,
+        obs_dtype=dtype,
+        obs_low=low,
+        obs_high=high,
+        action=action,
+        perf=perf,
+        solved=solved,
+        params=params,
+        agents_per_env=agents,
+        players=players,
+        directory=path.parent.resolve(),
+        source=source or str(path.resolve()),
+        includes=includes,
+        canonical=canonical,
+        defaults=defaults,
     )
-)
 
-register(
-    EnvDef(
-        name="pong",
-        header="pong.h",
-        struct="Pong",
-        log_struct="PongLog",
-        log_fields=(*COMMON_LOG, "wins", "hits", "invalid_actions", "n"),
-        obs_shape=(8,),
-        obs_dtype="float32",
-        obs_low=-1,
-        obs_high=1,
-        action=Action("discrete", (3,)),
-        perf=(
-            "share of the game's points won by seat 0 (rally win rate against the bot, or seat 0's in "
-            "self-play); the game win rate is logged as wins"
-        ),
-        solved=0.8,
-        params=(
-            OPPONENT,
-            Param("frameskip", "int", 4, 1, 64, "frames per agent step (the action repeats)"),
-            Param("points", "int", 11, 1, 1000, "points that win the game (one episode)"),
-            Param("max_steps", "int", 5000, 1, 1_000_000, "agent steps before truncation"),
-        ),
-        agents_per_env=_two_seats,
-        players=_seats,
-    )
-)
 
-register(
-    EnvDef(
-        name="connect4",
-        header="connect4.h",
-        struct="Connect4",
-        log_struct="Connect4Log",
-        log_fields=GAME_LOG,
-        obs_shape=(43,),
-        obs_dtype="float32",
-        obs_low=-1,
-        obs_high=1,
-        action=Action("discrete", (7,)),
-        perf="seat 0's result: 1 win, 0.5 draw, 0 loss (win rate against the depth-d negamax bot)",
-        solved=0.85,
-        params=(
-            OPPONENT,
-            Param("depth", "int", 3, 1, 8, "plies searched by the negamax bot and the scripted policy"),
-        ),
-        agents_per_env=_two_seats,
-        players=_seats,
-    )
-)
+def env_path() -> list[Path]:
+    """The directories searched after the built-ins, from SHOAL_ENV_PATH."""
+    return [Path(p).expanduser() for p in os.environ.get("SHOAL_ENV_PATH", "").split(os.pathsep) if p]
 
-register(
-    EnvDef(
-        name="snake",
-        header="snake.h",
-        struct="Snake",
-        log_struct="SnakeLog",
-        log_fields=(*COMMON_LOG, "deaths", "invalid_actions", "n"),
-        obs_shape=(11, 11),
-        obs_dtype="int8",
-        obs_low=0,
-        obs_high=3,
-        action=Action("discrete", (4,)),
-        perf="min(1, food eaten in one life / goal)",
-        solved=0.7,
-        params=(
-            Param("width", "int", 48, 4, 128, "arena width in cells"),
-            Param("height", "int", 48, 4, 128, "arena height in cells"),
-            Param("num_snakes", "int", 16, 1, 4096, "snakes (agents) sharing one arena"),
-            Param("num_food", "int", 48, 1, 8192, "food items kept in the arena"),
-            Param("max_length", "int", 128, 2, 4096, "longest a snake grows"),
-            Param("max_steps", "int", 1000, 1, 1_000_000, "steps per life before truncation"),
-            Param("goal", "int", 20, 1, 100_000, "food in one life that counts as perf 1"),
-        ),
-        agents_per_env=lambda kw: int(kw["num_snakes"]),
-    )
-)
 
-register(
-    EnvDef(
-        name="reversi",
-        header="reversi.h",
-        struct="Reversi",
-        log_struct="ReversiLog",
-        log_fields=GAME_LOG,
-        obs_shape=(129,),
-        obs_dtype="float32",
-        obs_low=-1,
-        obs_high=1,
-        action=Action("discrete", (64,)),
-        perf="seat 0's result: 1 win, 0.5 draw, 0 loss (win rate against the positional bot)",
-        solved=0.85,
-        params=(OPPONENT,),
-        agents_per_env=_two_seats,
-        players=_seats,
-    )
-)
+class Catalog(Mapping[str, EnvDef]):
+    """Every valid environment by name: the built-ins, then each SHOAL_ENV_PATH directory.
 
-register(
-    EnvDef(
-        name="navigate",
-        header="navigate.h",
-        struct="Navigate",
-        log_struct="NavigateLog",
-        log_fields=(*COMMON_LOG, "reached", "invalid_actions", "n"),
-        obs_shape=(8,),
-        obs_dtype="float32",
-        obs_low=-1,
-        obs_high=1,
-        action=Action("continuous", low=-1.0, high=1.0, size=2),
-        perf="1 - 0.5 * steps / max_steps when the target is reached (faster is better), 0 on timeout",
-        solved=0.8,
-        params=(Param("max_steps", "int", 200, 1, 100_000, "steps before truncation"),),
-    )
-)
+    The listing is rebuilt when the path or a spec file changes (a directory scan and a stat per spec, cheap
+    next to anything that looks an environment up). Specs that do not parse, and names defined twice,
+    are kept out and reported in `problems`, so one broken file never hides the other environments.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._envs: dict[str, EnvDef] = {}
+        self._problems: dict[str, str] = {}
+        self._parsed: dict[tuple, EnvDef | str] = {}
+
+    def _scan(self) -> list[tuple[Path, str | None, os.stat_result]]:
+        found = []
+        for directory, source in [(HERE, BUILT_IN), *((d, None) for d in env_path())]:
+            try:
+                entries = sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX))
+            except OSError:
+                continue  # a path entry that does not exist is not an error, as with PATH
+            found += [(p, source, p.stat()) for p in entries]
+        return found
+
+    def _refresh(self) -> None:
+        scan = self._scan()
+        key = tuple((str(p), s.st_mtime_ns, s.st_size) for p, _, s in scan)
+        if key == self._key:
+            return
+        envs: dict[str, EnvDef] = {}
+        problems: dict[str, str] = {}
+        where: dict[str, str] = {}
+        for (path, source, _), file_key in zip(scan, key, strict=True):
+            name = path.name[: -len(SUFFIX)]
+            if file_key not in self._parsed:
+                try:
+                    self._parsed[file_key] = parse_spec(path, source)
+                except SpecError as e:
+                    self._parsed[file_key] = str(e)
+            parsed = self._parsed[file_key]
+            if name in where:
+                problems[name] = f"{name} is defined twice: {where[name]} and {path.resolve()}"
+                if where[name] != BUILT_IN:  # ambiguous between two user directories: neither is used
+                    envs.pop(name, None)
+                continue
+            where[name] = BUILT_IN if source == BUILT_IN else str(path.resolve())
+            if isinstance(parsed, str):
+                problems[name] = parsed
+            else:
+                envs[name] = parsed
+        self._parsed = {k: self._parsed[k] for k in key}
+        self._envs, self._problems, self._key = envs, problems, key
+
+    def __getitem__(self, name: str) -> EnvDef:
+        self._refresh()
+        return self._envs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._refresh()
+        return iter(list(self._envs))
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._envs)
+
+    def problems(self) -> dict[str, str]:
+        """Names that are on the path but unusable, with why: a spec that does not parse, a clash."""
+        self._refresh()
+        return dict(self._problems)
+
+
+ENVS = Catalog()
+
+
+def lookup(name: str) -> EnvDef:
+    """The environment called `name`; the ValueError says why not (unknown, broken spec, defined twice)."""
+    try:
+        return ENVS[name]
+    except KeyError:
+        problem = ENVS.problems().get(name)
+        if problem is not None:
+            raise ValueError(problem) from None
+        raise ValueError(f"unknown environment {name!r}; known: {', '.join(sorted(ENVS))}") from None

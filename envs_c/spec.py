@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from envs_c.registry import ENVS, EnvDef
-
-HERE = Path(__file__).resolve().parent
+from envs_c.registry import EnvDef, lookup
 
 
 @dataclass(frozen=True)
@@ -27,6 +22,12 @@ class EnvSpec:
     perf: str
     solved: float
     version: str
+    definition: EnvDef = field(repr=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        """Where the environment comes from: "built-in", or the path of its spec file."""
+        return self.definition.source
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, stored in checkpoint metadata and served by GET /envs."""
@@ -58,6 +59,7 @@ class EnvSpec:
             "perf": self.perf,
             "solved": self.solved,
             "version": self.version,
+            "source": self.source,
         }
 
 
@@ -65,21 +67,9 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-@cache
 def version(name: str) -> str:
-    """Hash of the C sources an environment is compiled from: the contract header and its own."""
-    env = ENVS[name]
-    digest = hashlib.sha256()
-    for header in ("env.h", env.header):
-        digest.update((HERE / header).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def lookup(name: str) -> EnvDef:
-    try:
-        return ENVS[name]
-    except KeyError:
-        raise ValueError(f"unknown environment {name!r}; known: {', '.join(sorted(ENVS))}") from None
+    """Hash of the environment's headers and spec (read now: a user may have edited them since)."""
+    return lookup(name).version()
 
 
 def make_spec(name: str, **kwargs: Any) -> EnvSpec:
@@ -103,5 +93,6 @@ def make_spec(name: str, **kwargs: Any) -> EnvSpec:
         players=env.players(config) if env.players else None,
         perf=env.perf,
         solved=env.solved,
-        version=version(name),
+        version=env.version(),
+        definition=env,
     )

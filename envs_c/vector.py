@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from envs_c._binding import ffi, lib
-from envs_c.registry import ENVS
+from envs_c.build import load
 from envs_c.spec import EnvSpec, make_spec
 
 MAX_AGENTS = 1 << 22
@@ -45,7 +44,10 @@ class VecEnv:
         if self.num_agents > MAX_AGENTS:
             raise ValueError(f"num_envs={num_envs} gives {self.num_agents} agents; at most {MAX_AGENTS}")
         self.seed = int(seed)
-        env = ENVS[name]
+        env = self.spec.definition
+        module = load(name)  # compiled on first use; EnvBuildError carries the compiler's message
+        ffi, lib = module.ffi, module.lib
+        self._ffi = ffi
         self._name = name
         self._log_fields = env.log_fields
         self._action_width = env.action.width
@@ -68,6 +70,7 @@ class VecEnv:
                 setattr(self._envs[i], key, value)
         ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "vec_scripted", "render")
         self._fn = {op: getattr(lib, f"{name}_{op}") for op in ops}
+        self._check_sizes(lib, obs)
         status = self._fn["vec_init"](
             self._envs,
             num_envs,
@@ -81,10 +84,8 @@ class VecEnv:
             ffi.from_buffer("uint8_t[]", self.truncations),
             self.seed & 0xFFFFFFFFFFFFFFFF,
         )
-        if status != 0:
-            raise RuntimeError(
-                f"{name}: the C environment disagrees with its registry entry about buffer sizes"
-            )
+        if status != 0:  # _check_sizes passed for environment 0: another one differs
+            raise RuntimeError(f"{name}: the C environments of one batch disagree about buffer sizes")
         self._render_shape = (
             getattr(lib, f"{name.upper()}_RENDER_H"),
             getattr(lib, f"{name.upper()}_RENDER_W"),
@@ -100,6 +101,8 @@ class VecEnv:
                 raise RuntimeError(f"could not start {threads} threads")
             self._pool = ffi.gc(pool, lib.shoal_pool_free)
             self._step_any = ffi.addressof(lib, f"{name}_vec_step_any")
+        self._pool_step = lib.shoal_pool_step
+        self._from_buffer = ffi.from_buffer
         self._act_dtype = self.actions.dtype
         self._act_shape = self.actions.shape
         self._result = (self.observations, self.rewards, self.terminals, self.truncations)
@@ -117,6 +120,26 @@ class VecEnv:
             self._actions_ptr,
         )
         self._closed = False
+
+    def _check_sizes(self, lib: Any, obs: Any) -> None:
+        """Compare what the C code will write (configured environment 0) with the buffers the spec sized,
+        so a spec that disagrees with its header fails here, naming the size, not later out of bounds."""
+        sizes = self._ffi.new("int[5]")
+        getattr(lib, f"{self._name}_vec_sizes")(self._envs, sizes)
+        agents, obs_size, act_size, obs_bytes, act_bytes = sizes
+        expected = (
+            ("agents per environment", agents, self.spec.agents_per_env),
+            ("observation size", obs_size, int(np.prod(obs.shape))),
+            ("action width", act_size, self._action_width),
+            ("observation element bytes", obs_bytes, self.observations.itemsize),
+            ("action element bytes", act_bytes, self.actions.itemsize),
+        )
+        for what, got, want in expected:
+            if got != want:
+                raise RuntimeError(
+                    f"{self._name}: the C code reports {what} {got}, its spec file gives {want} "
+                    f"({self.spec.source})"
+                )
 
     def _check_open(self, what: str) -> None:
         # C state is freed by close (snake's arenas, say): touching it afterwards must fail in Python.
@@ -157,7 +180,7 @@ class VecEnv:
             and actions.flags.c_contiguous
             and actions.base is not self.actions
         ):
-            _pool_step(*self._copy_step_args, _from_buffer(actions), self._row_bytes)
+            self._pool_step(*self._copy_step_args, self._from_buffer(actions), self._row_bytes)
         else:
             self._write_actions(actions)
             self._step_call(*self._step_args)
@@ -198,13 +221,13 @@ class VecEnv:
         """
         self._check_open("scripted_actions")
         out = np.zeros_like(self.actions)
-        self._fn["vec_scripted"](self._envs, self.num_envs, ffi.from_buffer(out))
+        self._fn["vec_scripted"](self._envs, self.num_envs, self._ffi.from_buffer(out))
         return out
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
         self._check_open("log")
-        self._fn["vec_log"](self._envs, self.num_envs, ffi.from_buffer("float[]", self._log))
+        self._fn["vec_log"](self._envs, self.num_envs, self._ffi.from_buffer("float[]", self._log))
         episodes = float(self._log[-1])
         if episodes == 0:
             return {}
@@ -219,7 +242,7 @@ class VecEnv:
         if not 0 <= index < self.num_envs:
             raise ValueError(f"env index must be in [0, {self.num_envs}), got {index}")
         out = np.zeros_like(self._log)
-        self._fn["vec_log"](self._envs + index, 1, ffi.from_buffer("float[]", out))
+        self._fn["vec_log"](self._envs + index, 1, self._ffi.from_buffer("float[]", out))
         episodes = float(out[-1])
         if episodes == 0:
             return {}
@@ -233,6 +256,7 @@ class VecEnv:
         if not 0 <= index < self.num_envs:
             raise ValueError(f"render index must be in [0, {self.num_envs}), got {index}")
         frame = np.zeros(self._render_shape, dtype=np.uint8)
+        ffi = self._ffi
         self._fn["render"](ffi.addressof(self._envs[index]), ffi.from_buffer("uint8_t[]", frame))
         return frame
 
@@ -243,7 +267,7 @@ class VecEnv:
         self._step_call, self._step_args = self._after_close, ()
         self._copy_step_args = ()
         if self._pool is not None:
-            ffi.release(self._pool)  # runs shoal_pool_free now, once
+            self._ffi.release(self._pool)  # runs shoal_pool_free now, once
             self._pool = None
         self._fn["vec_close"](self._envs, self.num_envs)
 
@@ -286,7 +310,5 @@ def _checked(
     return alloc
 
 
-_pool_step = lib.shoal_pool_step
-_from_buffer = ffi.from_buffer
 _INT32_MIN = np.iinfo(np.int32).min
 _INT32_MAX = np.iinfo(np.int32).max

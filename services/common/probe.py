@@ -73,7 +73,10 @@ def busy_training(worker: str) -> str | None:
     with session_scope() as session:
         run_id = session.scalar(
             select(Run.id).where(
-                Run.status == RunStatus.running, Run.worker == worker, Run.heartbeat_at >= cutoff
+                Run.status == RunStatus.running,
+                # An attempt's owner token is "<host:pid>/<random>" (services/trainer/tasks.py).
+                Run.worker.startswith(f"{worker}/", autoescape=True),
+                Run.heartbeat_at >= cutoff,
             )
         )
     return None if run_id is None else f"run {run_id}"

@@ -3,8 +3,8 @@
  *   env_driver NAME [--envs N] [--agents A] [--seconds S] [--runs R] [--threads T] [--seed X] [--set k=v ...]
  *   env_driver NAME --asan --steps S [--envs N] [--set key=value ...]
  *
- * Build: bench/env_sps.py and bench/asan.sh generate driver_envs.h with envs_c/cdriver.py and compile this
- * file with the flags envs_c/build.py uses (or with sanitizers). Prints one JSON line.
+ * Build: bench/env_sps.py, bench/asan.sh and `shoal env check` generate driver_envs.h with envs_c/cdriver.py
+ * and compile this file with the flags envs_c/build.py uses (or with sanitizers). Prints one JSON line.
  */
 #include "driver_envs.h"
 

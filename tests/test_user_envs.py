@@ -1,0 +1,221 @@
+"""Environments from outside the package (issue 15): scaffolded, found on SHOAL_ENV_PATH, compiled on first
+use into a content-hashed cache, checked, trained, and refused with the compiler's message when broken.
+
+Every test compiles for real, into a private cache (SHOAL_ENV_CACHE) so the first use is a cache miss.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import envs_c
+from envs_c import build, checks
+from envs_c.registry import ENVS, lookup
+from envs_c.scaffold import scaffold
+from tests.conftest import ROOT, Platform, _platform_env, wait_for_run
+
+
+@pytest.fixture
+def user_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scaffolded environment `walker` in its own directory on the path, with an empty cache."""
+    directory = tmp_path / "envs"
+    scaffold("walker", directory)
+    monkeypatch.setenv("SHOAL_ENV_PATH", str(directory))
+    monkeypatch.setenv("SHOAL_ENV_CACHE", str(tmp_path / "cache"))
+    return directory
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def test_scaffold_is_found_and_passes_every_check(user_env: Path) -> None:
+    assert "walker" in envs_c.names() and lookup("walker").source == str(user_env / "walker.env.toml")
+    outcomes = checks.run("walker", asan_steps=100_000)
+    assert all(o.ok for o in outcomes), checks.table(outcomes)
+    assert [o.check for o in outcomes][-1] == "agent-steps/s per core"
+
+
+def test_scaffold_trains_on_cpu(user_env: Path, tmp_path: Path) -> None:
+    from services.common.config import resolve
+    from services.trainer import loop
+    from tests.test_trainer import Recorder
+
+    config = resolve(
+        "walker", {"train": {"total_timesteps": 4096, "num_envs": 16, "num_steps": 32, "minibatch_size": 256}}
+    )
+    assert config.train.learning_rate == 0.005  # the spec's [train] table is the environment's defaults
+    sink = Recorder()
+    result = loop.train("walker", config, 0, tmp_path / "out", sink)
+    assert result.status == "succeeded" and result.steps >= 4096, result
+    assert result.final_score is not None and 0.0 <= result.final_score <= 1.0
+    meta = result.last_checkpoint.with_suffix(".json").read_text()
+    assert lookup("walker").version() in meta
+
+
+def test_a_header_that_does_not_compile_fails_with_the_compilers_message(user_env: Path, capsys) -> None:
+    from services.cli import main
+
+    _edit(user_env / "walker.h", "env->tick += 1;", "env->tick += 1")
+    with pytest.raises(build.EnvBuildError, match=r"walker\.h:\d+:\d+: error: expected ';'"):
+        envs_c.make("walker", 2)
+    assert main(["env", "check", "walker"]) == 1
+    out = capsys.readouterr().out
+    assert "compiles and loads" in out and "FAIL" in out and "error: expected ';'" in out
+    assert "not run: the environment does not build" in out
+    # Fixed, it builds: a failure is never cached.
+    _edit(user_env / "walker.h", "env->tick += 1\n", "env->tick += 1;\n")
+    envs_c.make("walker", 2).close()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('[params.size]\ntype = "int"', '[params.size]\ntype = "float"', "incompatible pointer type"),
+        ('"invalid_actions", "n"', '"invalid_actions", "bonus", "n"', "has no member named 'bonus'"),
+        ('dtype = "float32"', 'dtype = "uint8"', "incompatible pointer type"),
+    ],
+)
+def test_a_spec_that_disagrees_with_the_struct_is_a_build_error(user_env: Path, old, new, message) -> None:
+    _edit(user_env / "walker.env.toml", old, new)
+    with pytest.raises(build.EnvBuildError) as e:
+        envs_c.make("walker", 2)
+    assert message in str(e.value), str(e.value)
+
+
+def test_a_spec_with_the_wrong_observation_size_names_it(user_env: Path) -> None:
+    _edit(user_env / "walker.env.toml", "shape = [4]", "shape = [5]")
+    with pytest.raises(RuntimeError, match="observation size 4, its spec file gives 5"):
+        envs_c.make("walker", 2)
+
+
+def test_spec_errors_and_duplicate_names_are_reported_not_fatal(
+    user_env: Path, tmp_path, monkeypatch
+) -> None:
+    other = tmp_path / "other"
+    scaffold("walker", other)
+    scaffold("cartpole_copy", other)
+    (other / "cartpole_copy.env.toml").rename(other / "cartpole.env.toml")
+    (other / "typo.env.toml").write_text('struct = "Typo"\nsolvd = 0.5\n')
+    monkeypatch.setenv("SHOAL_ENV_PATH", os.pathsep.join([str(user_env), str(other), str(tmp_path / "gone")]))
+    problems = ENVS.problems()
+    assert "walker" not in ENVS and "defined twice" in problems["walker"]
+    assert str(user_env / "walker.env.toml") in problems["walker"] and str(other) in problems["walker"]
+    assert lookup("cartpole").source == "built-in" and "built-in" in problems["cartpole"]
+    assert "typo.env.toml" in problems["typo"]
+    with pytest.raises(ValueError, match="defined twice"):
+        envs_c.make_spec("walker")
+    assert {"squared", "snake"} <= set(envs_c.names())  # the others are unaffected
+
+
+def test_version_is_the_content_hash_and_follows_edits(user_env: Path) -> None:
+    before = envs_c.version("walker")
+    _edit(user_env / "walker.env.toml", "solved = 0.9", "solved = 0.9  # a comment changes nothing")
+    assert envs_c.version("walker") == before
+    _edit(user_env / "walker.env.toml", "learning_rate = 0.005", "learning_rate = 0.004")
+    assert envs_c.version("walker") == before  # training defaults are not the environment
+    _edit(user_env / "walker.h", "reward = 0.1f *", "reward = 0.2f *")
+    after = envs_c.version("walker")
+    assert after != before and envs_c.make_spec("walker").version == after
+    env = envs_c.make("walker", 2)  # a new module, loaded beside the old one
+    assert build.module_key(lookup("walker")) in {p.name.split(".")[0] for p in build.cache_dir().iterdir()}
+    env.close()
+
+
+def _load(name: str) -> str:
+    module = build.load(name)
+    return module.__file__
+
+
+def test_concurrent_first_use_builds_once_and_never_corrupts_the_cache(user_env: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(6) as pool:
+        files = pool.map(_load, ["walker"] * 6)
+    assert len(set(files)) == 1
+    cache = build.cache_dir()
+    built = [p for p in cache.iterdir() if p.name.endswith(".so")]
+    assert len(built) == 1 and not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp dirs
+    # A process that finds the module in the cache loads it without compiling.
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import envs_c.build as b; b.load('walker')"],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert time.perf_counter() - started < 10
+
+
+def test_env_new_refuses_taken_and_invalid_names(user_env: Path, capsys) -> None:
+    from services.cli import main
+
+    for name in ("walker", "cartpole", "Bad-Name"):
+        with pytest.raises(SystemExit):
+            main(["env", "new", name, "--dir", str(user_env)])
+    assert main(["env", "list"]) == 0
+    assert str(user_env / "walker.env.toml") in capsys.readouterr().out
+
+
+def test_user_env_trains_through_the_api_and_a_broken_one_fails_the_run(tmp_path: Path) -> None:
+    """API and a train worker as real processes (embedded default) that find environments on the path."""
+    envs = tmp_path / "envs"
+    scaffold("walker", envs)
+    scaffold("broken", envs)
+    _edit(envs / "broken.h", "env->tick += 1;", "env->tick += 1")
+    env = _platform_env(
+        tmp_path,
+        f"sqlite:///{tmp_path}/shoal.db",
+        f"sqla+sqlite:///{tmp_path}/broker.db",
+        SHOAL_ENV_PATH=str(envs),
+        SHOAL_ENV_CACHE=str(tmp_path / "cache"),
+    )
+    subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, check=True, cwd=tmp_path)
+    platform = Platform(env, tmp_path)
+    try:
+        platform.start_api()
+        platform.start_worker()
+        with platform.client() as client:
+            listed = {e["name"]: e for e in client.get("/envs").json()}
+            assert listed["walker"]["source"] == str(envs / "walker.env.toml")
+            assert listed["cartpole"]["source"] == "built-in"
+            assert listed["walker"]["defaults"]["train"]["learning_rate"] == 0.005
+            small = {"train": {"num_envs": 16, "num_steps": 32, "minibatch_size": 256, "eval_episodes": 8}}
+            bad = client.post(
+                "/runs", json={"env": "broken", "total_timesteps": 2048, "hyperparameters": small}
+            )
+            assert bad.status_code in (200, 201), bad.text
+            failed = wait_for_run(client, bad.json()["id"], 180, "the broken run to fail")
+            assert failed["status"] == "failed" and "error: expected ';'" in failed["failure_reason"], failed
+            good = client.post(
+                "/runs", json={"env": "walker", "total_timesteps": 4096, "hyperparameters": small}
+            )
+            done = wait_for_run(client, good.json()["id"], 240, "the walker run to finish")
+            assert done["status"] == "succeeded", done  # the same worker, after the failed build
+            assert done["env_version"] == envs_c.registry.parse_spec(envs / "walker.env.toml").version()
+    finally:
+        platform.stop()
+
+
+def test_the_tutorials_environment_passes_every_check(tmp_path: Path, monkeypatch) -> None:
+    """docs/envs.md's `coins`, copied out of its code blocks, as a reader would."""
+    text = (ROOT / "docs" / "envs.md").read_text()
+    (header,) = re.findall(r"```c\n(.*?)```", text, re.S)
+    spec = re.findall(r"```toml\n(.*?)```", text, re.S)[0]
+    (tmp_path / "coins.h").write_text(header)
+    (tmp_path / "coins.env.toml").write_text(spec)
+    monkeypatch.setenv("SHOAL_ENV_PATH", str(tmp_path))
+    monkeypatch.setenv("SHOAL_ENV_CACHE", str(tmp_path / "cache"))
+    outcomes = checks.run("coins", asan_steps=20_000)
+    assert all(o.ok for o in outcomes), checks.table(outcomes)
+    scripted = checks.rollout(envs_c.make("coins", 16, seed=1), 400, "scripted")["perf"]
+    random = checks.rollout(envs_c.make("coins", 16, seed=1), 400, "random")["perf"]
+    assert scripted > 0.95 and random < 0.8, (scripted, random)
