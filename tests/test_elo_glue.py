@@ -12,7 +12,7 @@ from collections import deque
 import pytest
 from fastapi.testclient import TestClient
 
-from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, app
+from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, TRAIN_TASK, app
 from services.common.db import session_scope
 from tests.conftest import TOKEN
 from tests.test_elo_match import make_checkpoint
@@ -22,7 +22,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def platform(embedded, monkeypatch):
-    """The embedded database with Celery's send_task captured; `drain()` runs what was sent."""
+    """The embedded database with Celery's send_task captured; `drain()` runs what was sent (the runs that
+    hold the checkpoints are never trained: their train tasks are dropped)."""
     from services.elo import tasks
 
     sent: deque = deque()
@@ -33,6 +34,8 @@ def platform(embedded, monkeypatch):
         done = []
         while sent:
             name, args = sent.popleft()
+            if name == TRAIN_TASK:
+                continue
             done.append((name, args))
             if name in handlers:
                 handlers[name](*args)
@@ -214,14 +217,17 @@ def test_the_trainer_asks_for_a_rating_of_two_player_checkpoints(platform, env, 
     # Pong trained against its bot (opponent=0) has one agent per env, but its policy can take a seat.
     from services.common import artifacts
     from services.common.config import resolve
+    from services.common.runs import claim
     from services.trainer.tasks import DatabaseSink
 
     _, _, sent = platform
     run_id, _ = add_checkpoints(env, [], **config)
+    with session_scope() as session:
+        assert claim(session, run_id, "worker-1")
     stem = make_checkpoint(artifacts.run_dir(run_id), env, name="ckpt_5", **config)
-    sink = DatabaseSink(run_id, resolve(env, {"env": config}), writer=None)
+    sink = DatabaseSink(run_id, "worker-1", resolve(env, {"env": config}), writer=None)
     sink.checkpoint(5, stem, 1, {"env": env, "env_version": "v"})
-    assert list(sent) == ([(ELO_RATE_TASK, [1])] if rated else [])
+    assert [m for m in sent if m[0] == ELO_RATE_TASK] == ([(ELO_RATE_TASK, [1])] if rated else [])
 
 
 def _add_games(session, env: str, a: int, b: int, scores: list[float]) -> None:

@@ -91,15 +91,20 @@ def two_player(env: str) -> bool:
     return entry is not None and entry.players is not None
 
 
-def load_player(source: str | Path, env: str, env_version: str | None = None) -> Player:
-    """An anchor name or a checkpoint stem; raises `Refused` with the reason if it cannot play `env`."""
+def load_player(
+    source: str | Path, env: str, env_version: str | None = None, within: Path | None = None
+) -> Player:
+    """An anchor name or a checkpoint stem; raises `Refused` with the reason if it cannot play `env`
+    (or, with `within`, if its files lie outside that directory)."""
     if isinstance(source, str) and source in ANCHORS:
         return Player(source)
     if not two_player(env):
         raise Refused(f"{env!r} is not a two-player environment")
     stem = Path(source)
     try:
-        policy, meta = load_policy(stem, env=env, env_version=env_version or envs_c.version(env))
+        policy, meta = load_policy(
+            stem, env=env, env_version=env_version or envs_c.version(env), within=within
+        )
     except CheckpointError as e:
         raise Refused(str(e)) from None
     config = dict(meta.get("env_config") or {})
@@ -170,8 +175,10 @@ class _Seat:
         if self.player.name == "scripted" and self.player.policy is None:
             return scripted[self.rows]
         if self.player.policy is None:  # random
-            n = vec.spec.action_space.n
-            return self.rng.integers(0, n, size=len(self.rows), dtype=np.int32)
+            space = vec.spec.action_space
+            if vec.actions.ndim == 1:
+                return self.rng.integers(0, space.n, size=len(self.rows), dtype=np.int32)
+            return self.rng.integers(0, space.nvec, size=(len(self.rows), len(space.nvec)), dtype=np.int32)
         policy = self.player.policy
         obs = torch.from_numpy(vec.observations[self.rows])
         params, _, self.state = policy(obs, self.state)
@@ -216,22 +223,25 @@ def play(
         raise ValueError(f"games must be an even number >= 2, got {games}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be positive, got {max_steps}")
-    if ENVS[env].action.kind != "discrete" and "random" in (a.name, b.name):
+    if ENVS[env].action.kind == "continuous" and "random" in (a.name, b.name):
         raise Refused(f"the random anchor needs a discrete action space; {env} has none")
     config = {**match_config(env, a, b), **(env_config or {}), "opponent": 1}
     half = games // 2
     seeds = pair_seeds(seed, half)
     vec = envs_c.make(env, games, seed=seed, **config)
     try:
-        if vec.spec.players != ((0,), (1,)):
-            raise Refused(f"{env} with {config} does not seat two players one agent each")
+        players = vec.spec.players
+        if players is None or len(players) != 2 or len(players[0]) != len(players[1]):
+            raise Refused(f"{env} with {config} does not seat two players of equal size")
         for game in range(games):
             vec.reset_env(game, seeds[game % half])
-        # Agents 2g and 2g+1 are seats 0 and 1 of game g; A sits in seat 0 in the first half.
+        # Game g holds agents g * per_env + players[seat]; A sits in seat 0 in the first half.
+        per_env = vec.spec.agents_per_env
         game_ids = np.arange(games)
         seat_a = (game_ids >= half).astype(np.int64)
-        rows_a = 2 * game_ids + seat_a
-        rows_b = 2 * game_ids + 1 - seat_a
+        seat_rows = np.array(players)  # (2, agents per seat)
+        rows_a = (per_env * game_ids[:, None] + seat_rows[seat_a]).ravel()
+        rows_b = (per_env * game_ids[:, None] + seat_rows[1 - seat_a]).ravel()
         generator = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
         rng = np.random.default_rng([int(seed) & (2**64 - 1), 1])
         seats = [_Seat(a, rows_a, generator, rng), _Seat(b, rows_b, generator, rng)]
@@ -245,7 +255,7 @@ def play(
             for s in seats:
                 actions[s.rows] = s.act(vec, scripted, deterministic)
             _, _, terminals, truncations = vec.step(actions)
-            ended = (terminals | truncations).reshape(games, 2).any(1) & ~done
+            ended = (terminals | truncations).reshape(games, per_env).any(1) & ~done
             for g in np.flatnonzero(ended):
                 results[int(g)] = _outcome(vec, int(g), int(seat_a[g]), seeds[g % half], step)
             done |= ended
@@ -262,7 +272,8 @@ def _outcome(vec: envs_c.VecEnv, game: int, seat_a: int, seed: int, steps: int) 
     log = vec.env_log(game)
     if log.get("n") != 1.0:  # env_log must hold exactly the first episode of this environment
         raise RuntimeError(f"game {game}: expected one finished episode in its log, got {log}")
-    truncated = bool(vec.truncations[2 * game]) and not bool(vec.terminals[2 * game])
+    first = vec.spec.agents_per_env * game
+    truncated = bool(vec.truncations[first]) and not bool(vec.terminals[first])
     if truncated:  # the environment's own step limit: a timeout like ours
         return GameResult(0.5, seat_a, seed, steps, True)
     # Seat 0's result: pong logs wins in {0, 1}; the board games log wins and draws.
