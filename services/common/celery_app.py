@@ -36,6 +36,15 @@ def make_app() -> Celery:
             "shoal.elo.*": {"queue": "elo"},
         },
         task_default_queue="train",
+        # Seconds (soft, then hard) before a task is stopped: a hostile checkpoint (huge shapes) or a stuck
+        # fit must not hold an elo or sweeper worker for good. The soft limit raises inside the task, which
+        # records the batch as failed. Training has none: a run is stopped by cancellation and heartbeats.
+        task_annotations={
+            ELO_PLAY_TASK: {"soft_time_limit": 300, "time_limit": 330},
+            ELO_RATE_TASK: {"soft_time_limit": 120, "time_limit": 150},
+            ELO_REFIT_TASK: {"soft_time_limit": 1800, "time_limit": 1860},
+            SWEEP_TICK_TASK: {"soft_time_limit": 600, "time_limit": 660},
+        },
         task_ignore_result=True,
         # A training run must survive its worker: acknowledge only once it ends, and hand the message back
         # if the worker process dies. Duplicate deliveries are harmless: a run is claimed in the database.
@@ -51,6 +60,8 @@ def make_app() -> Celery:
             "visibility_timeout": settings.broker_visibility_timeout,
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
+            # A broker host that drops packets must fail a connection in seconds, not the OS's minutes.
+            "socket_connect_timeout": 5,
         }
         if settings.broker_url.startswith("redis")
         else {},

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.common.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -31,7 +39,24 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    settings = get_settings()
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+
+
+def pool_capacity() -> int:
+    """Connections one process may hold at once: the API admits that many database requests at a time."""
+    settings = get_settings()
+    return settings.db_pool_size + settings.db_max_overflow
+
+
+@cache
+def _health_engine(url: str) -> Engine:
+    # Apart from the request pool, so /healthz answers while every pooled connection is busy; small and
+    # quick to give up, so a dead server is reported within seconds and probes cannot exhaust the server.
+    connect_args = {} if url.startswith("sqlite") else {"connect_timeout": 3}
+    return create_engine(url, pool_size=1, max_overflow=2, pool_timeout=3, connect_args=connect_args)
 
 
 def _sqlite_pragmas(connection, _record) -> None:
@@ -63,6 +88,28 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def retrying(fn: Callable[[], T], what: str, tolerance: float | None = None) -> T:
+    """`fn()`, called again with backoff while the database is unreachable, for up to `tolerance` seconds
+    (SHOAL_OUTAGE_TOLERANCE by default): a restart or a network blip must not end a run. `fn` opens its
+    own transaction, so each try starts clean."""
+    deadline = time.monotonic() + (get_settings().outage_tolerance if tolerance is None else tolerance)
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except TRANSIENT as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %.2fs", what, type(e).__name__, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
 def ping(url: str | None = None) -> None:
-    with get_engine(url).connect() as connection:
+    url = normalise_url(url or get_settings().database_url)
+    engine = get_engine(url) if url.startswith("sqlite") else _health_engine(url)
+    with engine.connect() as connection:
         connection.execute(text("SELECT 1"))

@@ -38,6 +38,30 @@ class Settings(BaseSettings):
         description="seconds before Redis hands a received, unacknowledged message to another worker "
         "(one killed between receiving a run and starting it)",
     )
+    allowed_hosts: list[str] = Field(
+        default=["*"],
+        description='Host headers the API answers, a JSON list such as ["shoal.example.org"]; others get 400',
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=1000, description="connections each process keeps open")
+    db_max_overflow: int = Field(
+        default=5, ge=0, le=1000, description="connections opened beyond db_pool_size under load, then closed"
+    )
+    api_db_wait: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds an API request waits for a database connection before it is answered 503",
+    )
+    outage_tolerance: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a worker retries an unreachable database before it gives up on a run",
+    )
+    requeue_queued_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds a run may stay queued after its task was sent before the task is sent again "
+        "(a broker that restarted empty lost it)",
+    )
     metrics_flush_seconds: float = Field(default=1.0, gt=0, description="trainer metric flush period")
     elo_games: int = Field(
         default=64, ge=2, le=10_000, description="games a new checkpoint plays against each opponent (even)"

@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 
 import envs_c
 from envs_c.registry import ENVS
-from services.common import artifacts
-from services.common.celery_app import ELO_PLAY_TASK, app
+from services.common import artifacts, outbox
+from services.common.celery_app import ELO_PLAY_TASK
 from services.common.models import (
     BatchStatus,
     Checkpoint,
@@ -48,6 +48,7 @@ from services.common.models import (
     RatingFit,
     utcnow,
 )
+from services.common.schemas import INT4_MAX
 from services.elo.matchmaking import pick_opponents
 from services.elo.rating import Rating, fit_ratings
 
@@ -132,7 +133,7 @@ def resolve(session: Session, ref: int | str, env: str | None) -> EloPlayer:
         raise PlayerError(
             f"{ref!r} is neither a checkpoint id nor an anchor ({', '.join(ANCHOR_LABELS)})"
         ) from None
-    checkpoint = session.get(Checkpoint, checkpoint_id)
+    checkpoint = session.get(Checkpoint, checkpoint_id) if 1 <= checkpoint_id <= INT4_MAX else None
     if checkpoint is None:
         raise PlayerError(f"checkpoint {checkpoint_id} does not exist", 404)
     if env is not None and checkpoint.env != env:
@@ -194,7 +195,7 @@ def create_job(
     player: EloPlayer | None = None,
     then: list[Any] | None = None,
 ) -> tuple[MatchJob, list[MatchBatch]]:
-    """A job of `games` games for each pair, split into batches; the caller commits, then `enqueue`s."""
+    """A job of `games` games for each pair, split into batches; the caller `enqueue`s them, then commits."""
     if games < 2 or games % 2:
         raise ValueError(f"games must be even and at least 2, got {games}")
     job = MatchJob(env=env, player_id=player.id if player else None, pending=0, then=then)
@@ -213,9 +214,10 @@ def create_job(
     return job, batches
 
 
-def enqueue(batches: Iterable[MatchBatch]) -> None:
+def enqueue(session: Session, batches: Iterable[MatchBatch]) -> None:
+    """Stage a play task per batch; sent once the caller commits and publishes."""
     for batch in batches:
-        app.send_task(ELO_PLAY_TASK, args=[batch.id])
+        outbox.stage(session, ELO_PLAY_TASK, [batch.id])
 
 
 def predecessor(session: Session, player: EloPlayer) -> EloPlayer | None:
@@ -521,3 +523,47 @@ def checkpoint_rating(session: Session, checkpoint_id: int) -> Rating | None:
 
 def batch_summary(batches: Iterable[MatchBatch]) -> list[dict[str, Any]]:
     return [{"id": b.id, "games": b.games, "seed": b.seed} for b in batches]
+
+
+def job_status(session: Session, job_id: int) -> dict[str, Any] | None:
+    """A match job's progress for GET /matches/{job_id}: its batches, the games played so far and the
+    first player's mean score over them; None if there is no such job."""
+    job = session.get(MatchJob, job_id)
+    if job is None:
+        return None
+    batches = session.scalars(
+        select(MatchBatch).where(MatchBatch.job_id == job_id).order_by(MatchBatch.id)
+    ).all()
+    ids = {b.player_a for b in batches} | {b.player_b for b in batches}
+    names = dict(session.execute(select(EloPlayer.id, EloPlayer.name).where(EloPlayer.id.in_(ids))).all())
+    played, score = session.execute(
+        select(func.count(Match.id), func.sum(Match.score_a))
+        .join(MatchBatch, Match.batch_id == MatchBatch.id)
+        .where(MatchBatch.job_id == job_id)
+    ).one()
+    done = sum(b.status != BatchStatus.queued for b in batches)
+    status = "finished" if job.finished_at is not None else "running" if done else "queued"
+    return {
+        "job_id": job.id,
+        "env": job.env,
+        "status": status,
+        "batches_pending": len(batches) - done,
+        "games": sum(b.games for b in batches),
+        "games_played": int(played or 0),
+        "score_a": float(score) / played if played else None,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "batches": [
+            {
+                "id": b.id,
+                "a": names.get(b.player_a, "?"),
+                "b": names.get(b.player_b, "?"),
+                "games": b.games,
+                "seed": b.seed,
+                "status": b.status,
+                "reason": b.reason,
+                "seconds": b.seconds,
+            }
+            for b in batches
+        ],
+    }

@@ -19,7 +19,9 @@ import time
 from typing import Any
 
 import torch
+from sqlalchemy.orm import Session
 
+from services.common import artifacts, outbox
 from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, app
 from services.common.db import session_scope
 from services.common.models import BatchStatus, MatchJob
@@ -31,10 +33,9 @@ log = logging.getLogger(__name__)
 torch.set_num_threads(1)
 
 
-def _send_then(then: list[Any] | None) -> None:
+def _stage_then(session: Session, then: list[Any] | None) -> None:
     if then:
-        name, args = then[0], list(then[1]) if len(then) > 1 else []
-        app.send_task(name, args=args)
+        outbox.stage(session, then[0], list(then[1]) if len(then) > 1 else [])
 
 
 @app.task(name=ELO_RATE_TASK, acks_late=True)
@@ -46,14 +47,15 @@ def rate(checkpoint_id: int, then: list[Any] | None = None, games: int | None = 
         plan = store.plan_rating(session, checkpoint_id, games, then=then)
         if isinstance(plan, str):
             job_id, batches = None, []
+            _stage_then(session, then)  # whoever waits (a sweep) must not wait forever
         else:
             job, batches = plan
             job_id = job.id
+            store.enqueue(session, batches)
+    outbox.publish()
     if isinstance(plan, str):
         log.warning("not rating checkpoint %s: %s", checkpoint_id, plan)
-        _send_then(then)  # whoever waits (a sweep) must not wait forever
         return None
-    store.enqueue(batches)
     log.info(
         "rating checkpoint %s: job %s, %d batches of %d games", checkpoint_id, job_id, len(batches), games
     )
@@ -95,14 +97,16 @@ def play_batch(batch_id: int) -> str | None:
             seconds=time.perf_counter() - started,
             code_version=code_version(),
         )
+        if finished is not None:
+            outbox.stage(session, ELO_REFIT_TASK, [work.env, work.job_id])
     if finished is not None:
-        app.send_task(ELO_REFIT_TASK, args=[work.env, work.job_id])
+        outbox.publish()
     return str(status)
 
 
 def _load(source: str, env: str, side: str):
     try:
-        return load_player(source, env)
+        return load_player(source, env, within=artifacts.root())
     except Refused as e:
         raise Refused(e.reason, side) from None
 
@@ -117,9 +121,11 @@ def refit(env: str, job_id: int | None = None) -> int | None:
         ratings = store.refit(session, env, bootstrap=get_settings().elo_bootstrap)
         job = session.get(MatchJob, job_id) if job_id is not None else None
         then = job.then if job is not None else None
+        _stage_then(session, then)
     if ratings is None:
         log.info("refit %s: skipped, the last fit already covers every game", env)
     else:
         log.info("refit %s: %d players in %.2fs", env, len(ratings), time.perf_counter() - started)
-    _send_then(then)
+    if then:
+        outbox.publish()
     return None if ratings is None else len(ratings)

@@ -16,10 +16,10 @@ from typing import Any
 from celery.signals import worker_ready
 from sqlalchemy import select
 
+from services.common import outbox
 from services.common.celery_app import ELO_RATE_TASK, SWEEP_TICK_TASK, app
 from services.common.db import session_scope
 from services.common.models import Sweep, SweepStatus
-from services.common.runs import enqueue
 from services.sweeper.tick import tick
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,10 @@ TICK_SECONDS = 10.0
 @app.task(name=SWEEP_TICK_TASK)
 def tick_sweep(sweep_id: int) -> None:
     with session_scope() as session:
-        followups = tick(session, sweep_id)
-    for run_id in followups.runs:
-        enqueue(run_id)
-    for checkpoint_id in followups.ratings:
-        app.send_task(ELO_RATE_TASK, args=[checkpoint_id, [SWEEP_TICK_TASK, [sweep_id]]])
+        followups = tick(session, sweep_id)  # new trials' runs are staged with them
+        for checkpoint_id in followups.ratings:
+            outbox.stage(session, ELO_RATE_TASK, [checkpoint_id, [SWEEP_TICK_TASK, [sweep_id]]])
+    outbox.publish()
 
 
 def _ticker() -> None:

@@ -95,9 +95,8 @@ def _winding_down(trial: Trial) -> bool:
 
 @dataclass
 class Followups:
-    """Messages a tick leaves for after its commit, so a worker never sees an uncommitted row."""
+    """Messages a tick leaves to stage, so a worker never sees an uncommitted row."""
 
-    runs: list[int] = field(default_factory=list)  # to enqueue for training
     ratings: list[int] = field(default_factory=list)  # checkpoints to rate (metric "elo")
 
 
@@ -137,7 +136,6 @@ def tick(session: Session, sweep_id: int) -> Followups:
             break
         trial = _new_trial(session, sweep, params, info)
         if trial.run_id is not None:
-            followups.runs.append(trial.run_id)
             in_flight.append(trial)
         else:
             counted.append(trial)
@@ -230,7 +228,6 @@ def _settle(session: Session, sweep: Sweep, trial: Trial, followups: Followups) 
             trial.retries += 1
             trial.status = TrialStatus.running
             trial.finished_at = None
-            followups.runs.append(retry.id)
             return
         trial.status = TrialStatus.lost
         return

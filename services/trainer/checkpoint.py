@@ -54,24 +54,58 @@ def save_policy(stem: Path, policy: Policy, meta: dict[str, Any]) -> int:
     return weights.stat().st_size
 
 
-def read_meta(stem: Path) -> dict[str, Any]:
+# Metadata fields and their types: anything else is refused before an environment or a policy is built.
+META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "env": str,
+    "env_version": str,
+    "env_config": dict,
+    "env_spec": dict,
+    "policy": dict,
+}
+MAX_META_BYTES = 1 << 20
+
+
+def _opened(path: Path, within: Path | None) -> Path:
+    """The real file behind `path`; with `within`, it must lie inside that directory, so a checkpoint
+    file that is a symlink out of the artifact store is refused. Messages name files, not server paths."""
+    real = path.resolve()
+    if within is not None and not real.is_relative_to(within.resolve()):
+        raise CheckpointError(f"{path.name} lies outside the artifact store")
+    return real
+
+
+def read_meta(stem: Path, within: Path | None = None) -> dict[str, Any]:
     path = stem.with_suffix(".json")
+    real = _opened(path, within)
     try:
-        meta = json.loads(path.read_text())
+        if real.stat().st_size > MAX_META_BYTES:
+            raise CheckpointError(f"{path.name} is larger than {MAX_META_BYTES} bytes")
+        meta = json.loads(real.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
+        raise CheckpointError(f"{path.name} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+        raise CheckpointError(f"{path.name} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path.name}: metadata is a {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name}: unsupported checkpoint format {meta.get('format')!r}")
+    for field, kind in META_TYPES.items():
+        if field in meta and not isinstance(meta[field], kind):
+            raise CheckpointError(f"{path.name}: {field} is a {type(meta[field]).__name__}")
     return meta
 
 
 def load_policy(
-    stem: Path, env: str | None = None, env_version: str | None = None, device: str = "cpu"
+    stem: Path,
+    env: str | None = None,
+    env_version: str | None = None,
+    device: str = "cpu",
+    within: Path | None = None,
 ) -> tuple[Policy, dict[str, Any]]:
-    """Rebuild a policy; refuses a checkpoint made for another environment, version or spec."""
-    meta = read_meta(stem)
+    """Rebuild a policy; refuses a checkpoint made for another environment, version or spec, or (with
+    `within`) one whose files lie outside that directory. The network must fit the environment's spec
+    before it is built, so a forged description cannot make a huge one."""
+    meta = read_meta(stem, within)
     if env is not None and meta.get("env") != env:
         raise CheckpointError(f"checkpoint is for env {meta.get('env')!r}, not {env!r}")
     if env_version is not None and meta.get("env_version") != env_version:
@@ -79,21 +113,32 @@ def load_policy(
             f"checkpoint env version {meta.get('env_version')} differs from {env_version}: "
             "the environment's C source changed since it was saved"
         )
-    check_spec(meta)
+    current = check_spec(meta)
+    description = meta.get("policy") or {}
+    if description.get("obs_shape") != current["observation"]["shape"]:
+        raise CheckpointError(
+            f"policy observation shape {description.get('obs_shape')} differs from the environment's "
+            f"{current['observation']['shape']}"
+        )
+    if description.get("action") != current["action"]:
+        raise CheckpointError(f"policy action {description.get('action')} differs from the environment's")
+    weights = _opened(stem.with_suffix(".safetensors"), within)
     try:
-        policy = Policy.from_description(meta["policy"])
-        tensors = load_file(str(stem.with_suffix(".safetensors")))
-        policy.load_state_dict(tensors)
-    except (SafetensorError, FileNotFoundError, KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{stem}: cannot load weights: {e}") from None
+        policy = Policy.from_description(description)
+        policy.load_state_dict(load_file(str(weights)))
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights.name} is missing") from None
+    except (SafetensorError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{stem.name}: cannot load weights: {e}") from None
     return policy.to(device).eval(), meta
 
 
-def check_spec(meta: dict[str, Any]) -> None:
-    """The observation and action spec stored with the checkpoint must match the environment's now."""
+def check_spec(meta: dict[str, Any]) -> dict[str, Any]:
+    """The observation and action spec stored with the checkpoint must match the environment's now;
+    returns the environment's spec."""
     try:
         current = make_spec(meta["env"], **meta.get("env_config", {})).to_dict()
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint names an unusable environment: {e}") from None
     saved = meta.get("env_spec", {})
     for field in ("observation", "action", "agents_per_env"):
@@ -101,6 +146,7 @@ def check_spec(meta: dict[str, Any]) -> None:
             raise CheckpointError(
                 f"checkpoint {field} spec {saved.get(field)} differs from the environment's {current[field]}"
             )
+    return current
 
 
 def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: dict[str, Any]) -> None:

@@ -3,12 +3,20 @@
 A heartbeat thread keeps the run's liveness and cancellation flag current independently of how long an
 epoch takes. A reaper, run periodically by every train worker, requeues runs whose worker went silent; the
 redelivered run resumes from its latest checkpoint and trainer state.
+
+Each attempt owns the run under a token of its own (`runs.worker`). Every write of the attempt (metrics,
+checkpoints, the outcome) is fenced by it, so a worker that was paused past its heartbeat timeout and then
+resumed stops at its next write instead of writing over the attempt that took its run over. Database
+outages up to SHOAL_OUTAGE_TOLERANCE are waited out, and tasks the run sends go through the outbox, so
+neither a database nor a broker blip costs an attempt.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -19,13 +27,22 @@ from celery.signals import worker_ready, worker_shutting_down
 from sqlalchemy import select
 
 from envs_c.registry import ENVS
-from services.common import artifacts
+from services.common import artifacts, outbox
 from services.common.celery_app import ELO_RATE_TASK, REAP_TASK, SWEEP_TICK_TASK, TRAIN_TASK, app
 from services.common.config import RunConfig
-from services.common.db import session_scope
+from services.common.db import retrying, session_scope
 from services.common.metrics import MetricWriter
 from services.common.models import Checkpoint, Run, RunStatus
-from services.common.runs import claim, enqueue, finish, heartbeat, reap_stale, requeue
+from services.common.runs import (
+    LostRun,
+    claim,
+    fence,
+    finish,
+    heartbeat,
+    reap_stale,
+    requeue,
+    resend_lost,
+)
 from services.common.settings import get_settings
 from services.trainer import checkpoint as ckpt
 from services.trainer.loop import Interrupt, Result, train
@@ -43,10 +60,12 @@ def _preempt(**_: Any) -> None:
 
 
 class DatabaseSink:
-    """Metric rows go to the database in one batch per flush; checkpoints get a row and retention."""
+    """Metric rows go to the database in one batch per flush; checkpoints get a row and retention. Each
+    write is fenced by the attempt's owner token, and retried while the database is unreachable."""
 
-    def __init__(self, run_id: int, config: RunConfig, writer: MetricWriter):
+    def __init__(self, run_id: int, owner: str, config: RunConfig, writer: MetricWriter):
         self.run_id = run_id
+        self.owner = owner
         self.config = config
         self.writer = writer
         self.cancel_requested = threading.Event()
@@ -55,12 +74,28 @@ class DatabaseSink:
     def metrics(self, step: int, values: dict[str, float]) -> None:
         self.latest_step = step
         self.writer.append(step, values)
-        with session_scope() as session:
-            self.writer.flush(session)
+        retrying(self._flush, f"run {self.run_id}: metrics")
+
+    def _flush(self) -> None:
+        # Nothing is appended between here and a failure: the buffers as they are now are what to retry.
+        points, rollups = self.writer.points, self.writer.rollups
+        try:
+            with session_scope() as session:
+                fence(session, self.run_id, self.owner)
+                self.writer.flush(session)
+        except Exception:
+            self.writer.restore(points, rollups)
+            raise
 
     def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
+        retrying(lambda: self._checkpoint(step, stem, size_bytes, meta), f"run {self.run_id}: checkpoint")
+        # Never raises and never retries: with the broker down, the worker's relay sends it later.
+        outbox.publish()
+
+    def _checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
         tc = self.config.train
         with session_scope() as session:
+            fence(session, self.run_id, self.owner)
             row = Checkpoint(
                 run_id=self.run_id,
                 step=step,
@@ -79,12 +114,11 @@ class DatabaseSink:
                 if row.step not in keep:
                     ckpt.delete(artifacts.absolute(row.path))
                     session.delete(row)
-        # Every checkpoint of a two-player game is rated as it is saved (Elo over training). Sent after the
-        # commit so the elo worker finds the row; by name, so the trainer never imports the elo service.
-        # The registry's seats decide, not this run's `opponent`: a run trained against the bot still
-        # yields a policy that can take a seat.
-        if ENVS[meta["env"]].players is not None:
-            app.send_task(ELO_RATE_TASK, args=[checkpoint_id])
+            # Every checkpoint of a two-player game is rated as it is saved (Elo over training), by task
+            # name, so the trainer never imports the elo service. The registry's seats decide, not this
+            # run's `opponent`: a run trained against the bot still yields a policy that can take a seat.
+            if ENVS[meta["env"]].players is not None:
+                outbox.stage(session, ELO_RATE_TASK, [checkpoint_id])
 
     def interrupt(self) -> Interrupt:
         if self.cancel_requested.is_set():
@@ -95,6 +129,8 @@ class DatabaseSink:
 
 
 class Heartbeat(threading.Thread):
+    """Beats for the attempt; a beat that finds the run taken away or cancelled stops the loop."""
+
     def __init__(self, run_id: int, sink: DatabaseSink, period: float):
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.run_id = run_id
@@ -106,7 +142,7 @@ class Heartbeat(threading.Thread):
         while not self.done.wait(self.period):
             try:
                 with session_scope() as session:
-                    if heartbeat(session, self.run_id, WORKER, self.sink.latest_step):
+                    if heartbeat(session, self.run_id, self.sink.owner, self.sink.latest_step):
                         self.sink.cancel_requested.set()
             except Exception:
                 log.exception("heartbeat for run %s failed; retrying", self.run_id)
@@ -123,56 +159,87 @@ def _latest_resumable(session, run_id: int) -> Checkpoint | None:
     return None
 
 
+def _claim(run_id: int, owner: str) -> tuple[Run, Checkpoint | None, MetricWriter] | None:
+    with session_scope() as session:
+        if not claim(session, run_id, owner):
+            return None
+        run = session.get(Run, run_id)
+        resume_row = _latest_resumable(session, run_id)
+        writer = MetricWriter(run_id)
+        writer.resume(session, after_step=resume_row.step if resume_row else -1)
+        return run, resume_row, writer
+
+
+def _failure(e: Exception, step: int) -> str:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"disk full at step {step}"
+    return f"exception: {type(e).__name__}: {e}"
+
+
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
 def train_run(run_id: int) -> None:
     settings = get_settings()
-    with session_scope() as session:
-        if not claim(session, run_id, WORKER):
-            log.info("run %s is not claimable (taken, finished or cancelled); skipping", run_id)
-            return
-        run = session.get(Run, run_id)
-        env, seed, config = run.env, run.seed, RunConfig.model_validate(run.config)
-        resume_row = _latest_resumable(session, run_id)
-        resume = artifacts.absolute(resume_row.path) if resume_row else None
-        writer = MetricWriter(run_id)
-        writer.resume(session, after_step=resume_row.step if resume_row else -1)
-
-    sink = DatabaseSink(run_id, config, writer)
+    # This attempt's token: a later attempt of the same run, even in this process, owns it under another.
+    owner = f"{WORKER}/{secrets.token_hex(4)}"
+    claimed = retrying(lambda: _claim(run_id, owner), f"run {run_id}: claim")
+    if claimed is None:
+        log.info("run %s is not claimable (taken, finished or cancelled); skipping", run_id)
+        return
+    run, resume_row, writer = claimed
+    config = RunConfig.model_validate(run.config)
+    sink = DatabaseSink(run_id, owner, config, writer)
+    sink.latest_step = resume_row.step if resume_row else 0
     # A one-second beat keeps cancellation prompt; it is one small UPDATE per run per second.
     beat = Heartbeat(run_id, sink, period=min(1.0, settings.heartbeat_timeout / 4))
     beat.start()
     started = time.perf_counter()
     try:
         result = train(
-            env,
+            run.env,
             config,
-            seed,
+            run.seed,
             artifacts.run_dir(run_id),
             sink,
-            resume=resume,
+            resume=artifacts.absolute(resume_row.path) if resume_row else None,
             flush_seconds=settings.metrics_flush_seconds,
         )
+    except LostRun as e:
+        log.warning("run %s: %s; this worker stops without writing anything more", run_id, e)
+        return
     except Exception as e:  # the run records why it failed; the worker lives on for the next run
         log.exception("run %s crashed", run_id)
+        # The progress made stays recorded, and so do the checkpoints to resume from.
         result = Result(
-            "failed", 0, time.perf_counter() - started, failure_reason=f"exception: {type(e).__name__}: {e}"
+            "failed", sink.latest_step, time.perf_counter() - started, _failure(e, sink.latest_step)
         )
     finally:
         beat.done.set()
         beat.join()
     if result.status == "preempted":
-        with session_scope() as session:
-            requeued = requeue(session, run_id, WORKER)
-        if requeued:
+        if retrying(lambda: _requeue(run_id, owner), f"run {run_id}: requeue"):
             log.warning("run %s preempted at step %s; requeued to resume from there", run_id, result.steps)
-            enqueue(run_id)
+            outbox.publish()
         return
+    retrying(lambda: _finish(run_id, owner, result), f"run {run_id}: finish")
+    outbox.publish()
+    if result.status == "succeeded" and result.last_checkpoint is not None:
+        try:
+            replay_gif(result.last_checkpoint, artifacts.run_dir(run_id) / "replay.gif")
+        except Exception:  # a replay is a convenience; the run has already succeeded
+            log.exception("run %s: could not record the replay GIF", run_id)
+
+
+def _requeue(run_id: int, owner: str) -> bool:
     with session_scope() as session:
-        sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == run_id))
-        finish(
+        return requeue(session, run_id, owner)
+
+
+def _finish(run_id: int, owner: str, result: Result) -> None:
+    with session_scope() as session:
+        finished = finish(
             session,
             run_id,
-            WORKER,
+            owner,
             RunStatus(result.status),
             failure_reason=result.failure_reason,
             final_score=result.final_score,
@@ -181,23 +248,23 @@ def train_run(run_id: int) -> None:
             cost_steps=result.steps,
             progress_steps=result.steps,
         )
-    if result.status == "succeeded" and result.last_checkpoint is not None:
-        try:
-            replay_gif(result.last_checkpoint, artifacts.run_dir(run_id) / "replay.gif")
-        except Exception:  # a replay is a convenience; the run has already succeeded
-            log.exception("run %s: could not record the replay GIF", run_id)
-    if sweep_id is not None:
-        app.send_task(SWEEP_TICK_TASK, args=[sweep_id])
+        sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == run_id))
+        if finished and sweep_id is not None:
+            outbox.stage(session, SWEEP_TICK_TASK, [sweep_id])
 
 
 @app.task(name=REAP_TASK)
 def reap() -> list[int]:
+    """Requeue runs whose worker went silent, and send again the task of runs queued for too long."""
     settings = get_settings()
     with session_scope() as session:
         requeued = reap_stale(session, settings.heartbeat_timeout, settings.max_attempts)
+        resent = resend_lost(session, settings.requeue_queued_after)
     for run_id in requeued:
         log.warning("run %s lost its worker; requeued", run_id)
-        enqueue(run_id)
+    for run_id in resent:
+        log.warning("run %s stayed queued past its task; the task is sent again", run_id)
+    outbox.publish()
     return requeued
 
 

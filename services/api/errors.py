@@ -1,0 +1,70 @@
+"""What the API answers when its input or its backing services fail: 4xx for bad input, 503 for outages.
+
+A client is never answered 500 for something it can fix (its input) or wait out (the database or the
+broker being unreachable or saturated).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from services.api.deps import RETRY_AFTER
+
+log = logging.getLogger(__name__)
+UNPROCESSABLE = 422  # the constant's name differs between Starlette versions
+
+
+def _unavailable(what: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"the {what} is unavailable; retry shortly"},
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def database_down(request: Request, e: Exception) -> JSONResponse:
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, type(e).__name__)
+        return _unavailable("database")
+
+    @app.exception_handler(BrokerError)
+    async def broker_down(request: Request, e: Exception) -> JSONResponse:
+        log.warning("%s %s: broker unavailable: %s", request.method, request.url.path, type(e).__name__)
+        return _unavailable("broker")
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, e: DataError) -> JSONResponse:
+        # The schema bounds every field it knows; this is the backstop for a value the database still
+        # refuses (out of range, invalid text). The database's own message names no field a client knows.
+        log.warning("%s %s: refused by the database: %s", request.method, request.url.path, e.orig)
+        detail = [{"loc": ["request"], "msg": "a value is out of range or invalid", "type": "value_error"}]
+        return JSONResponse({"detail": detail}, UNPROCESSABLE)
+
+
+class NoNulBytes:
+    """Refuse NUL bytes in the path or the query string with 422: PostgreSQL text cannot hold them."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            where = "path" if "\x00" in scope["path"] else None
+            if b"%00" in scope.get("query_string", b""):
+                where = "query"
+            if where:
+                response = JSONResponse(
+                    {"detail": [{"loc": [where], "msg": "NUL bytes are not allowed", "type": "value_error"}]},
+                    UNPROCESSABLE,
+                )
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
