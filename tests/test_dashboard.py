@@ -9,11 +9,15 @@ Screenshots land in test-artifacts/.
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import itertools
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -56,6 +60,12 @@ class Console:
     def on_error(self, error: Exception) -> None:
         self.seen.append((f"uncaught: {error}", ""))
 
+    def on_request(self, origin: str, url: str) -> None:
+        """The dashboard and /docs must work offline: any request to another host is an error."""
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https", "ws", "wss") and f"{parts.scheme}://{parts.netloc}" != origin:
+            self.seen.append((f"request to another host: {url}", url))
+
     @property
     def errors(self) -> list[tuple[str, str]]:
         return list(self.seen)
@@ -70,6 +80,7 @@ def page(browser: Browser, embedded_platform: Platform, request) -> Iterator[Pag
     console = Console()
     page.on("console", console.on_console)
     page.on("pageerror", console.on_error)
+    page.on("request", lambda r: console.on_request(embedded_platform.url, r.url))
     page.console = console  # type: ignore[attr-defined]
     try:
         yield page
@@ -104,14 +115,20 @@ def insert_run(
     overrides: dict | None = None,
     env_version: str | None = None,
     failure_reason: str | None = None,
+    step_size: int = 2048,
+    sps: float = 40_000,
+    extra_keys: bool = False,
+    name: str | None = None,
 ) -> int:
-    """A finished run of cartpole with noisy, rising curves of `points` points per key."""
+    """A finished run of cartpole with noisy, rising curves of `points` points per key (`step_size` steps
+    apart); `extra_keys` adds keys beyond perf, score, SPS and losses, one of them logged only once."""
     url = platform.env["SHOAL_DATABASE_URL"]
     with session_scope(url) as session:
         run = create_run(session, "cartpole", overrides, seed=seed, tags=list(tags))
         run.status = status
         run.failure_reason = failure_reason
-        run.progress_steps = run.total_timesteps = points * 2048
+        run.progress_steps = run.total_timesteps = points * step_size
+        run.name = name
         if status == RunStatus.succeeded:
             run.final_score = 0.97
         if env_version:
@@ -123,17 +140,19 @@ def insert_run(
     for i in range(1, points + 1):
         progress = i / points
         perf = min(1.0, progress * 1.2) * 0.9 + rng.normal(0, 0.08)
-        writer.append(
-            i * 2048,
-            {
-                "env/perf": perf,
-                "env/score": 500 * perf,
-                "SPS": 40_000 + rng.normal(0, 3000),
-                "losses/policy": -0.01 + rng.normal(0, 0.01),
-                "losses/value": 2.0 * (1 - progress) + abs(rng.normal(0, 0.3)),
-            },
-            at=t0 + i,
-        )
+        values = {
+            "env/perf": perf,
+            "env/score": 500 * perf,
+            "SPS": sps + rng.normal(0, sps / 13),
+            "losses/policy": -0.01 + rng.normal(0, 0.01),
+            "losses/value": 2.0 * (1 - progress) + abs(rng.normal(0, 0.3)),
+        }
+        if extra_keys:
+            values["env/episode_length"] = 20 + 480 * progress
+            values["performance/learning_rate"] = 3e-4 * (1 - progress) + 1e-6
+            if i == points // 2:
+                values["custom/once"] = 42.0
+        writer.append(i * step_size, values, at=t0 + i)
     with session_scope(url) as session:
         writer.flush(session)
     return run_id
@@ -147,6 +166,8 @@ def runs(embedded_platform: Platform) -> dict[str, int]:
         "done_seed2": insert_run(p, seed=2, tags=("baseline",)),
         "other_env_params": insert_run(p, seed=3, overrides={"env": {"max_steps": 400}}),
         "other_version": insert_run(p, seed=4, env_version="0123456789abcdef"),
+        # 20M steps at 355k SPS: the labels that used to be clipped ("55,000") or to collide.
+        "long": insert_run(p, seed=6, step_size=50_000, sps=355_000, extra_keys=True, name="long-run"),
         "failed": insert_run(
             p,
             status=RunStatus.failed,
@@ -268,7 +289,7 @@ def test_compare_overlays_groups_and_warns_about_incomparable_runs(page: Page, r
     assert chart(page, "compare:env/perf")["series"] == 3  # x and one line per run
 
     # The two seeds of one config as a group: one mean line with its min..max band.
-    page.get_by_test_id("group").select_option("seed")
+    page.get_by_test_id("group").select_option("config")
     page.wait_for_function("shoal.charts.get('compare:env/perf')?.series.length === 4")
     assert chart(page, "compare:env/perf")["lines"] == 1
 
@@ -455,4 +476,200 @@ def test_sweeps_list_shows_the_budget_used(page: Page, sweep: dict) -> None:
     used = row.get_by_test_id("budget-used")
     assert used.inner_text().strip().endswith("steps / 200k steps"), used.inner_text()
     assert used.locator(".progress").count() == 1
+    no_console_errors(page)
+
+
+# ---- issue 18: offline docs, readable axes, every metric, export, sortable runs, names and notes -----------
+
+
+def test_docs_render_offline(page: Page) -> None:
+    """Swagger UI comes from the API itself: the page fixture fails on a request to any other host."""
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15_000)
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+    assert page.locator(".swagger-ui .opblock").count() > 10
+    assert "shoal" in page.locator(".swagger-ui .info .title").inner_text()
+    no_console_errors(page)
+
+
+AXES = """(name) => {
+  const u = shoal.charts.get(name), dpr = devicePixelRatio, ctx = u.ctx;
+  const width = (axis, text) => { ctx.font = axis.font[0]; return ctx.measureText(text).width / dpr; };
+  const [xa, ya] = u.axes;
+  const y = ya._values.filter((v) => v != null);
+  const x = xa._splits.map((v, i) => [u.valToPos(v, "x"), xa._values[i]])
+    .filter(([, t]) => t != null && t !== "")
+    .map(([at, t]) => ({ text: t, left: at - width(xa, t) / 2, right: at + width(xa, t) / 2 }));
+  return { y, yNeed: Math.max(...y.map((t) => width(ya, t))) + ya.ticks.size + ya.gap, ySize: ya._size,
+           x, plotLeft: u.bbox.left / dpr, plotWidth: u.bbox.width / dpr, chartWidth: u.width };
+}"""
+
+
+@pytest.mark.parametrize("viewport", [(1400, 900), (1024, 768)], ids=["1400x900", "1024x768"])
+def test_axis_labels_are_abbreviated_never_clipped_and_never_overlap(
+    page: Page, runs: dict[str, int], viewport: tuple[int, int]
+) -> None:
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    open_page(page, f"/runs/{runs['long']}")
+    for key in ("SPS", "env/perf", "losses/policy", "performance/learning_rate", "env/episode_length"):
+        wait_for_chart(page, key, 100)
+    page.wait_for_timeout(300)  # the ResizeObserver settles the widths
+    for key in ("SPS", "env/perf", "losses/policy", "performance/learning_rate", "env/episode_length"):
+        axes = page.evaluate(AXES, key)
+        assert axes["yNeed"] <= axes["ySize"] + 0.5, (key, axes["y"], axes["yNeed"], axes["ySize"])
+        assert len(set(axes["y"])) == len(axes["y"]), (key, axes["y"])  # neighbours never read the same
+        boxes = axes["x"]
+        assert len(boxes) >= 3, (key, boxes)
+        for a, b in itertools.pairwise(boxes):
+            assert a["right"] + 4 <= b["left"], (key, a, b)
+        assert boxes[0]["left"] >= -axes["plotLeft"]
+        assert boxes[-1]["right"] <= axes["chartWidth"] - axes["plotLeft"]
+        assert all(re.fullmatch(r"[\d.]+M|0", b["text"]) for b in boxes), boxes  # 5M, 10M, 12.5M
+    sps = page.evaluate(AXES, "SPS")["y"]
+    assert all(t.endswith("k") or t == "0" for t in sps), sps  # 355k, not 355,000 cut to 55,000
+    no_console_errors(page)
+
+
+def test_legends_show_the_latest_value_and_single_points_are_drawn(page: Page, runs: dict[str, int]) -> None:
+    open_page(page, f"/runs/{runs['long']}")
+    wait_for_chart(page, "env/episode_length", 100)
+    shown = page.locator("[data-chart='env/episode_length'] .u-legend tr.u-series").nth(1).locator(".u-value")
+    assert shown.inner_text() not in ("\u2013", "")  # an en dash: no value
+    last = chart(page, "env/episode_length")["y"][-1]
+    assert float(shown.inner_text().replace(",", "")) == pytest.approx(last, rel=1e-3)
+
+    # A key logged once: its point is drawn, on an x axis that ends near its step (not at twice it).
+    wait_for_chart(page, "custom/once", 1)
+    drawn = page.evaluate(
+        """() => { const u = shoal.charts.get("custom/once"), x = u.data[0][0], y = u.data[1][0];
+             const cx = Math.round(u.valToPos(x, "x", true)), cy = Math.round(u.valToPos(y, "y", true));
+             const px = u.ctx.getImageData(cx - 3, cy - 3, 7, 7).data;
+             let ink = 0; for (let i = 3; i < px.length; i += 4) ink = Math.max(ink, px[i]);
+             return { x, max: u.scales.x.max, min: u.scales.x.min, ink }; }"""
+    )
+    assert drawn["min"] >= 0 and drawn["x"] <= drawn["max"] <= drawn["x"] * 1.05, drawn
+    assert drawn["ink"] > 0, drawn
+    no_console_errors(page)
+
+
+def test_crosshair_is_synced_across_charts(page: Page, runs: dict[str, int]) -> None:
+    open_page(page, f"/runs/{runs['done']}")
+    wait_for_chart(page, "env/perf", 100)
+    wait_for_chart(page, "SPS", 100)
+    page.locator("[data-chart='env/perf'] .u-over").hover()
+    page.wait_for_function("shoal.charts.get('SPS').cursor.idx != null", timeout=5_000)
+    perf, sps = page.evaluate("['env/perf', 'SPS'].map((k) => shoal.charts.get(k).cursor.idx)")
+    assert perf == sps
+    no_console_errors(page)
+
+
+def test_every_key_can_be_charted_and_the_layout_lives_in_the_url(page: Page, runs: dict[str, int]) -> None:
+    open_page(page, f"/runs/{runs['long']}")
+    keys = [*RUN_CHART_KEYS, "env/episode_length", "performance/learning_rate", "custom/once"]
+    for key in keys:
+        wait_for_chart(page, key, 1)
+    picker = page.get_by_test_id("metric-picker")
+    picker.locator("summary").click()
+    assert picker.locator("input[data-key]").count() == len(keys)
+    picker.locator("input[data-key='performance/learning_rate']").uncheck()
+    page.wait_for_function("!shoal.charts.has('performance/learning_rate')")
+    assert "keys=" in page.url and "performance/learning_rate" not in page.url
+
+    page.locator("[data-chart='SPS'] [data-testid=log-toggle]").click()
+    page.locator("[data-chart='losses/policy'] [data-testid=log-toggle]").click()
+    assert re.search(r"log=SPS,losses/policy|log=losses/policy,SPS", page.url), page.url
+    assert page.evaluate("shoal.charts.get('SPS').scales.y.distr") == 3
+    assert page.evaluate("shoal.charts.get('losses/policy').scales.y.distr") == 4  # negative: symlog
+
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    wait_for_chart(page, "SPS", 100)
+    assert page.evaluate("shoal.charts.has('performance/learning_rate')") is False
+    assert page.evaluate("shoal.charts.get('SPS').scales.y.distr") == 3
+    no_console_errors(page)
+
+
+def test_runs_table_sorts_and_shows_hyperparameters_names_and_notes(
+    page: Page, embedded_platform: Platform, runs: dict[str, int]
+) -> None:
+    open_page(page, f"/runs/{runs['done_seed2']}")
+    page.get_by_test_id("name-input").fill("seed two")
+    page.get_by_test_id("notes-input").fill("the second seed of the baseline")
+    page.get_by_test_id("save-notes").click()
+    page.wait_for_function("document.querySelector('[data-testid=notes-status]').textContent === 'saved'")
+    assert page.get_by_test_id("run-name").inner_text() == "seed two"
+
+    open_page(page, "/runs")
+    row = page.locator(f"tr[data-run='{runs['done_seed2']}']")
+    assert row.get_by_test_id("run-name").inner_text() == "seed two"
+    # env.max_steps differs between the listed runs: it gets a column.
+    assert page.locator("th[data-sort='config.env.max_steps']").count() == 1
+
+    page.locator("th[data-sort='seed']").click()
+    page.wait_for_function("location.hash.includes('sort=-seed')")
+    page.wait_for_function("document.querySelector('th.sorted')?.dataset.sort === 'seed'")
+    with embedded_platform.client() as client:
+        listed = client.get("/runs", params={"sort": "-seed", "limit": 50}).json()["items"]
+    expected = [r["id"] for r in listed]
+    shown = [int(r.get_attribute("data-run")) for r in page.locator("tr[data-run]").all()]
+    assert shown == expected
+
+    # A hyperparameter sorts this page: descending on the first click, ascending on the second.
+    page.locator("th[data-sort='config.env.max_steps']").click()
+    page.wait_for_function("location.hash.includes('sort=-config.env.max_steps')")
+    assert int(page.locator("tr[data-run]").last.get_attribute("data-run")) == runs["other_env_params"]
+    page.locator("th[data-sort='config.env.max_steps']").click()
+    page.wait_for_function("/sort=config.env.max_steps/.test(location.hash)")
+    assert int(page.locator("tr[data-run]").first.get_attribute("data-run")) == runs["other_env_params"]
+    no_console_errors(page)
+
+
+def test_metrics_and_checkpoints_can_be_downloaded(page: Page, runs: dict[str, int]) -> None:
+    open_page(page, f"/runs/{runs['done']}")
+    href = page.get_by_test_id("export-csv").get_attribute("href")
+    exported = page.request.get(href)
+    assert exported.ok
+    rows = list(csv.reader(io.StringIO(exported.text())))
+    assert rows[0][:2] == ["step", "time"] and "SPS" in rows[0] and "losses/value" in rows[0]
+    assert len(rows) == 401
+    as_json = page.request.get(page.get_by_test_id("export-json").get_attribute("href")).json()
+    assert len(as_json["rows"]) == 400
+    no_console_errors(page)
+
+
+def test_compare_charts_losses_and_group_colours_match_the_swatches(page: Page, runs: dict[str, int]) -> None:
+    ids = f"{runs['done']},{runs['done_seed2']},{runs['other_env_params']}"
+    open_page(page, f"/compare?ids={ids}&group=config")
+    wait_for_chart(page, "compare:losses/value", 10)
+    assert chart(page, "compare:losses/value")["lines"] == 2  # the two seeds, and the other config
+    colours = page.evaluate(
+        """() => { const u = shoal.charts.get('compare:env/perf');
+             const hex = (c) => '#' + c.match(/\\d+/g).slice(0, 3)
+               .map((v) => Number(v).toString(16).padStart(2, '0')).join('');
+             const strokes = u.series.slice(1).filter((s) => s.label !== 'min' && s.label !== 'max')
+               .map((s) => s._stroke);
+             const swatches = [...document.querySelectorAll('.swatch')]
+               .map((e) => [Number(e.dataset.run), hex(getComputedStyle(e).color)]);
+             return { strokes, swatches }; }"""
+    )
+    by_run = dict(colours["swatches"])
+    assert by_run[runs["done"]] == by_run[runs["done_seed2"]] == colours["strokes"][0]
+    assert by_run[runs["other_env_params"]] == colours["strokes"][1] != colours["strokes"][0]
+    no_console_errors(page)
+
+
+def test_sweep_parallel_coordinates_fill_their_card_with_every_label_inside(page: Page, sweep: dict) -> None:
+    open_page(page, f"/sweeps/{sweep['id']}")
+    page.get_by_test_id("parallel").wait_for()
+    fit = page.evaluate(
+        """() => { const svg = document.querySelector('[data-testid=parallel]'), card = svg.parentElement;
+             const box = svg.getBoundingClientRect(), inner = card.clientWidth - 28;
+             const out = [...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect())
+               .filter((r) => r.left < box.left - 0.5 || r.right > box.right + 0.5
+                 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5);
+             return { width: box.width, inner, outside: out.length }; }"""
+    )
+    assert fit["width"] >= 0.95 * fit["inner"], fit
+    assert fit["outside"] == 0, fit
+    assert "Predictions start" in page.get_by_test_id("predicted-note").inner_text()
     no_console_errors(page)

@@ -11,8 +11,10 @@ dashboard draws does not depend on how many points were merged into one pixel; m
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -139,6 +141,13 @@ class MetricWriter:
                 session.execute(_insert_ignoring_duplicates(session, model), rows[begin : begin + 5000])
         self.points, self.rollups = [], []
         return written
+
+    def restore(self, points: list[dict], rollups: list[dict]) -> None:
+        """Put the buffers back as they were before a flush whose transaction did not commit, so the next
+        flush writes them again (with the series' keys). Should part of it have landed, writing a point
+        twice is harmless: inserts skip rows that exist."""
+        self.points, self.rollups = points, rollups
+        self.known_keys = 0
 
     def resume(self, session: Session, after_step: int) -> None:
         """Drop whatever the run logged beyond `after_step` (the checkpoint it resumes from) and rebuild the
@@ -322,3 +331,48 @@ def _merge(buckets: np.ndarray, max_points: int) -> dict[str, list]:
         "max": col(merged_high),
         "count": np.add.reduceat(count, starts).astype(np.int64).tolist(),
     }
+
+
+# ---- export: every raw point, one row per step -------------------------------------------------------------
+
+EXPORT_CHUNK = 10_000
+
+
+def _points(session: Session, run_id: int, key: str) -> Iterator[tuple[int, float, float | None]]:
+    """One series' raw points in step order, read in keyset pages along the primary key (run, key, step)."""
+    after = -1
+    while True:
+        rows = session.execute(
+            select(Metric.step, Metric.time, Metric.value)
+            .where(Metric.run_id == run_id, Metric.key == key, Metric.step > after)
+            .order_by(Metric.step)
+            .limit(EXPORT_CHUNK)
+        ).all()
+        yield from rows
+        if len(rows) < EXPORT_CHUNK:
+            return
+        after = rows[-1][0]
+
+
+def _tagged(points: Iterator[tuple], column: int) -> Iterator[tuple[int, int, float, float | None]]:
+    for step, at, value in points:
+        yield step, column, at, value
+
+
+def export_rows(
+    session: Session, run_id: int, keys: list[str]
+) -> Iterator[tuple[int, float, list[float | None]]]:
+    """Every logged point of `keys` at full resolution, merged by step: (step, time, [value per key]);
+    a key not logged at a step, or logged as NaN/inf, is None there. Memory stays bounded by the keys
+    times one page, whatever the run's length."""
+    merged = heapq.merge(*(_tagged(_points(session, run_id, key), column) for column, key in enumerate(keys)))
+    current, at, values = None, 0.0, [None] * len(keys)
+    for step, column, time_, value in merged:
+        if step != current:
+            if current is not None:
+                yield current, at, values
+            current, at, values = step, time_, [None] * len(keys)
+        values[column] = value
+        at = max(at, time_)
+    if current is not None:
+        yield current, at, values

@@ -1,4 +1,6 @@
-// Line charts on uPlot (vendored, global `uPlot`), and the x-axis / smoothing controls they share.
+// Line charts on uPlot (vendored, global `uPlot`), the x-axis / smoothing controls they share, and the metric
+// picker. Axes are sized to their labels (never clipped) and abbreviate (355k, 12.5M); a chart can switch to a
+// log scale; legends show each line's latest value until hovered; the crosshair is synced across charts.
 import { duration, h, num } from "./ui.js";
 
 // Every live chart by name, for debugging from the console and for the browser tests.
@@ -52,7 +54,44 @@ export function chartControls(onChange) {
     h("label", {}, "x axis", axis),
     h("label", { title: "Debiased EMA, computed on the server over the full-resolution points before downsampling" },
       toggle, "smoothing", slider, shown),
-    h("span", { class: "muted" }, "band: min/max of the raw points in each pixel"));
+    h("span", { class: "muted" }, "band: min/max of the raw points in each pixel · drag to zoom, double-click to reset"));
+}
+
+// ---- number formats -------------------------------------------------------------------------------------
+
+const UNITS = [["T", 1e12], ["B", 1e9], ["M", 1e6], ["k", 1e3]];
+
+/** Digits after the point that `x` needs (0.25 -> 2, 2.5 -> 1, 3 -> 0), at most 6. */
+function decimalsOf(x) {
+  if (!Number.isFinite(x) || x === 0) return 0;
+  const text = Math.abs(x).toPrecision(6).replace(/0+$/, "").replace(/\.$/, "");
+  const dot = text.indexOf(".");
+  return dot < 0 ? 0 : Math.min(6, text.length - dot - 1);
+}
+
+/**
+ * Axis tick labels with k/M/B/T: one unit for the whole axis (the largest tick's), and as many decimals as
+ * the tick increment needs, so neighbouring ticks never read the same (2.5M, 5M, 7.5M; 9.16k, 9.18k).
+ */
+export function tickLabels(ticks, incr) {
+  // No increment (log axes, whose ticks are decades): each label on its own.
+  if (!incr) return ticks.map((v) => (v == null ? "" : short(v)));
+  const top = Math.max(0, ...ticks.filter(Number.isFinite).map(Math.abs));
+  if (top !== 0 && top < 1e-3) return ticks.map((v) => (v === 0 ? "0" : v.toExponential(1)));
+  const [unit, size] = UNITS.find(([, s]) => top >= s) || ["", 1];
+  const decimals = decimalsOf(incr / size);
+  return ticks.map((v) => (v == null ? "" : v === 0 ? "0" : `${(v / size).toFixed(decimals).replace(/^-(0\.?0*)$/, "$1")}${unit}`));
+}
+
+/** One value for people: 3-4 significant digits with k/M/B (355k, 1.25M), small numbers in full. */
+export function short(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  const a = Math.abs(v);
+  if (a >= 1e4) {
+    const [unit, size] = UNITS.find(([, s]) => a >= s);
+    return `${+(v / size).toPrecision(3)}${unit}`;
+  }
+  return num(v, 3);
 }
 
 // ---- charts ---------------------------------------------------------------------------------------------
@@ -65,65 +104,151 @@ function alpha(color, a) {
   return color.replace("rgb(", "rgba(").replace(")", `,${a})`);
 }
 
-const fmtValue = (_u, v) => (v === null || v === undefined ? "–" : num(v, 4));
-
 /** Marks the first paint of a chart that has data: the dashboard's "it appeared" moment. */
 function markFirstPaint(u) {
   if (u.data[0]?.length && !performance.getEntriesByName("first-chart").length) performance.mark("first-chart");
 }
 
+/** An axis as wide as its longest tick label: uPlot's fixed width cut "355,000" to "55,000". */
+function fitLabels(self, values, axisIdx, cycleNum) {
+  const axis = self.axes[axisIdx];
+  if (cycleNum > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap + 8;
+  const longest = (values || []).reduce((a, v) => (String(v).length > a.length ? String(v) : a), "");
+  if (longest) {
+    self.ctx.font = axis.font[0];
+    size += self.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.ceil(size);
+}
+
+/** Room between x ticks: the width of the widest label plus a gap, so labels never run together. */
+function xSpace(self, axisIdx, scaleMin, scaleMax) {
+  const labels = tickLabels([scaleMin, scaleMax, (scaleMin + scaleMax) / 2], (scaleMax - scaleMin) / 7);
+  const widest = Math.max(...labels.map((l) => l.length));
+  return Math.max(50, widest * 7 + 24);
+}
+
+/** The x range of the data; one point alone sits inside [0, x] instead of uPlot's [0, 2x] (uPlot widens a
+ *  single x before asking, so the data is looked at here). */
+function xAuto(u, min, max) {
+  const xs = u.data?.[0];
+  if (xs?.length === 1 && xs[0] != null) return xs[0] > 0 ? [0, xs[0] * 1.02] : [xs[0] - 1, xs[0] + 1];
+  if (min == null || max == null) return [0, 1];
+  return min === max ? [min - 1, max + 1] : [min, max];
+}
+
 /**
  * A chart titled `title` in `parent` with one line per entry of `lines` ({label, color, band}); a line with
- * band: true is drawn with a shaded min..max envelope. Feed it with setData(x, [{value, min, max}, ...]).
+ * band: true is drawn with a shaded min..max envelope. Feed it with setData(x, [{value, min, max}, ...]) or
+ * setTables. Options: xMode ("step" | "time"), log (start on a log scale), onLog(on) (the toggle was
+ * clicked), xRange ([min, max] for the x axis, e.g. [0, total steps]), sync (crosshair group).
  */
-export function lineChart(parent, { name, title, xMode = "step", lines, height = 220 }) {
+export function lineChart(parent, { name, title, xMode = "step", lines, height = 220, log = false, onLog, xRange, sync = "shoal" }) {
+  const logButton = h("button", { class: "chip", "data-testid": "log-toggle", title: "logarithmic y axis (symmetric log when values go to zero or below)",
+    onclick: () => {
+      setLog(!log);
+      onLog?.(log);
+    } }, "log y");
   const box = h("div", { class: "chart", "data-chart": name, "data-lines": String(lines.length) },
-    h("div", { class: "title" }, title));
+    h("div", { class: "chart-head" }, h("span", { class: "title", title }, title), logButton));
   parent.append(box);
-  const xfmt = xMode === "time" ? duration : (v) => num(v, 3);
-  const series = [{ label: xMode === "time" ? "wall time" : "step", value: (_u, v) => (v == null ? "–" : xfmt(v)) }];
+  const xfmt = xMode === "time" ? duration : short;
+  let columns = [[], ...lines.flatMap((l) => (l.band ? [[], [], []] : [[]]))];
+  const latest = []; // per series index: the last non-null value, shown in the legend until hovered
+
+  const series = [{ label: xMode === "time" ? "wall time" : "step", value: (_u, v, _si, idx) => {
+    const shown = idx == null ? columns[0][columns[0].length - 1] : v;
+    return shown == null ? "–" : xfmt(shown);
+  } }];
   const bands = [];
+  const legendValue = (_u, v, si, idx) => {
+    const shown = idx == null ? latest[si] : v;
+    return shown == null ? "–" : num(shown, 4);
+  };
   for (const line of lines) {
     const at = series.length;
-    series.push({ label: line.label, stroke: line.color, width: 1.5, spanGaps: !!line.spanGaps, points: { show: false }, value: fmtValue });
+    series.push({ label: line.label, stroke: line.color, width: 1.5, spanGaps: !!line.spanGaps, points: { size: 6, fill: line.color }, value: legendValue });
     if (line.band) {
-      const edge = { stroke: alpha(line.color, 0.3), width: 0.5, spanGaps: !!line.spanGaps, points: { show: false }, value: fmtValue };
+      const edge = { stroke: alpha(line.color, 0.3), width: 0.5, spanGaps: !!line.spanGaps, points: { show: false }, value: legendValue };
       series.push({ ...edge, label: "min" }, { ...edge, label: "max" });
       bands.push({ series: [at + 2, at + 1], fill: alpha(line.color, 0.14) });
     }
   }
   const width = () => Math.max(240, box.clientWidth - 18);
-  const u = new uPlot({
-    width: width(), height, series, bands,
-    scales: { x: { time: false } },
-    axes: [
-      { values: (_u, ticks) => ticks.map(xfmt) },
-      { size: 60, values: (_u, ticks) => ticks.map((t) => num(t, 2)) },
-    ],
-    cursor: { drag: { x: true, y: false } },
-    hooks: { draw: [markFirstPaint] },
-  }, [[], ...series.slice(1).map(() => [])], box);
+
+  function yScale() {
+    if (!log) return { auto: true };
+    // Log needs positive values; losses and advantages go negative, so those get a symmetric log (asinh).
+    const values = columns.slice(1).flat().filter((v) => v != null);
+    const positive = values.every((v) => v > 0);
+    if (positive) return { distr: 3, log: 10 };
+    // Linear within a tenth of the typical magnitude, logarithmic beyond it.
+    const sizes = values.map(Math.abs).filter((v) => v > 0).sort((a, b) => a - b);
+    return { distr: 4, asinh: sizes.length ? Math.max(1e-12, sizes[sizes.length >> 1] / 10) : 1 };
+  }
+
+  let u = null;
+  function build() {
+    u?.destroy();
+    u = new uPlot({
+      width: width(), height, series, bands,
+      scales: {
+        x: { time: false, ...(xRange ? { range: () => xRange } : { range: xAuto }) },
+        y: yScale(),
+      },
+      axes: [
+        { space: xSpace, size: 40, values: (_u, ticks, _a, _s, incr) => (xMode === "time" ? ticks.map(duration) : tickLabels(ticks, incr)) },
+        { size: fitLabels, values: (_u, ticks, _a, _s, incr) => tickLabels(ticks, log ? 0 : incr) },
+      ],
+      cursor: { drag: { x: true, y: false }, sync: { key: `${sync}:${xMode}` } },
+      hooks: { draw: [markFirstPaint] },
+    }, columns, box);
+    charts.set(name, u);
+    box.classList.toggle("log", log);
+    logButton.classList.toggle("on", log);
+  }
+
+  function setLog(on) {
+    if (on === log) return;
+    log = on;
+    build();
+  }
+
+  function feed(data) {
+    columns = data;
+    latest.length = 0;
+    data.forEach((col, si) => {
+      if (si === 0) return;
+      for (let i = col.length - 1; i >= 0; i--) if (col[i] != null) return void (latest[si] = col[i]);
+    });
+    // A log scale's kind (log or symmetric log) depends on the data's sign, so it is rebuilt, not updated.
+    if (log) build();
+    else u.setData(data);
+    u.setLegend({ idx: u.cursor.idx ?? null });
+  }
+
+  build();
   // Follow the grid's column width (window resizes, the sidebar of a narrow screen).
   const resize = new ResizeObserver(() => u.width !== width() && u.setSize({ width: width(), height }));
   resize.observe(box);
-  charts.set(name, u);
   return {
     box,
-    u,
+    get u() { return u; },
+    get log() { return log; },
+    setLog,
     /** x: numbers ascending; each line: {value, min, max} arrays as long as x. */
     setData(x, data) {
-      const columns = [x];
+      const cols = [x];
       data.forEach((d, i) => {
-        columns.push(d.value);
-        if (lines[i].band) columns.push(d.min, d.max);
+        cols.push(d.value);
+        if (lines[i].band) cols.push(d.min, d.max);
       });
-      u.setData(columns);
+      feed(cols);
     },
     /** Several lines with different x values: joined on the union of x (gaps are spanned). */
     setTables(tables) {
-      const joined = uPlot.join(tables.map(({ x, value, min, max }, i) =>
-        lines[i].band ? [x, value, min, max] : [x, value]));
-      u.setData(joined);
+      feed(uPlot.join(tables.map(({ x, value, min, max }, i) => (lines[i].band ? [x, value, min, max] : [x, value]))));
     },
     destroy() {
       resize.disconnect();
@@ -146,10 +271,93 @@ export function startTime(seriesByKey) {
   return Number.isFinite(t0) ? t0 : 0;
 }
 
-/** Which of a run's metric keys get a chart, in the order practitioners read them. */
-export function chartKeys(metricKeys) {
-  const have = new Set(metricKeys || []);
-  const first = ["env/perf", "env/score", "SPS"].filter((k) => have.has(k));
-  const losses = [...have].filter((k) => k.startsWith("losses/")).sort();
-  return [...first, ...losses];
+// ---- which metrics are charted ----------------------------------------------------------------------------
+
+const FIRST = ["env/perf", "env/score", "SPS"];
+
+/** Every metric key in the order practitioners read them: perf, score and SPS, the rest of env/, losses/,
+ *  then everything else by section. */
+export function orderKeys(metricKeys) {
+  const keys = [...new Set(metricKeys || [])];
+  const rank = (k) => {
+    const first = FIRST.indexOf(k);
+    if (first >= 0) return [0, first, ""];
+    if (k.startsWith("env/")) return [1, 0, k];
+    if (k.startsWith("losses/")) return [2, 0, k];
+    return [3, 0, k];
+  };
+  return keys.sort((a, b) => {
+    const [ra, rb] = [rank(a), rank(b)];
+    return ra[0] - rb[0] || ra[1] - rb[1] || ra[2].localeCompare(rb[2]);
+  });
+}
+
+/** The keys charted by default: all of them (a run logs a few dozen at most). */
+export const chartKeys = orderKeys;
+
+/** Comma-separated keys from the URL (null when absent: the default layout). */
+export function keysParam(params, name = "keys") {
+  const raw = params.get(name);
+  return raw === null ? null : raw.split(",").filter(Boolean);
+}
+
+/** Update one query parameter of the current hash route without a hashchange (which would rebuild the page). */
+export function setRouteParam(name, value) {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query);
+  if (value === null || value === undefined) params.delete(name);
+  else params.set(name, value);
+  const text = params.toString().replace(/%2F/g, "/").replace(/%2C/g, ",");
+  history.replaceState(null, "", `#${path}${text ? `?${text}` : ""}`);
+}
+
+/**
+ * A panel listing every metric key, grouped by section (the part before "/"), each with a checkbox.
+ * `selected` is a Set that the picker edits; `onChange` is called after each change.
+ */
+export function metricPicker(allKeys, selected, onChange) {
+  const list = h("div", { class: "picker-groups" });
+  const count = h("span", { class: "muted" });
+  const filter = h("input", { type: "search", placeholder: "filter keys", size: 18, "data-testid": "metric-filter", oninput: () => render() });
+  let keys = orderKeys(allKeys);
+
+  function render() {
+    const needle = filter.value.trim().toLowerCase();
+    const groups = new Map();
+    for (const key of keys) {
+      if (needle && !key.toLowerCase().includes(needle)) continue;
+      const section = key.includes("/") ? key.split("/")[0] : "other";
+      if (!groups.has(section)) groups.set(section, []);
+      groups.get(section).push(key);
+    }
+    list.replaceChildren(...[...groups.entries()].map(([section, members]) => h("div", { class: "picker-group" },
+      h("div", { class: "picker-section" }, section),
+      members.map((key) => h("label", { class: "picker-key mono", title: key },
+        h("input", { type: "checkbox", checked: selected.has(key), "data-key": key, onchange: (e) => {
+          e.target.checked ? selected.add(key) : selected.delete(key);
+          changed();
+        } }),
+        key.includes("/") ? key.slice(key.indexOf("/") + 1) : key)))));
+    count.textContent = `${[...selected].filter((k) => keys.includes(k)).length} of ${keys.length} charted`;
+  }
+
+  function changed() {
+    render();
+    onChange();
+  }
+
+  const details = h("details", { class: "panel picker", "data-testid": "metric-picker" },
+    h("summary", {}, h("strong", {}, "Metrics"), " ", count),
+    h("div", { class: "row", style: { margin: "6px 0" } }, filter,
+      h("button", { "data-testid": "metric-all", onclick: () => { keys.forEach((k) => selected.add(k)); changed(); } }, "all"),
+      h("button", { "data-testid": "metric-none", onclick: () => { selected.clear(); changed(); } }, "none")),
+    list);
+  render();
+  return Object.assign(details, {
+    /** New keys appeared (a live run logs a key for the first time). */
+    setKeys(next) {
+      keys = orderKeys(next);
+      render();
+    },
+  });
 }

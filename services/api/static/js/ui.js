@@ -115,10 +115,20 @@ export function kvTable(pairs, highlight = new Set()) {
     ]));
 }
 
-/** A table from column specs [{label, value: row => node|string, class}] and rows. */
-export function table(columns, rows, rowProps = () => ({})) {
+/**
+ * A table from column specs [{label, value: row => node|string, class, sort, title}] and rows. With
+ * `sorting` ({current: "-score", onSort(key)}), a column with a `sort` key gets a clickable header that
+ * shows the direction (▲ ascending, ▼ descending).
+ */
+export function table(columns, rows, rowProps = () => ({}), sorting = null) {
+  const head = (c) => {
+    if (!sorting || !c.sort) return h("th", { class: c.class, title: c.title }, c.label);
+    const dir = sorting.current === c.sort ? "▲" : sorting.current === `-${c.sort}` ? "▼" : "";
+    return h("th", { class: `${c.class || ""} sortable${dir ? " sorted" : ""}`, title: c.title || `sort by ${c.label}`,
+      "data-sort": c.sort, onclick: () => sorting.onSort(c.sort) }, c.label, dir ? ` ${dir}` : "");
+  };
   return h("table", {},
-    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.class }, c.label)))),
+    h("thead", {}, h("tr", {}, columns.map(head))),
     h("tbody", {}, rows.map((row) => h("tr", rowProps(row), columns.map((c) => {
       const v = c.value(row);
       return h("td", { class: c.class }, v instanceof Node ? v : v ?? "–");

@@ -16,7 +16,7 @@ export default async function benchmarksPage(root, ctx) {
     h("h2", {}, "Time to solved"),
     rows instanceof Error ? unavailable("benchmark table", rows)
       : rows.length ? h("div", { "data-testid": "bench-table" }, table(Object.keys(rows[0]).map((k) => ({
-        label: k, class: typeof rows[0][k] === "number" ? "num" : "", value: (r) => (typeof r[k] === "number" ? num(r[k]) : r[k] ?? "–"),
+        label: k.replace(/_/g, " ").replace(/\bsps\b/i, "SPS"), title: k, class: typeof rows[0][k] === "number" ? "num" : "", value: (r) => (typeof r[k] === "number" ? num(r[k]) : r[k] ?? "–"),
       })), rows))
         : h("div", { class: "unavailable" }, "No benchmark results yet (docs/bench_train.csv)."));
 }

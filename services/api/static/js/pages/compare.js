@@ -1,16 +1,18 @@
-// #/compare?ids=1,2,3[&group=tag|seed]: runs overlaid, or grouped with a mean and a min..max band, and a loud
-// warning when the runs are not comparable (another env version or other env/reward parameters).
+// #/compare?ids=1,2,3[&group=tag|config][&keys=a,b][&log=c]: runs overlaid, or grouped by their resolved config
+// (or tags) with a mean and a min..max band, any logged metric (the picker; layout and log axes in the URL),
+// and a loud warning when the runs are not comparable (another env version or other env/reward parameters).
 import { api } from "../api.js";
-import { chartControls, lineChart, prefs, smoothingParam, startTime, xOf } from "../charts.js";
+import { chartControls, keysParam, lineChart, metricPicker, orderKeys, prefs, setRouteParam, smoothingParam, startTime, xOf } from "../charts.js";
 import { PALETTE, badge, flatten, h, num, table, unavailable } from "../ui.js";
 
-const KEYS = ["env/perf", "env/score", "SPS"];
+const DEFAULT_KEYS = (keys) => keys.filter((k) => ["env/perf", "env/score", "SPS"].includes(k) || k.startsWith("losses/"));
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const GRID = 400; // points per group mean: finer than any chart is wide
 
 export default async function comparePage(root, ctx) {
   const ids = (ctx.params.get("ids") || "").split(",").map(Number).filter((n) => n > 0);
   let group = ctx.params.get("group") || "none";
+  if (group === "seed") group = "config"; // the old name of the same grouping
   root.append(h("h1", {}, "Compare runs"));
   if (!ids.length) {
     const input = h("input", { placeholder: "run ids, e.g. 3,4,5", size: 30 });
@@ -27,40 +29,61 @@ export default async function comparePage(root, ctx) {
 
   const groupSelect = h("select", { "data-testid": "group", onchange: () => {
     group = groupSelect.value;
-    const query = new URLSearchParams({ ids: ids.join(","), ...(group !== "none" ? { group } : {}) });
-    history.replaceState(null, "", `#/compare?${query}`);
-    rebuild();
+    setRouteParam("group", group !== "none" ? group : null);
+    draw();
   } },
-  [["none", "each run"], ["seed", "group seeds (same config)"], ["tag", "group by tags"]].map(([v, label]) =>
+  [["none", "each run"], ["config", "group runs with the same resolved config (seeds)"], ["tag", "group by tags"]].map(([v, label]) =>
     h("option", { value: v, selected: v === group }, label)));
 
+  // Every key any of the runs logged can be charted; perf, score, SPS and the losses by default.
+  const allKeys = orderKeys(runs.flatMap((r) => r.metric_keys));
+  const selected = new Set(keysParam(ctx.params) ?? DEFAULT_KEYS(allKeys));
+  const logKeys = new Set(keysParam(ctx.params, "log") ?? []);
+  const picker = metricPicker(allKeys, selected, () => {
+    setRouteParam("keys", orderKeys([...selected]).join(","));
+    rebuild();
+  });
+
   const grid = h("div", { class: "charts", "data-testid": "charts" });
+  const runsTable = h("div", { "data-testid": "compare-runs" });
   root.append(
     comparability(runs),
     h("div", { class: "row" }, h("label", {}, "lines: ", groupSelect)),
+    picker,
     chartControls(rebuild),
     grid,
     h("h2", {}, "Runs"),
-    table([
-      { label: "", value: (r) => h("span", { style: { color: PALETTE[runs.indexOf(r) % PALETTE.length] } }, "■") },
+    runsTable,
+    differences(runs));
+
+  /** The runs with the colour of the line each is drawn in: its own, or its group's. */
+  function renderTable(lines) {
+    const colour = new Map(lines.flatMap((l, i) => l.runs.map((r) => [r.id, PALETTE[i % PALETTE.length]])));
+    const label = new Map(lines.flatMap((l) => l.runs.map((r) => [r.id, l.label])));
+    runsTable.replaceChildren(table([
+      { label: "", value: (r) => h("span", { class: "swatch", "data-run": r.id, title: label.get(r.id), style: { color: colour.get(r.id) } }, "■") },
       { label: "run", value: (r) => h("a", { href: `#/runs/${r.id}` }, `#${r.id}`) },
+      { label: "name", value: (r) => r.name || "" },
       { label: "env", value: (r) => r.env },
       { label: "status", value: (r) => h("span", {}, badge(r.status), r.failure_reason ? h("div", { class: "reason" }, r.failure_reason) : "") },
       { label: "seed", class: "num", value: (r) => String(r.seed) },
       { label: "score", class: "num", value: (r) => num(r.final_score) },
       { label: "tags", value: (r) => r.tags.join(", ") },
-    ], runs, (r) => ({ class: r.status === "failed" ? "failed" : "" })),
-    differences(runs));
+    ], runs, (r) => ({ class: r.status === "failed" ? "failed" : "" })));
+  }
 
   let charts = [];
   let metrics = new Map(); // run id -> {series}
 
   async function fetchMetrics() {
     const answers = await Promise.all(runs.map((r) =>
-      api(`/runs/${r.id}/metrics`, { params: { keys: KEYS.join(","), max_points: 1000, smoothing: smoothingParam() }, signal: ctx.signal })
+      api(`/runs/${r.id}/metrics`, { params: { keys: keysOf(r).join(","), max_points: 1000, smoothing: smoothingParam() }, signal: ctx.signal })
         .catch(() => ({ run_id: r.id, series: {} }))));
     metrics = new Map(answers.map((a) => [a.run_id, a.series]));
   }
+
+  /** The chosen keys this run logged (the metrics endpoint takes at most 64 at once). */
+  const keysOf = (r) => orderKeys([...selected]).filter((k) => r.metric_keys.includes(k)).slice(0, 64);
 
   function draw() {
     for (const c of charts) c.destroy();
@@ -68,14 +91,22 @@ export default async function comparePage(root, ctx) {
     grid.replaceChildren();
     const xMode = prefs().x;
     const lines = linesFor(runs, group);
-    for (const key of KEYS) {
+    renderTable(lines);
+    for (const key of orderKeys([...selected])) {
       if (!runs.some((r) => metrics.get(r.id)?.[key]?.step.length)) continue;
-      const chart = lineChart(grid, { name: `compare:${key}`, title: key, xMode,
+      const chart = lineChart(grid, { name: `compare:${key}`, title: key, xMode, log: logKeys.has(key),
+        onLog: (on) => {
+          on ? logKeys.add(key) : logKeys.delete(key);
+          setRouteParam("log", logKeys.size ? [...logKeys].join(",") : null);
+        },
         lines: lines.map((l, i) => ({ label: l.label, color: PALETTE[i % PALETTE.length], band: l.runs.length > 1, spanGaps: true })) });
       chart.setTables(lines.map((l) => table_(l.runs, key, xMode)));
       charts.push(chart);
     }
-    if (!charts.length) grid.replaceChildren(h("div", { class: "unavailable" }, "These runs have no env/perf, env/score or SPS points yet."));
+    if (!charts.length) {
+      grid.replaceChildren(h("div", { class: "unavailable" }, selected.size
+        ? "These runs have no points of the chosen metrics yet." : "No metric chosen: pick some under Metrics above."));
+    }
   }
 
   /** One line's points: the run's own series, or the mean of a group's runs with their min..max. */
@@ -99,11 +130,12 @@ export default async function comparePage(root, ctx) {
 
 /** The lines to draw: one per run, or one per group of runs. */
 function linesFor(runs, group) {
-  if (group === "none") return runs.map((r) => ({ label: `#${r.id}${r.tags.length ? ` ${r.tags.join(",")}` : ""}`, runs: [r] }));
+  if (group === "none") return runs.map((r) => ({ label: `#${r.id}${r.name ? ` ${r.name}` : r.tags.length ? ` ${r.tags.join(",")}` : ""}`, runs: [r] }));
   const groups = new Map();
   for (const r of runs) {
-    // "seed" groups runs that differ only in their seed: same env, version and overrides.
-    const key = group === "tag" ? r.tags.join(",") || "(untagged)" : JSON.stringify([r.env, r.env_version, sorted(r.overrides)]);
+    // "config" groups runs that differ only in their seed: same env, version and resolved config (how a
+    // setting was given, as an override or a default, does not matter).
+    const key = group === "tag" ? r.tags.join(",") || "(untagged)" : JSON.stringify([r.env, r.env_version, sorted(r.config)]);
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(r);
   }

@@ -1,6 +1,8 @@
-// #/runs/{id}: status (and why it failed), live curves with envelope, Elo, replay, hyperparameters, checkpoints.
+// #/runs/{id}[?keys=a,b&log=c]: status (and why it failed), name and notes, a chart for every logged metric
+// (the picker chooses which; the layout and log axes stay in the URL), Elo, replay, hyperparameters,
+// checkpoints with download links, and the metrics as CSV or JSON.
 import { api, envs } from "../api.js";
-import { chartControls, chartKeys, lineChart, prefs, smoothingParam, startTime, xOf } from "../charts.js";
+import { chartControls, keysParam, lineChart, metricPicker, orderKeys, prefs, setRouteParam, smoothingParam, startTime, xOf } from "../charts.js";
 import { badge, duration, flatten, h, kvTable, num, progress, steps, table, tags, unavailable, when } from "../ui.js";
 
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -11,8 +13,9 @@ export default async function runPage(root, ctx) {
   const id = Number(ctx.args[0]);
   const metricsOf = (keys) => api(`/runs/${id}/metrics`, {
     params: { keys: keys.join(","), max_points: MAX_POINTS, smoothing: smoothingParam() }, signal: ctx.signal });
+  const chosen = keysParam(ctx.params);
   // The first chart is what the eye waits for: its series is asked for alongside the run, not after it.
-  const firstSeries = metricsOf([FIRST]).catch(() => null);
+  const firstSeries = !chosen || chosen.includes(FIRST) ? metricsOf([FIRST]).catch(() => null) : null;
   let run;
   try {
     run = await api(`/runs/${id}`, { signal: ctx.signal });
@@ -20,6 +23,12 @@ export default async function runPage(root, ctx) {
     if (!e.aborted) root.append(unavailable(`run #${id}`, e));
     return;
   }
+
+  // Which keys are charted: those in the URL, else every key the run logged (new keys join while it runs).
+  const selected = new Set(chosen ?? orderKeys(run.metric_keys));
+  const logKeys = new Set(keysParam(ctx.params, "log") ?? []);
+  let followNew = chosen === null;
+  let knownKeys = orderKeys(run.metric_keys);
 
   const header = h("div");
   const grid = h("div", { class: "charts", "data-testid": "charts" });
@@ -30,8 +39,19 @@ export default async function runPage(root, ctx) {
   const charts = new Map(); // metric key -> chart
   let xMode = prefs().x;
 
+  const picker = metricPicker(knownKeys, selected, () => {
+    followNew = false;
+    setRouteParam("keys", orderKeys([...selected]).join(","));
+    layout();
+    refreshMetrics();
+  });
+
   root.append(
     header,
+    h("div", { class: "row export", "data-testid": "export" }, h("span", { class: "muted" }, "download metrics (every point):"),
+      h("a", { href: `/runs/${id}/metrics/export?format=csv`, download: `run-${id}-metrics.csv`, "data-testid": "export-csv" }, "CSV"),
+      h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON")),
+    picker,
     chartControls(() => {
       // The x axis changes the charts' axes, so they are rebuilt; smoothing only needs new data.
       if (prefs().x !== xMode) {
@@ -43,13 +63,14 @@ export default async function runPage(root, ctx) {
     }),
     liveNote, grid, eloSection,
     h("div", { class: "cols" },
-      h("div", {}, h("h2", {}, "Hyperparameters"), hyperparameters(run)),
+      h("div", {}, notesPanel(), h("h2", {}, "Hyperparameters"), hyperparameters(run)),
       h("div", {}, replaySection, h("h2", {}, "Checkpoints"), checkpoints)));
 
   function renderHeader() {
     const active = !FINISHED.has(run.status);
     header.replaceChildren(
-      h("h1", {}, `Run #${run.id}`, h("span", { class: "mono" }, run.env), badge(run.status), ...tags(run.tags),
+      h("h1", {}, `Run #${run.id}`, run.name ? h("span", { "data-testid": "run-name" }, run.name) : "",
+        h("span", { class: "mono" }, run.env), badge(run.status), ...tags(run.tags),
         active ? h("button", { class: "danger", "data-testid": "cancel", onclick: cancel }, "cancel") : ""),
       run.status === "failed"
         ? h("div", { class: "banner bad", "data-testid": "failure-banner" },
@@ -61,8 +82,13 @@ export default async function runPage(root, ctx) {
         h("span", { class: "muted" }, `seed ${run.seed}`),
         h("span", { class: "muted" }, `cost ${duration(run.cost_seconds)}`),
         h("span", { class: "muted" }, `attempts ${run.attempts}`),
-        h("span", { class: "muted" }, `created ${when(run.created_at)}`),
+        h("span", { class: "muted", title: run.created_at }, `created ${when(run.created_at)}`),
+        run.sweep_id ? h("a", { href: `#/sweeps/${run.sweep_id}` }, `sweep #${run.sweep_id}`) : "",
         h("span", { class: "muted mono", title: "environment code version" }, `env ${run.env_version}`)));
+  }
+
+  function writeError(what, e) {
+    return `${what}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`;
   }
 
   async function cancel() {
@@ -70,16 +96,67 @@ export default async function runPage(root, ctx) {
       run = await api(`/runs/${id}/cancel`, { method: "POST", signal: ctx.signal });
       renderHeader();
     } catch (e) {
-      if (!e.aborted) header.append(h("div", { class: "banner bad" }, `cancel: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`));
+      if (!e.aborted) header.append(h("div", { class: "banner bad" }, writeError("cancel", e)));
     }
   }
 
-  /** Fetch (or take the prefetched answer for) `keys` and draw them; new keys get a chart. */
-  async function refreshMetrics(keys = chartKeys(run.metric_keys), pending = null) {
-    if (!keys.length) {
-      if (!charts.size) grid.replaceChildren(h("div", { class: "unavailable" }, FINISHED.has(run.status) ? "This run logged no metrics." : "Waiting for the first metrics…"));
-      return;
+  /** The run's name and notes, saved with PATCH /runs/{id}. */
+  function notesPanel() {
+    const name = h("input", { value: run.name || "", placeholder: "a name for this run", size: 32, maxlength: 128, "data-testid": "name-input" });
+    const notes = h("textarea", { rows: 3, placeholder: "notes: what you tried, what you saw", "data-testid": "notes-input" });
+    notes.value = run.notes || "";
+    const said = h("span", { class: "muted", "data-testid": "notes-status" });
+    const save = async () => {
+      try {
+        run = await api(`/runs/${id}`, { method: "PATCH", body: { name: name.value.trim() || null, notes: notes.value || null }, signal: ctx.signal });
+        said.textContent = "saved";
+        renderHeader();
+      } catch (e) {
+        if (!e.aborted) said.textContent = writeError("save", e);
+      }
+    };
+    return h("div", {}, h("h2", {}, "Name and notes"),
+      h("div", { class: "panel notes" }, name, notes,
+        h("div", { class: "row" }, h("button", { class: "primary", "data-testid": "save-notes", onclick: save }, "save"), said)));
+  }
+
+  /** Charts for the selected keys, in reading order; charts of unselected keys go. */
+  function layout() {
+    const wanted = orderKeys(knownKeys.filter((k) => selected.has(k)));
+    for (const [key, chart] of charts) {
+      if (!selected.has(key)) {
+        chart.destroy();
+        charts.delete(key);
+      }
     }
+    for (const key of wanted) if (charts.has(key)) grid.append(charts.get(key).box);
+    if (!wanted.length) {
+      grid.replaceChildren(h("div", { class: "unavailable", "data-testid": "no-charts" },
+        knownKeys.length ? "No metric chosen: pick some under Metrics above."
+          : FINISHED.has(run.status) ? "This run logged no metrics." : "Waiting for the first metrics…"));
+    } else {
+      grid.querySelector("[data-testid=no-charts]")?.remove();
+    }
+    return wanted;
+  }
+
+  function chartFor(key) {
+    if (!charts.has(key)) {
+      charts.set(key, lineChart(grid, {
+        name: key, title: key, xMode, log: logKeys.has(key),
+        lines: [{ label: key, color: "#2762c9", band: true }],
+        onLog: (on) => {
+          on ? logKeys.add(key) : logKeys.delete(key);
+          setRouteParam("log", logKeys.size ? [...logKeys].join(",") : null);
+        },
+      }));
+    }
+    return charts.get(key);
+  }
+
+  /** Fetch (or take the prefetched answer for) `keys` and draw them; new keys get a chart. */
+  async function refreshMetrics(keys = layout(), pending = null) {
+    if (!keys.length) return;
     let data;
     try {
       data = (await pending) || (await metricsOf(keys));
@@ -87,27 +164,37 @@ export default async function runPage(root, ctx) {
       if (!e.aborted) liveNote.textContent = `metrics: ${e.message}`;
       return;
     }
-    if (!charts.size) grid.replaceChildren();
+    if (!ctx.alive) return;
     t0 = Math.min(t0, startTime(data.series));
     for (const key of keys) {
       const series = data.series[key];
-      if (!series) continue;
-      if (!charts.has(key)) charts.set(key, lineChart(grid, { name: key, title: key, xMode, lines: [{ label: key, color: "#2762c9", band: true }] }));
-      charts.get(key).setData(xOf(series, xMode, t0), [series]);
+      if (!series || !selected.has(key)) continue;
+      chartFor(key).setData(xOf(series, xMode, t0), [series]);
     }
+    layout();
   }
   let t0 = Infinity; // the wall-time axis starts at the run's first logged point
 
+  function noteNewKeys() {
+    const next = orderKeys(run.metric_keys);
+    if (next.length === knownKeys.length) return;
+    for (const key of next) if (followNew && !knownKeys.includes(key)) selected.add(key);
+    knownKeys = next;
+    picker.setKeys(knownKeys);
+  }
+
   function renderCheckpoints() {
     checkpoints.replaceChildren(run.checkpoints.length
-      ? table([
+      ? h("div", { "data-testid": "checkpoints" }, table([
         { label: "id", value: (c) => String(c.id) },
         { label: "step", class: "num", value: (c) => num(c.step) },
         { label: "size", class: "num", value: (c) => `${(c.size_bytes / 1024).toFixed(0)} KiB` },
         { label: "env version", value: (c) => h("span", { class: "mono" }, c.env_version) },
-        { label: "saved", value: (c) => when(c.created_at) },
-        { label: "path", value: (c) => h("span", { class: "mono muted" }, c.path) },
-      ], [...run.checkpoints].reverse())
+        { label: "saved", value: (c) => h("span", { title: c.created_at }, when(c.created_at)) },
+        { label: "download", value: (c) => h("span", {},
+          h("a", { href: c.download_url, download: "", "data-testid": "checkpoint-download" }, "weights"), " · ",
+          h("a", { href: `${c.download_url}?part=meta`, download: "" }, "meta")) },
+      ], [...run.checkpoints].reverse()))
       : h("div", { class: "muted" }, "No checkpoint yet."));
   }
 
@@ -143,19 +230,22 @@ export default async function runPage(root, ctx) {
       return;
     }
     if (!elo.points?.length) return;
+    const points = elo.points;
     if (!eloChart) {
       const box = h("div", { class: "charts" });
       eloSection.replaceChildren(h("h2", {}, "Elo over training"), box);
-      eloChart = lineChart(box, { name: "elo", title: "Elo of this run's checkpoints (interval band)", lines: [{ label: "elo", color: "#6a4fb3", band: true }] });
+      // The x axis spans the run's steps: one checkpoint is a point at its step, not a line to 2x.
+      const end = Math.max(run.total_timesteps, ...points.map((p) => p.step));
+      eloChart = lineChart(box, { name: "elo", title: "Elo of this run's checkpoints (interval band)", xRange: [0, end], sync: "elo",
+        lines: [{ label: "elo", color: "#6a4fb3", band: true }] });
     }
-    const points = elo.points;
     eloChart.setData(points.map((p) => p.step), [{ value: points.map((p) => p.elo), min: points.map((p) => p.lo), max: points.map((p) => p.hi) }]);
   }
 
   renderHeader();
   renderCheckpoints();
-  const keys = chartKeys(run.metric_keys);
-  if (keys[0] === FIRST) {
+  const keys = layout();
+  if (keys[0] === FIRST && firstSeries) {
     await refreshMetrics([FIRST], firstSeries);
     await refreshMetrics(keys.slice(1));
   } else {
@@ -176,6 +266,7 @@ export default async function runPage(root, ctx) {
       }
       renderHeader();
       renderCheckpoints();
+      noteNewKeys();
       await refreshMetrics();
       refreshReplay();
       if (FINISHED.has(run.status)) {

@@ -1,9 +1,11 @@
-// #/runs: every run with its status; failed runs in red with their reason; filters, search and cancel.
+// #/runs: every run with its status; failed runs in red with their reason; filters, search and cancel; columns
+// sort by a click on their header; the hyperparameters that differ between the listed runs get a column each.
 import { api, envs } from "../api.js";
-import { badge, duration, h, num, progress, steps, table, tags, unavailable, when } from "../ui.js";
+import { badge, duration, flatten, h, num, param, progress, steps, table, tags, unavailable, when } from "../ui.js";
 
 const STATUSES = ["", "queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 50;
+const MAX_CONFIG_COLUMNS = 8;
 
 export default async function runsPage(root, ctx) {
   const filters = {
@@ -11,6 +13,7 @@ export default async function runsPage(root, ctx) {
     status: ctx.params.get("status") || "",
     tag: ctx.params.get("tag") || "",
     q: ctx.params.get("q") || "",
+    sort: ctx.params.get("sort") || "",
     offset: Number(ctx.params.get("offset") || 0),
   };
   const selected = new Set();
@@ -31,7 +34,7 @@ export default async function runsPage(root, ctx) {
   const tagInput = h("input", { placeholder: "tag", value: filters.tag, size: 12, "data-testid": "filter-tag",
     onchange: () => update({ tag: tagInput.value.trim() }) });
   let typing;
-  const search = h("input", { type: "search", placeholder: "search env, tag, failure reason", value: filters.q, size: 32,
+  const search = h("input", { type: "search", placeholder: "search name, env, tag, failure reason", value: filters.q, size: 32,
     "data-testid": "search", oninput: () => { clearTimeout(typing); typing = setTimeout(() => update({ q: search.value.trim() }), 250); } });
 
   root.append(
@@ -63,25 +66,44 @@ export default async function runsPage(root, ctx) {
     compareButton.textContent = `Compare selected${selected.size ? ` (${selected.size})` : ""}`;
   }
 
-  const columns = [
+  // Summary columns sort on the server (across every page); hyperparameter columns ("config.train.gamma")
+  // sort the runs on this page.
+  const columns = (configKeys) => [
     { label: "", value: (r) => h("input", { type: "checkbox", checked: selected.has(r.id), onchange: (e) => toggle(r.id, e.target.checked) }) },
-    { label: "run", value: (r) => h("a", { href: `#/runs/${r.id}` }, `#${r.id}`) },
-    { label: "env", value: (r) => r.env },
-    { label: "status", value: (r) => h("span", {}, badge(r.status),
+    { label: "run", sort: "id", value: (r) => h("span", {}, h("a", { href: `#/runs/${r.id}` }, `#${r.id}`)) },
+    { label: "name", sort: "name", value: (r) => r.name ? h("a", { href: `#/runs/${r.id}`, "data-testid": "run-name", title: r.notes || "" }, r.name) : "" },
+    { label: "env", sort: "env", value: (r) => r.env },
+    { label: "status", sort: "status", value: (r) => h("span", {}, badge(r.status),
       r.failure_reason ? h("div", { class: "reason", "data-testid": "failure-reason" }, r.failure_reason) : null) },
     { label: "tags", value: (r) => h("span", {}, tags(r.tags)) },
-    { label: "progress", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
-    { label: "score", class: "num", value: (r) => num(r.final_score) },
-    { label: "seed", class: "num", value: (r) => String(r.seed) },
-    { label: "cost", class: "num", value: (r) => duration(r.cost_seconds) },
-    { label: "created", value: (r) => when(r.created_at) },
+    { label: "progress", sort: "progress_steps", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
+    { label: "score", sort: "final_score", class: "num", title: "final_score: the clean evaluation at the end", value: (r) => num(r.final_score) },
+    ...configKeys.map((key) => ({
+      label: key.split(".").pop(), sort: `config.${key}`, class: "num mono hp", title: `${key} (resolved config; sorts this page)`,
+      value: (r) => {
+        const v = configValue(r, key);
+        return v === undefined ? "–" : param(v);
+      },
+    })),
+    { label: "seed", sort: "seed", class: "num", value: (r) => String(r.seed) },
+    { label: "cost", sort: "cost_seconds", class: "num", value: (r) => duration(r.cost_seconds) },
+    { label: "created", sort: "created_at", value: (r) => h("span", { title: r.created_at }, when(r.created_at)) },
     { label: "", value: (r) => (r.status === "running" || r.status === "queued")
       ? h("button", { class: "danger", "data-testid": "cancel", onclick: () => cancel(r) }, "cancel") : "" },
   ];
 
+  function onSort(key) {
+    // First click: descending for numbers people rank (score, progress...), ascending for names.
+    const ascendingFirst = ["name", "env", "status"].includes(key);
+    const next = filters.sort === key ? `-${key}` : filters.sort === `-${key}` ? key : ascendingFirst ? key : `-${key}`;
+    // A server-side sort starts again at the first page; sorting this page's hyperparameters keeps it.
+    update({ sort: next, ...(key.startsWith("config.") ? { offset: filters.offset } : {}) });
+  }
+
   let loading = null;
   async function load() {
-    const params = { ...filters, limit: PAGE };
+    const pageSort = filters.sort.replace(/^-/, "").startsWith("config.");
+    const params = { ...filters, sort: pageSort ? "" : filters.sort, limit: PAGE };
     const mine = (loading = api("/runs", { params, signal: ctx.signal }));
     let page;
     try {
@@ -96,9 +118,12 @@ export default async function runsPage(root, ctx) {
       return;
     }
     const failed = page.items.filter((r) => r.status === "failed").length;
+    const configKeys = differing(page.items);
+    const rows = pageSort ? sortByConfig(page.items, filters.sort) : page.items;
     list.replaceChildren(
       failed ? h("div", { class: "banner bad", "data-testid": "failed-summary" }, `${failed} failed run${failed > 1 ? "s" : ""} on this page`) : "",
-      table(columns, page.items, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id })),
+      table(columns(configKeys), rows, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id }),
+        { current: filters.sort || "-id", onSort }),
       pager(page));
   }
 
@@ -113,4 +138,37 @@ export default async function runsPage(root, ctx) {
   await load();
   // Statuses and progress move on their own; a light refresh keeps the list honest.
   ctx.every(5000, load);
+}
+
+function configValue(run, key) {
+  let v = run.config;
+  for (const part of key.split(".")) v = v?.[part];
+  return v;
+}
+
+/** The resolved hyperparameters whose values differ between the runs: what a column is worth showing for
+ *  (at most MAX_CONFIG_COLUMNS, the user's overrides first). */
+function differing(runs) {
+  const values = new Map();
+  for (const r of runs) for (const [k, v] of flatten(r.config)) {
+    if (!values.has(k)) values.set(k, new Set());
+    values.get(k).add(JSON.stringify(v));
+  }
+  const overridden = new Set(runs.flatMap((r) => flatten(r.overrides).map(([k]) => k)));
+  return [...values.entries()].filter(([k, set]) => set.size > 1 || (runs.length > 1 && runs.some((r) => configValue(r, k) === undefined)))
+    .map(([k]) => k)
+    .sort((a, b) => (overridden.has(b) - overridden.has(a)) || a.localeCompare(b))
+    .slice(0, MAX_CONFIG_COLUMNS);
+}
+
+/** The page's runs by one hyperparameter ("config.train.gamma", "-" first for descending); runs without it last. */
+function sortByConfig(runs, sort) {
+  const descending = sort.startsWith("-");
+  const key = sort.replace(/^-/, "").slice("config.".length);
+  const cmp = (a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b)));
+  return [...runs].sort((ra, rb) => {
+    const a = configValue(ra, key), b = configValue(rb, key);
+    if (a === undefined || b === undefined) return (a === undefined) - (b === undefined);
+    return descending ? cmp(b, a) : cmp(a, b);
+  });
 }

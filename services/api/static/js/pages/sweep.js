@@ -4,6 +4,11 @@
 import { api } from "../api.js";
 import { badge, cost, duration, flatten, h, num, param, progress, steps, svg, table, unavailable, viridis } from "../ui.js";
 
+const INITIAL = new Set(["centre", "sobol", "random"]);
+const PREDICTED = "Predicted score · cost: the model's forecast when it proposed the trial. Predictions start with the " +
+  "first model-based trial: the first 10 trials are the initial design (your config, then space-filling Sobol points), " +
+  "and the model also waits for 3 successful trials.";
+
 export default async function sweepPage(root, ctx) {
   const id = Number(ctx.args[0]);
   const body = h("div");
@@ -42,8 +47,9 @@ export default async function sweepPage(root, ctx) {
       h("div", { class: "cols" },
         h("div", { class: "panel" }, h("h2", {}, "Cost vs score"), scatter(trials, sweep.pareto || [], maximize, unit, (t) => { selected = t.id; render(sweep); })),
         h("div", { class: "panel" }, h("h2", {}, "Parameter importance"), importance(trials))),
-      h("div", { class: "panel" }, h("h2", {}, "Parallel coordinates"), parallel(trials, maximize)),
+      h("div", { class: "panel" }, h("h2", {}, "Parallel coordinates"), parallel(trials, maximize, Math.max(480, body.clientWidth - 30))),
       h("h2", {}, "Trials"),
+      trials.some((t) => t.predicted_score != null) ? "" : h("div", { class: "muted", "data-testid": "predicted-note", style: { marginBottom: "6px" } }, PREDICTED),
       h("div", { class: "row", style: { marginBottom: "6px" } }, "Promote with total_timesteps", promoteSteps,
         h("span", { class: "muted" }, "creates a new run with the trial's exact hyperparameters")),
       trialsTable(trials, sweep));
@@ -57,7 +63,9 @@ export default async function sweepPage(root, ctx) {
       { label: "status", value: (t) => h("span", {}, badge(t.status), t.failure_reason ? h("div", { class: "reason" }, t.failure_reason) : "") },
       { label: "score", class: "num", value: (t) => h("span", {}, num(t.score), pareto.has(t.id) ? h("span", { title: "on the Pareto front" }, " ◆") : "") },
       { label: "cost", class: "num", value: (t) => `${duration(t.cost_seconds)} · ${steps(t.cost_steps)}` },
-      { label: "predicted", class: "num", value: (t) => t.predicted_score == null ? "–" : `${num(t.predicted_score)} · ${cost(t.predicted_cost, sweep.cost_unit)}` },
+      { label: "predicted", class: "num", title: PREDICTED, value: (t) => t.predicted_score != null
+        ? `${num(t.predicted_score)} · ${cost(t.predicted_cost, sweep.cost_unit)}`
+        : h("span", { class: "muted", title: PREDICTED }, INITIAL.has(t.reason) ? "– initial design" : "–") },
       { label: "params", value: (t) => h("span", { class: "mono" }, flatten(t.params).map(([k, v]) => `${k.split(".").pop()}=${param(v)}`).join("  ")) },
       { label: "why", value: (t) => h("span", { class: "muted" }, t.reason || "") },
       { label: "run", value: (t) => t.run_id ? h("a", { href: `#/runs/${t.run_id}` }, `#${t.run_id}`) : "–" },
@@ -184,12 +192,20 @@ function invert(map, px) {
   return (px - p0) / (p1 - p0);
 }
 
-function parallel(trials, maximize) {
+/** Parallel coordinates as wide as their card (`width`), every label inside the drawing. */
+function parallel(trials, maximize, width) {
   const rows = trials.map((t) => ({ t, params: new Map(flatten(t.params)) }));
   const names = [...new Set(rows.flatMap((r) => [...r.params.keys()]))].sort();
   if (!names.length) return h("div", { class: "unavailable" }, "No trial parameters yet.");
   const axesNames = [...names, "score"];
-  const W = Math.max(560, axesNames.length * 120), H = 300, T = 28, B = 24, L = 40, R = 40;
+  const W = Math.max(width, axesNames.length * 110), H = 300, T = 28, B = 24, L = 60, R = 60;
+  const last = axesNames.length - 1;
+  // Value labels sit right of their axis, except on the last one, where they sit left (inside the card).
+  const side = (i) => (i === last ? { dx: -4, anchor: "end" } : { dx: 4, anchor: "start" });
+  const label = (name) => {
+    const text = name.split(".").pop();
+    return text.length > 18 ? `${text.slice(0, 17)}…` : text;
+  };
   const xAt = (i) => L + (i * (W - L - R)) / Math.max(1, axesNames.length - 1);
   const value = (r, name) => (name === "score" ? r.t.score : r.params.get(name));
   const scales = axesNames.map((name) => {
@@ -203,7 +219,7 @@ function parallel(trials, maximize) {
   const quality = (s) => (hi === lo ? 1 : maximize ? (s - lo) / (hi - lo) : (hi - s) / (hi - lo));
   // Better trials drawn last, on top.
   const order = [...rows].sort((a, b) => (a.t.score == null ? -1 : b.t.score == null ? 1 : quality(a.t.score) - quality(b.t.score)));
-  return svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, "data-testid": "parallel" },
+  return svg("svg", { class: "fit", width: W, height: H, viewBox: `0 0 ${W} ${H}`, "data-testid": "parallel" },
     order.map((r) => {
       const pts = axesNames.map((name, i) => {
         const v = value(r, name);
@@ -216,10 +232,11 @@ function parallel(trials, maximize) {
     }),
     axesNames.map((name, i) => svg("g", { class: "axis" },
       svg("line", { x1: xAt(i), y1: T, x2: xAt(i), y2: H - B }),
-      svg("text", { x: xAt(i), y: T - 10, "text-anchor": "middle", style: "font-weight:600" }, name.split(".").pop(), svg("title", {}, name)),
+      svg("text", { x: xAt(i), y: T - 10, "text-anchor": i === 0 ? "start" : i === last ? "end" : "middle", dx: i === 0 ? -8 : i === last ? 8 : 0, style: "font-weight:600" }, label(name), svg("title", {}, name)),
       scales[i].numeric
-        ? [svg("text", { x: xAt(i) + 4, y: T + 4 }, num(invertScale(scales[i].map, T))), svg("text", { x: xAt(i) + 4, y: H - B }, num(invertScale(scales[i].map, H - B)))]
-        : scales[i].levels.map((lvl) => svg("text", { x: xAt(i) + 4, y: scales[i].map(lvl) + 4 }, lvl)),
+        ? [svg("text", { x: xAt(i) + side(i).dx, y: T + 4, "text-anchor": side(i).anchor }, param(invertScale(scales[i].map, T))),
+          svg("text", { x: xAt(i) + side(i).dx, y: H - B, "text-anchor": side(i).anchor }, param(invertScale(scales[i].map, H - B)))]
+        : scales[i].levels.map((lvl) => svg("text", { x: xAt(i) + side(i).dx, y: scales[i].map(lvl) + 4, "text-anchor": side(i).anchor }, lvl)),
       scales[i].numeric && scales[i].map.log ? svg("text", { x: xAt(i), y: H - 6, "text-anchor": "middle", class: "muted" }, "log") : null)));
 }
 
