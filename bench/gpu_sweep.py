@@ -65,11 +65,17 @@ PPO_SPACE: dict[str, dict[str, Any]] = {
 
 
 def space(args: argparse.Namespace) -> dict[str, Any]:
-    """The shared space, every parameter with an explicit mean (Protein needs one; ours would take the
-    config's value anyway) and scale auto."""
-    from services.common.config import env_defaults
+    """The shared space, every parameter with an explicit mean (Protein needs one) and scale auto.
 
-    defaults = env_defaults(ENV)["train"]
+    --centre config: the means are configs/breakout.toml's, a config that solves breakout by itself (both
+    methods then solve it with their first trial). --centre generic: the trainer's generic defaults
+    (TrainConfig's fields, no tuning for breakout), so the search has to find a solving config."""
+    from services.common.config import TrainConfig, env_defaults
+
+    if args.centre == "config":
+        defaults = env_defaults(ENV)["train"]
+    else:
+        defaults = {name: field.default for name, field in TrainConfig.model_fields.items()}
     train: dict[str, Any] = {
         "total_timesteps": {
             "distribution": "log_normal",
@@ -703,6 +709,12 @@ def main() -> int:
         type=float,
         default=float(os.environ.get("SWEEP_WALL", 1e9)),
         help="wall-clock seconds this script may take in all (env SWEEP_WALL)",
+    )
+    ap.add_argument(
+        "--centre",
+        default=os.environ.get("SWEEP_CENTRE", "generic"),
+        choices=("generic", "config"),
+        help="the space's means: the trainer's generic defaults or configs/breakout.toml (env SWEEP_CENTRE)",
     )
     ap.add_argument("--steps-min", type=float, default=5e6)
     ap.add_argument("--steps-max", type=float, default=1.2e8)
