@@ -1,4 +1,4 @@
-"""The `shoal` command: up, api, worker, train, replay, bench, migrate."""
+"""The `shoal` command: up, api, worker, train, replay, bench, migrate, env."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from services import env_cli
 from services.common.settings import HOME, get_settings
 
 QUEUES = ("train", "sweeper", "elo")
@@ -32,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     api = commands.add_parser("api", help="serve the HTTP API and dashboard")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--quiet", action="store_true", help="no access-log line per request")
 
     worker = commands.add_parser("worker", help="run a Celery worker for one queue")
     worker.add_argument("--queue", choices=QUEUES, required=True)
     worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--quiet", action="store_true", help="no banner, no root warning")
 
     commands.add_parser("migrate", help="bring the database schema up to date")
 
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     bench_train.add_argument("--out", type=Path, default=Path("docs"), help="figure and CSV directory")
 
+    env = env_cli.add_parser(commands)
+
     args = parser.parse_args(argv)
     if args.command == "up":
         return cmd_up(args)
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_replay(args, replay)
     if args.command == "bench":
         return cmd_bench_train(args, bench_train)
+    if args.command == "env":
+        return env_cli.run(args, env)
     return cmd_train(args, train)
 
 
@@ -92,7 +99,10 @@ def cmd_migrate() -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("services.api.app:app", host=args.host, port=args.port, log_level="info")
+    # `shoal up` runs it quiet: an open dashboard polls every 2 s, a line each would flood the terminal.
+    uvicorn.run(
+        "services.api.app:app", host=args.host, port=args.port, log_level="info", access_log=not args.quiet
+    )
     return 0
 
 
@@ -106,8 +116,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # Training runs one job per process (per GPU); the solo pool also makes a killed worker lose its job
     # visibly, which the reaper then requeues.
     pool = ["--pool", "solo"] if args.queue == "train" else ["--concurrency", str(args.concurrency)]
+    quiet = []
+    if args.quiet:
+        import warnings
+
+        from celery.exceptions import SecurityWarning
+
+        # One machine, one user (often root in a container): the banner and the root warning, three times
+        # over, would bury the URLs `shoal up` prints.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        quiet = ["--quiet"]
     app.worker_main(
-        ["worker", "-Q", args.queue, "-n", f"{args.queue}-{os.getpid()}@%h", "--loglevel", "INFO", *pool]
+        [
+            *quiet,
+            "worker",
+            "-Q",
+            args.queue,
+            "-n",
+            f"{args.queue}-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+            *pool,
+        ]
     )
     return 0
 
@@ -132,8 +162,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = {**os.environ, "SHOAL_API_TOKEN": token, "PYTHONUNBUFFERED": "1"}
     cmd_migrate()
     shoal = [sys.executable, "-m", "services.cli"]
-    children = [subprocess.Popen([*shoal, "api", "--host", args.host, "--port", str(args.port)], env=env)]
-    children += [subprocess.Popen([*shoal, "worker", "--queue", q], env=env) for q in QUEUES]
+    api = [*shoal, "api", "--host", args.host, "--port", str(args.port), "--quiet"]
+    children = [subprocess.Popen(api, env=env)]
+    children += [subprocess.Popen([*shoal, "worker", "--queue", q, "--quiet"], env=env) for q in QUEUES]
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -198,7 +229,8 @@ def _demo(base: str, token: str) -> None:
     while True:
         time.sleep(2)
         run = _request(f"{base}/runs/{run['id']}")
-        done = run["progress_steps"] / max(1, run["total_timesteps"])
+        # The last batch may overshoot the target by part of a rollout: never print more than 100%.
+        done = min(1.0, run["progress_steps"] / max(1, run["total_timesteps"]))
         print(
             f"demo: run {run['id']} {run['status']:<9} {done:6.1%} of {run['total_timesteps']:,} steps",
             flush=True,
@@ -272,11 +304,16 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         parser.error(f"{option}: {e.message}")
 
+    from envs_c.build import EnvBuildError
     from services.trainer.loop import train
     from services.trainer.progress import ProgressTable
 
     out = args.out or HOME / "local" / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(args.env, config, args.seed, out, ProgressTable(args.env))
+    try:
+        result = train(args.env, config, args.seed, out, ProgressTable(args.env))
+    except EnvBuildError as e:  # the compiler's message, whole: `shoal env check` shows it too
+        print(e, file=sys.stderr)
+        return 1
     print(
         f"\n{result.status}: {result.steps:,} steps in {result.seconds:.1f}s"
         + (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from services.api.routes import dashboard, elo, envs, health, runs, sweeps
+from services.api import deps, errors
+from services.api.routes import checkpoints, dashboard, elo, envs, health, runs, sweeps
 from services.common.config import ConfigError, RunConfig, UnknownEnv
+from services.common.settings import get_settings
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -23,30 +26,28 @@ class BodyLimit:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return await _too_large(send)
-        seen = 0
+        seen, refused = 0, False
 
         async def counted():
-            nonlocal seen
+            # Answer 413 here and tell the app the client left: an exception raised into the app's body
+            # parsing would come back as its own 400.
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > MAX_BODY_BYTES:
-                raise _BodyTooLarge
-            return message
+            if seen > MAX_BODY_BYTES and not refused:
+                refused = True
+                await _too_large(send)
+            return {"type": "http.disconnect"} if refused else message
 
-        try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await _too_large(send)
+        async def unless_refused(message):
+            if not refused:
+                await send(message)
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, counted, unless_refused)
 
 
 async def _too_large(send) -> None:
-    response = JSONResponse(
-        {"detail": f"request body exceeds {MAX_BODY_BYTES} bytes"}, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    )
+    response = JSONResponse({"detail": f"request body exceeds {MAX_BODY_BYTES} bytes"}, 413)
     await send(
         {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
     )
@@ -65,19 +66,30 @@ def _loc(e: ConfigError) -> list[str]:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="shoal", version="0.1.0", description="RL experiment platform")
+    # /docs is served by the dashboard router from vendored assets (offline); ReDoc would need a CDN.
+    app = FastAPI(
+        title="shoal",
+        version="0.1.0",
+        description="RL experiment platform",
+        docs_url=None,
+        redoc_url=None,
+    )
 
     @app.exception_handler(ConfigError)
     async def config_error(_: Request, e: ConfigError) -> JSONResponse:
         return JSONResponse(
             {"detail": [{"loc": _loc(e), "msg": e.message, "type": "value_error"}]},
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,  # by number: the constant's name is deprecated in newer Starlette (a warning per 422)
         )
 
-    for module in (runs, sweeps, envs, health, elo, dashboard):
+    for module in (runs, sweeps, envs, health, elo, checkpoints, dashboard):
         app.include_router(module.router)
     dashboard.mount_static(app)
+    errors.install(app)
+    deps.install_gate(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(errors.NoNulBytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().allowed_hosts)
     return app
 
 

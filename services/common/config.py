@@ -3,6 +3,8 @@
 A run's configuration has three sections: `train` (PPO), `policy` (network) and `env` (the C environment's
 own settings, validated by the environment registry). Unknown keys are refused with their dotted name, so
 a typo or a stale key from an older schema fails at submission instead of silently running defaults.
+A user environment (SHOAL_ENV_PATH) carries its defaults in the [train], [policy] and [sweep] tables of its
+spec file instead of a file here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from envs_c.registry import ENVS
+from envs_c.registry import ENVS, lookup
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MAX_BATCH = 1 << 24
@@ -91,10 +93,33 @@ class PolicyConfig(Strict):
     obs_norm: bool = False
 
 
+class SelfPlayConfig(Strict):
+    """Who fills the opponent seat of a two-player game, as shares of the environments: the learner itself
+    (mirror), snapshots of this run (past, sampled by prioritised fictitious self-play) and the scripted bot.
+    Each environment draws its opponent again when a game ends; only the learner's seat trains."""
+
+    mirror: float = Field(0.5, ge=0, le=1)
+    past: float = Field(0.3, ge=0, le=1)
+    bot: float = Field(0.2, ge=0, le=1)
+    pool_size: int = Field(8, ge=1, le=64, description="snapshots kept; the oldest goes first")
+    snapshot_interval: int = Field(20, ge=1, le=100_000, description="epochs between snapshots")
+    pfsp_power: float = Field(
+        2.0, ge=0, le=16, description="a snapshot's weight is (1 - the learner's win rate against it)^p"
+    )
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> SelfPlayConfig:
+        total = self.mirror + self.past + self.bot
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"mirror + past + bot must sum to 1, got {total:g}")
+        return self
+
+
 class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     policy: PolicyConfig = PolicyConfig()
     env: dict[str, Any] = {}
+    selfplay: SelfPlayConfig | None = None
 
 
 class ConfigError(ValueError):
@@ -107,18 +132,25 @@ class ConfigError(ValueError):
 
 
 class UnknownEnv(ConfigError):
-    def __init__(self, env: str):
-        super().__init__("env", f"unknown environment {env!r}; known: {', '.join(sorted(ENVS))}")
+    """An environment that is not on the path, or is but cannot be used (the message says why)."""
+
+    def __init__(self, env: str, why: str | None = None):
+        super().__init__("env", why or f"unknown environment {env!r}; known: {', '.join(sorted(ENVS))}")
 
 
 @cache
-def env_defaults(env: str) -> dict[str, Any]:
-    """configs/<env>.toml as a dict (empty if the environment has no file yet)."""
+def _config_file(env: str) -> dict[str, Any]:
     path = CONFIG_DIR / f"{env}.toml"
     if not path.exists():
         return {}
     with path.open("rb") as f:
         return tomllib.load(f)
+
+
+def env_defaults(env: str) -> dict[str, Any]:
+    """configs/<env>.toml as a dict, else the defaults in the environment's spec file (or {})."""
+    definition = ENVS.get(env)
+    return _config_file(env) or (dict(definition.defaults) if definition is not None else {})
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +165,10 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults of `env` overlaid with `overrides`, validated; raises ConfigError naming the field."""
-    if env not in ENVS:
-        raise UnknownEnv(env)
+    try:
+        definition = lookup(env)
+    except ValueError as e:
+        raise UnknownEnv(env, str(e)) from None
     defaults = {k: v for k, v in env_defaults(env).items() if k in RunConfig.model_fields}
     raw = merge(defaults, overrides or {})
     try:
@@ -145,11 +179,16 @@ def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(field, message) from None
     try:
-        config.env = ENVS[env].config(config.env)
+        config.env = definition.config(config.env)
     except ValueError as e:
         raise ConfigError("env", str(e)) from None
+    if config.selfplay is not None:
+        if definition.players is None:
+            raise ConfigError("selfplay", f"{env} is a single-player environment: there is no seat to fill")
+        if config.policy.recurrent != "none":
+            raise ConfigError("selfplay", "self-play needs a feed-forward policy (policy.recurrent = none)")
     # The batch is agents x steps; an environment can hold many agents (snake's arenas, two-seat games).
-    agents = config.train.num_envs * ENVS[env].agents_per_env(config.env)
+    agents = config.train.num_envs * definition.agents_per_env(config.env)
     batch = agents * config.train.num_steps
     if batch > MAX_BATCH:
         raise ConfigError("train.num_envs", f"{agents} agents x {config.train.num_steps} steps is too large")

@@ -55,6 +55,9 @@ class Run(Base):
     overrides: Mapped[dict[str, Any]]
     total_timesteps: Mapped[int] = mapped_column(BigInteger)
     seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A label and free text for people (PATCH /runs/{id}); neither changes what the run does.
+    name: Mapped[str | None] = mapped_column(String(128))
+    notes: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     final_score: Mapped[float | None] = mapped_column(Float)
     final_raw_score: Mapped[float | None] = mapped_column(Float)
@@ -73,6 +76,9 @@ class Run(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    # When its train message was last staged: a run still queued long after has lost its message (a broker
+    # restarted empty) and is enqueued again.
+    queued_at: Mapped[datetime | None]
 
     tags: Mapped[list[RunTag]] = relationship(
         back_populates="run", cascade="all, delete-orphan", lazy="selectin", order_by="RunTag.tag"
@@ -104,7 +110,8 @@ class Metric(Base):
     time: Mapped[float] = mapped_column(Float)
     value: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_metrics_series_seq", "run_id", "key", "seq"),)
+    # Unique: a worker that lost the run cannot add a second point at an ordinal the new owner wrote.
+    __table_args__ = (Index("ux_metrics_series_seq", "run_id", "key", "seq", unique=True),)
 
 
 class MetricRollup(Base):
@@ -144,6 +151,18 @@ class Checkpoint(Base):
     run: Mapped[Run] = relationship(back_populates="checkpoints")
 
     __table_args__ = (Index("ux_checkpoints_run_step", "run_id", "step", unique=True),)
+
+
+class OutboxMessage(Base):
+    """A task to send, written in the transaction that made it necessary and deleted once the broker has
+    it: a broker that is down when a run is created delays the run, it never loses it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    args: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SweepStatus(StrEnum):

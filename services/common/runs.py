@@ -13,9 +13,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import envs_c
-from services.common.celery_app import TRAIN_TASK, app
+from services.common.celery_app import TRAIN_TASK
 from services.common.config import resolve
 from services.common.models import Run, RunStatus, RunTag, utcnow
+from services.common.outbox import stage
 
 
 def create_run(
@@ -25,9 +26,13 @@ def create_run(
     total_timesteps: int | None = None,
     seed: int = 0,
     tags: list[str] | None = None,
+    *,
+    name: str | None = None,
+    notes: str | None = None,
 ) -> Run:
-    """Validate and insert a queued run (raises ConfigError naming the field). The caller commits and
-    then calls `enqueue`, so a worker never sees a run id that is not yet committed."""
+    """Validate and insert a queued run (raises ConfigError naming the field) and stage its train task.
+    The caller commits, then publishes: a worker never sees a run id that is not yet committed, and a
+    committed run always has its task staged."""
     overrides = dict(overrides or {})
     if total_timesteps is not None:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "total_timesteps": total_timesteps}}
@@ -41,14 +46,51 @@ def create_run(
         total_timesteps=config.train.total_timesteps,
         seed=seed,
         tags=[RunTag(tag=t) for t in sorted(set(tags or []))],
+        name=name,
+        notes=notes,
     )
     session.add(run)
     session.flush()
+    enqueue(session, run.id)
     return run
 
 
-def enqueue(run_id: int) -> None:
-    app.send_task(TRAIN_TASK, args=[run_id])
+def describe(session: Session, run: Run, fields: dict[str, Any]) -> None:
+    """Replace what people say about a run (name, notes, tags), whatever its status; the caller commits."""
+    for field in ("name", "notes"):
+        if field in fields:
+            setattr(run, field, fields[field])
+    if "tags" in fields:
+        wanted = set(fields["tags"])
+        run.tags = [t for t in run.tags if t.tag in wanted] + [
+            RunTag(tag=t) for t in sorted(wanted - {t.tag for t in run.tags})
+        ]
+        session.flush()
+
+
+def enqueue(session: Session, run_id: int) -> None:
+    """Stage the run's train task; it is sent once the caller commits and publishes (see `outbox`)."""
+    stage(session, TRAIN_TASK, [run_id])
+    session.execute(update(Run).where(Run.id == run_id).values(queued_at=utcnow()))
+
+
+class LostRun(Exception):
+    """The run was taken over (reaped and claimed again) or finished: this worker must stop writing."""
+
+
+def fence(session: Session, run_id: int, worker: str) -> None:
+    """Lock the run for the rest of the caller's transaction if `worker` still owns it, else raise LostRun.
+
+    Worker-side writes (metrics, checkpoints) call this first in their transaction: the row lock holds a
+    reaper or a new claim back until they commit, so a write never lands after another worker took over.
+    """
+    owned = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
+        .values(heartbeat_at=utcnow())
+    )
+    if owned.rowcount != 1:
+        raise LostRun(f"run {run_id} is no longer owned by {worker}")
 
 
 def claim(session: Session, run_id: int, worker: str) -> bool:
@@ -101,14 +143,17 @@ def finish(session: Session, run_id: int, worker: str, status: RunStatus, **fiel
 
 
 def requeue(session: Session, run_id: int, worker: str) -> bool:
-    """Hand a preempted run back to the queue (the caller enqueues after commit). The attempt is not
-    counted: the worker stopped cleanly after a checkpoint, the run did nothing wrong."""
+    """Hand a preempted run back to the queue, its task staged (the caller commits and publishes). The
+    attempt is not counted: the worker stopped cleanly after a checkpoint, the run did nothing wrong."""
     result = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
         .values(status=RunStatus.queued, worker=None, attempts=Run.attempts - 1)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    enqueue(session, run_id)
+    return True
 
 
 def request_cancel(session: Session, run: Run) -> None:
@@ -122,8 +167,8 @@ def request_cancel(session: Session, run: Run) -> None:
 
 
 def reap_stale(session: Session, timeout_seconds: float, max_attempts: int) -> list[int]:
-    """Running runs whose heartbeat went stale lost their worker: requeue them (the caller enqueues the
-    returned ids after commit), or fail them once they have used up their attempts."""
+    """Running runs whose heartbeat went stale lost their worker: requeue them (their tasks are staged;
+    the caller commits and publishes), or fail them once they have used up their attempts."""
     cutoff = utcnow() - timedelta(seconds=timeout_seconds)
     stale = and_(Run.status == RunStatus.running, or_(Run.heartbeat_at < cutoff, Run.heartbeat_at.is_(None)))
     session.execute(
@@ -141,4 +186,20 @@ def reap_stale(session: Session, timeout_seconds: float, max_attempts: int) -> l
         .values(status=RunStatus.queued, worker=None)
         .returning(Run.id)
     ).all()
+    for run_id in requeued:
+        enqueue(session, run_id)
     return list(requeued)
+
+
+def resend_lost(session: Session, after_seconds: float) -> list[int]:
+    """Stage the train task again for runs queued longer than `after_seconds` since their last one: a
+    broker that restarted empty lost it. A duplicate is harmless, `claim` lets one delivery through."""
+    cutoff = utcnow() - timedelta(seconds=after_seconds)
+    lost = session.scalars(
+        select(Run.id).where(
+            Run.status == RunStatus.queued, func.coalesce(Run.queued_at, Run.created_at) < cutoff
+        )
+    ).all()
+    for run_id in lost:
+        enqueue(session, run_id)
+    return list(lost)

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StringConstraints,
+    computed_field,
+    field_validator,
+)
 
 MAX_RUNS = 10_000  # the most trials one sweep may run
+# Row ids are PostgreSQL `integer`: a larger id names no row, and must be refused before it reaches SQL.
+INT4_MAX = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=INT4_MAX)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/=+-]+$")]
+RunName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Notes = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+def _utc(value: datetime) -> datetime:
+    """Every timestamp the API returns is UTC and says so ("...Z"): SQLite hands back naive datetimes,
+    PostgreSQL aware ones in the session's time zone."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class RunCreate(BaseModel):
@@ -21,6 +44,41 @@ class RunCreate(BaseModel):
     total_timesteps: int | None = Field(None, gt=0, le=10**12)
     seed: int = Field(0, ge=0, le=2**62)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
+    name: RunName | None = Field(None, description="a label for people; need not be unique")
+    notes: Notes | None = None
+
+
+class RunUpdate(BaseModel):
+    """PATCH /runs/{id}: the fields given are replaced (null clears a name or notes); the rest are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: RunName | None = None
+    notes: Notes | None = None
+    tags: list[Tag] | None = Field(None, max_length=32, description="replaces the run's tags")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_not_null(cls, tags: list[str] | None) -> list[str]:
+        if tags is None:
+            raise ValueError("tags cannot be null; send [] to remove every tag")
+        return tags
+
+
+RUN_SORTS = (
+    "id",
+    "created_at",
+    "name",
+    "env",
+    "status",
+    "seed",
+    "final_score",
+    "cost_seconds",
+    "cost_steps",
+    "progress_steps",
+    "total_timesteps",
+)
+RunSort = Literal[RUN_SORTS + tuple(f"-{field}" for field in RUN_SORTS)]  # type: ignore[valid-type]
 
 
 class CheckpointOut(BaseModel):
@@ -31,7 +89,13 @@ class CheckpointOut(BaseModel):
     path: str
     env_version: str
     size_bytes: int
-    created_at: datetime
+    created_at: UtcDatetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def download_url(self) -> str:
+        """The weights (.safetensors); `?part=meta` gives the JSON metadata."""
+        return f"/checkpoints/{self.id}/download"
 
 
 class RunOut(BaseModel):
@@ -46,6 +110,9 @@ class RunOut(BaseModel):
     total_timesteps: int
     seed: int
     tags: list[str]
+    name: str | None
+    notes: str | None
+    sweep_id: int | None
     failure_reason: str | None
     final_score: float | None
     final_raw_score: float | None
@@ -54,10 +121,10 @@ class RunOut(BaseModel):
     progress_steps: int
     attempts: int
     metric_keys: list[str]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    heartbeat_at: UtcDatetime | None
 
     @classmethod
     def of(cls, run: Any) -> RunOut:
@@ -133,7 +200,7 @@ class SweepCreate(BaseModel):
 class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    trial_id: int
+    trial_id: RowId
     total_timesteps: int = Field(gt=0, le=10**12)
 
 
@@ -173,7 +240,7 @@ class SweepSummary(BaseModel):
     budget: float | None
     budget_used: float = Field(description="cost of the finished runs plus the progress of those in flight")
     budget_left: float | None
-    created_at: datetime
+    created_at: UtcDatetime
     trials_finished: int
     trials_running: int
     best: BestTrial | None
@@ -194,8 +261,8 @@ class SweepDetail(BaseModel):
     budget_left: float | None
     space: dict[str, Any]
     hyperparameters: dict[str, Any]
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
     trials: list[TrialOut]
     pareto: list[int]
     best: BestTrial | None
@@ -203,3 +270,53 @@ class SweepDetail(BaseModel):
 
 class SweepPage(BaseModel):
     items: list[SweepSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class MatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    a: RowId | str = Field(description='a checkpoint id, or an anchor: "random" or "scripted"')
+    b: RowId | str = Field(description='a checkpoint id, or an anchor: "random" or "scripted"')
+    games: int = Field(ge=2, le=10_000, description="even: games are played in seat-swapped pairs")
+    env: str | None = Field(None, max_length=64, description="needed only when both players are anchors")
+
+    @field_validator("games")
+    @classmethod
+    def _even(cls, games: int) -> int:
+        if games % 2:
+            raise ValueError("games must be even (seat-swapped pairs)")
+        return games
+
+
+class MatchBatchOut(BaseModel):
+    id: int
+    a: str
+    b: str
+    games: int
+    seed: int
+    status: Literal["queued", "played", "refused", "failed"]
+    reason: str | None
+    seconds: float | None
+
+
+class MatchJobOut(BaseModel):
+    """A POST /matches job as GET /matches/{job_id} reports it while the elo workers play it."""
+
+    job_id: int
+    env: str
+    status: Literal["queued", "running", "finished"] = Field(
+        description="queued: no batch played yet; finished: every batch played, refused or failed (the "
+        "ratings refit follows within seconds)"
+    )
+    batches_pending: int
+    games: int = Field(description="games asked for, over all batches")
+    games_played: int
+    score_a: float | None = Field(
+        description="a's mean score over the games played (1 win, 0.5 draw, 0 loss); null before any"
+    )
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    batches: list[MatchBatchOut]

@@ -21,6 +21,7 @@ import envs_c
 from services.common.config import RunConfig
 from services.trainer import checkpoint as ckpt
 from services.trainer.graphs import Graphed
+from services.trainer.league import SelfPlayEnv
 from services.trainer.optim import MuonWithAdam
 from services.trainer.policy import Policy, State
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
@@ -103,16 +104,21 @@ def train(
 
     # On a GPU the C loop writes straight into page-locked memory, so every host<->device copy below is
     # one asynchronous DMA with no staging copy and no host wait.
+    allocate = _pinned_zeros if device.type == "cuda" else None
+    selfplay = config.selfplay
     env = envs_c.make(
         env_name,
         tc.num_envs,
         seed=seed,
         num_threads=tc.num_threads or _cpu_count(),
-        allocate=_pinned_zeros if device.type == "cuda" else None,
-        **config.env,
+        allocate=allocate,
+        **(config.env if selfplay is None else {**config.env, "opponent": 1}),
     )
-    spec = env.spec.to_dict()
+    spec = envs_c.make_spec(env_name, **config.env).to_dict()  # the learner's seat, as evaluated
     policy = Policy(env.spec.observation_space.shape, spec["action"], config.policy).to(device)
+    if selfplay is not None:
+        # From here on the loop sees the learner's seat only; the league plays the other one.
+        env = SelfPlayEnv(env, policy, selfplay, device, seed, allocate)
     graphs = device.type == "cuda" and tc.cuda_graphs
     optimizer = make_optimizer(policy, tc, graphs)
 
@@ -251,11 +257,14 @@ def train(
                     **{f"losses/{k}": v for k, v in stats.drain().items()},
                     **{f"performance/{k}": v for k, v in split.drain().items()},
                     "performance/learning_rate": float(optimizer.param_groups[0]["lr"]),
+                    **(env.metrics() if selfplay is not None else {}),
                 }
                 sink.metrics(step, row)
                 last_flush, last_flush_step = now, step
             if epoch % tc.checkpoint_interval == 0 and step < tc.total_timesteps:
                 last_checkpoint = save(step)
+            if selfplay is not None and epoch % selfplay.snapshot_interval == 0:
+                env.snapshot(step)
     except NonFinite as e:
         env.close()
         return Result("failed", e.step, elapsed(), failure_reason=str(e), last_checkpoint=last_checkpoint)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from envs_c.registry import ENVS
 from services.api.auth import require_token
-from services.api.deps import db
+from services.api.deps import JobId, RunId, db
+from services.common import outbox
 from services.common.models import Run
+from services.common.schemas import MatchCreate, MatchJobOut
 from services.elo import store
 
 router = APIRouter(tags=["elo"])
@@ -48,32 +49,17 @@ def get_matrix(env: str, session: Session = Depends(db)) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}/elo")
-def get_run_elo(run_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+def get_run_elo(run_id: RunId, session: Session = Depends(db)) -> dict[str, Any]:
     """The rating of each of the run's checkpoints, by step."""
     if session.get(Run, run_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
     return store.run_elo(session, run_id)
 
 
-class MatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    a: int | str = Field(description='a checkpoint id, or an anchor: "random" or "scripted"')
-    b: int | str = Field(description='a checkpoint id, or an anchor: "random" or "scripted"')
-    games: int = Field(ge=2, le=10_000, description="even: games are played in seat-swapped pairs")
-    env: str | None = Field(None, max_length=64, description="needed only when both players are anchors")
-
-    @field_validator("games")
-    @classmethod
-    def _even(cls, games: int) -> int:
-        if games % 2:
-            raise ValueError("games must be even (seat-swapped pairs)")
-        return games
-
-
 @router.post("/matches", status_code=status.HTTP_202_ACCEPTED, dependencies=[Depends(require_token)])
 def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str, Any]:
-    """Queue `games` games of a against b (batches for the elo workers); ratings refit when they end."""
+    """Queue `games` games of a against b (batches for the elo workers); ratings refit when they end.
+    Poll GET /matches/{job_id} (the answer's `status_url`) to see them played."""
     env = body.env
     if env is not None:
         _two_player_env(env, ["body", "env"])
@@ -101,8 +87,9 @@ def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str,
             [{"loc": ["body", "b"], "msg": "a player cannot play itself", "type": "value_error"}],
         )
     job, batches = store.create_job(session, a.env, [(a, b)], body.games)
+    store.enqueue(session, batches)
     session.commit()
-    store.enqueue(batches)
+    outbox.publish(session)
     return {
         "job_id": job.id,
         "env": a.env,
@@ -110,4 +97,14 @@ def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str,
         "b": b.name,
         "games": body.games,
         "batches": store.batch_summary(batches),
+        "status_url": f"/matches/{job.id}",
     }
+
+
+@router.get("/matches/{job_id}", response_model=MatchJobOut)
+def get_match_job(job_id: JobId, session: Session = Depends(db)) -> MatchJobOut:
+    """Poll a POST /matches job: queued, running or finished, with its games played so far."""
+    job = store.job_status(session, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"match job {job_id} does not exist")
+    return MatchJobOut(**job)

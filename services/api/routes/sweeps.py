@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, status
-from sqlalchemy import select
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.api.auth import require_token
-from services.api.deps import db
-from services.common.celery_app import SWEEP_TICK_TASK, app
+from services.api.deps import Offset, SweepId, db
+from services.common import outbox
+from services.common.celery_app import SWEEP_TICK_TASK
 from services.common.models import Sweep, Trial, TrialStatus
-from services.common.runs import enqueue
 from services.common.schemas import (
     BestTrial,
     Promote,
@@ -87,15 +89,26 @@ def post_sweep(body: SweepCreate, session: Session = Depends(db)) -> SweepDetail
         max_retries=body.max_retries,
         early_stopping=body.early_stopping,
     )
+    outbox.stage(session, SWEEP_TICK_TASK, [sweep.id])
     session.commit()
-    app.send_task(SWEEP_TICK_TASK, args=[sweep.id])
+    outbox.publish(session)
     return _detail(session, _get(session, sweep.id))
 
 
 @router.get("", response_model=SweepPage)
-def list_sweeps(session: Session = Depends(db)) -> SweepPage:
+def list_sweeps(
+    session: Session = Depends(db),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+) -> SweepPage:
+    """Newest first, a page at a time: each sweep loads its trials."""
+    total = session.scalar(select(func.count()).select_from(Sweep))
     sweeps = session.scalars(
-        select(Sweep).options(selectinload(Sweep.trials)).order_by(Sweep.id.desc())
+        select(Sweep)
+        .options(selectinload(Sweep.trials))
+        .order_by(Sweep.id.desc())
+        .limit(limit)
+        .offset(offset)
     ).all()
     used = budget_used(session, sweeps)
     items = []
@@ -120,16 +133,16 @@ def list_sweeps(session: Session = Depends(db)) -> SweepPage:
                 best=_best(sweep),
             )
         )
-    return SweepPage(items=items)
+    return SweepPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail)
-def get_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
+def get_sweep(sweep_id: SweepId, session: Session = Depends(db)) -> SweepDetail:
     return _detail(session, _get(session, sweep_id))
 
 
 @router.post("/{sweep_id}/stop", response_model=SweepDetail, dependencies=[Depends(require_token)])
-def stop_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
+def stop_sweep(sweep_id: SweepId, session: Session = Depends(db)) -> SweepDetail:
     sweep = _get(session, sweep_id)
     stop(session, sweep)
     session.commit()
@@ -142,13 +155,13 @@ def stop_sweep(sweep_id: int, session: Session = Depends(db)) -> SweepDetail:
     response_model=RunDetail,
     dependencies=[Depends(require_token)],
 )
-def promote_trial(sweep_id: int, body: Promote, session: Session = Depends(db)) -> RunDetail:
+def promote_trial(sweep_id: SweepId, body: Promote, session: Session = Depends(db)) -> RunDetail:
     sweep = _get(session, sweep_id)
     try:
         run = promote(session, sweep, body.trial_id, body.total_timesteps)
     except LookupError as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
     session.commit()
-    enqueue(run.id)
+    outbox.publish(session)
     session.refresh(run)
     return RunDetail.of(run)
