@@ -1,4 +1,5 @@
-"""shoal's C environments: one header per game, one batched C loop, numpy buffers shared zero-copy.
+"""shoal's environments: C ones (one header per game, one batched C loop, numpy buffers shared zero-copy) and
+Python ones (Gymnasium and PettingZoo, on worker processes over shared memory), behind one VecEnv contract.
 
 env = envs_c.make("cartpole", num_envs=4096, seed=0)
 obs = env.reset()
@@ -17,7 +18,12 @@ if TYPE_CHECKING:
 
 
 def make(name: str, num_envs: int, seed: int = 0, **env_kwargs: Any) -> VecEnv:
-    """A vector of `num_envs` environments; `num_threads=N` steps shards of it on N threads."""
+    """A vector of `num_envs` environments; `num_threads=N` steps shards of it on N threads (on N worker
+    processes for a Python environment, `gymnasium:...` or `pettingzoo:...`: same buffers, same methods)."""
+    if ":" in name:
+        from envs_c.pyenvs.vector import PyVecEnv
+
+        return PyVecEnv(name, num_envs, seed=seed, **env_kwargs)  # type: ignore[return-value]
     return VecEnv(name, num_envs, seed=seed, **env_kwargs)
 
 
@@ -29,7 +35,15 @@ def gymnasium_env(name: str, num_envs: int, seed: int = 0, **env_kwargs: Any) ->
 
 
 def names() -> list[str]:
+    """The C environments (built-in and on SHOAL_ENV_PATH); python_names() lists the Python ones."""
     return sorted(ENVS)
 
 
-__all__ = ["EnvSpec", "VecEnv", "gymnasium_env", "make", "make_spec", "names", "version"]
+def python_names() -> list[str]:
+    """Python environments to list: the plain ids on SHOAL_PYTHON_ENVS and those with a spec file."""
+    from envs_c.pyenvs.definition import python_names as listed
+
+    return listed()
+
+
+__all__ = ["EnvSpec", "VecEnv", "gymnasium_env", "make", "make_spec", "names", "python_names", "version"]

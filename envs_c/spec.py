@@ -22,7 +22,7 @@ class EnvSpec:
     perf: str
     solved: float
     version: str
-    definition: EnvDef = field(repr=False, compare=False)
+    definition: EnvDef = field(repr=False, compare=False)  # or a PyEnvDef, which reads the same
 
     @property
     def source(self) -> str:

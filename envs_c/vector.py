@@ -187,32 +187,7 @@ class VecEnv:
         return self._result
 
     def _write_actions(self, actions: Any) -> None:
-        """Copy into the action buffer. The C side validates values; here only shape and kind are checked.
-
-        Discrete actions take any integer dtype (wider ones are clipped to int32 first, so a huge value
-        stays out of range and is counted instead of wrapping into range); continuous ones take any real
-        dtype. Anything else is refused, as is a wrong shape.
-        """
-        if type(actions) is not np.ndarray:
-            actions = np.asarray(actions)
-        if actions.shape != self.actions.shape:
-            raise ValueError(
-                f"{self._name}: actions must have shape {self.actions.shape}, got {actions.shape}"
-            )
-        dtype = actions.dtype
-        if dtype == self.actions.dtype:
-            np.copyto(self.actions, actions)
-        elif self._int_actions and dtype.kind in "iu":
-            if dtype.itemsize >= 4:
-                actions = np.clip(actions, _INT32_MIN, _INT32_MAX)
-            np.copyto(self.actions, actions, casting="unsafe")
-        elif not self._int_actions and dtype.kind in "fiu":
-            np.copyto(self.actions, actions, casting="unsafe")
-        else:
-            kind = "an integer" if self._int_actions else "a real"
-            raise ValueError(
-                f"{self._name}: actions must have {kind} dtype like {self.actions.dtype}, got {dtype}"
-            )
+        write_actions(self._name, self.actions, actions, self._int_actions)
 
     def scripted_actions(self) -> np.ndarray:
         """The C heuristic policy's actions for the current state, shaped and typed like `actions`.
@@ -283,6 +258,32 @@ class VecEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_actions(name: str, buffer: np.ndarray, actions: Any, integer: bool) -> None:
+    """Copy `actions` into the action buffer. The environment validates values; here only shape and kind
+    are checked.
+
+    Discrete actions take any integer dtype (wider ones are clipped to int32 first, so a huge value stays
+    out of range and is counted instead of wrapping into range); continuous ones take any real dtype.
+    Anything else is refused, as is a wrong shape.
+    """
+    if type(actions) is not np.ndarray:
+        actions = np.asarray(actions)
+    if actions.shape != buffer.shape:
+        raise ValueError(f"{name}: actions must have shape {buffer.shape}, got {actions.shape}")
+    dtype = actions.dtype
+    if dtype == buffer.dtype:
+        np.copyto(buffer, actions)
+    elif integer and dtype.kind in "iu":
+        if dtype.itemsize >= 4:
+            actions = np.clip(actions, _INT32_MIN, _INT32_MAX)
+        np.copyto(buffer, actions, casting="unsafe")
+    elif not integer and dtype.kind in "fiu":
+        np.copyto(buffer, actions, casting="unsafe")
+    else:
+        kind = "an integer" if integer else "a real"
+        raise ValueError(f"{name}: actions must have {kind} dtype like {buffer.dtype}, got {dtype}")
 
 
 def _zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

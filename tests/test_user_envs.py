@@ -219,3 +219,24 @@ def test_the_tutorials_environment_passes_every_check(tmp_path: Path, monkeypatc
     scripted = checks.rollout(envs_c.make("coins", 16, seed=1), 400, "scripted")["perf"]
     random = checks.rollout(envs_c.make("coins", 16, seed=1), 400, "random")["perf"]
     assert scripted > 0.95 and random < 0.8, (scripted, random)
+
+
+def test_env_check_catches_an_out_of_bounds_write_under_asan(user_env: Path, capsys) -> None:
+    """One byte past an environment's row: inside the batch's buffers for every environment but the last,
+    and within the allocator's slack after the last, so Python does not crash; the sanitizer build, whose
+    buffers end exactly, reports the write and its line."""
+    from services.cli import main
+
+    _edit(
+        user_env / "walker.h",
+        "    env->truncations[0] = (uint8_t)timed_out;\n",
+        "    env->truncations[0] = (uint8_t)timed_out;\n    env->truncations[1] = 0; /* the bug */\n",
+    )
+    assert main(["env", "check", "walker"]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("ASan/UBSan build"))
+    assert "FAIL" in row, out
+    assert "AddressSanitizer: heap-buffer-overflow" in out and "WRITE of size 1" in out
+    assert re.search(r"walker_step .*walker\.h:\d+", out), out  # the report points at the line
+    # With two threads the stray byte can also race the next shard's own write: determinism may fail too.
+    assert re.search(r"walker: FAIL \(.*ASan/UBSan build, 100000 steps\)", out), out

@@ -1,0 +1,334 @@
+"""Python environments behind the VecEnv contract: worker processes stepping into shared memory.
+
+The batch's buffers (observations, actions, rewards, done flags, per-environment Logs) live in one shared
+file mapped by the parent and every worker. Environment i's rows are i * agents_per_env onwards, as in a C
+batch. A step is: the actions are in the shared buffer, one message to each worker, one answer from each.
+Each worker steps a contiguous share of the environments, so a step costs two messages per worker, not per
+environment. The trainer, the evaluation, replays and the Elo match runner see the same attributes and
+methods as envs_c.vector.VecEnv and need no special case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import pickle
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from envs_c.pyenvs import worker
+from envs_c.pyenvs.baseline import random_return
+from envs_c.pyenvs.definition import PyEnvDef
+from envs_c.spec import EnvSpec, make_spec
+from envs_c.vector import MAX_AGENTS, _checked, write_actions
+
+ALIGN = 64
+START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
+
+
+class PythonEnvError(RuntimeError):
+    """An exception raised by a Python environment in a worker; the message ends with its last line."""
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers fork from a clean server process, not from a trainer that holds threads (torch's,
+    # the heartbeat's) and a CUDA context, which a plain fork may deadlock on; forking from the server is
+    # far quicker than spawning a fresh interpreter per worker.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["envs_c.pyenvs.worker"])
+    return ctx
+
+
+def _forget_inherited_forkserver() -> None:
+    """In a process forked from one that started the forkserver (a Celery pool child, a test's fork), the
+    server's bookkeeping is inherited but the server is not this process's child: multiprocessing would fail
+    to check on it (ChildProcessError). Forget it, so this process starts a server of its own."""
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)  # our copy would keep the parent's server alive
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+
+
+os.register_at_fork(after_in_child=_forget_inherited_forkserver)
+
+
+def _start(proc: multiprocessing.process.BaseProcess) -> None:
+    """Start a worker, also from a task of Celery's prefork pool (the Elo worker). There the current process
+    is billiard's: daemonic, so multiprocessing refuses to start children lest they outlive it (ours cannot:
+    each exits when its pipe to us closes, and close() joins them), and holding an authkey of billiard's
+    type, which multiprocessing will not pickle for the forkserver. Both are set aside while it starts."""
+    config = multiprocessing.current_process()._config
+    saved = dict(config)
+    config.pop("daemon", None)
+    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(saved["authkey"]))
+    proc.authkey = bytes(saved["authkey"])  # its copy of the config, taken when it was made
+    try:
+        proc.start()
+    finally:
+        config.clear()
+        config.update(saved)
+
+
+def _shared_dir() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+class PyVecEnv:
+    """`num_envs` copies of one Python environment on `num_threads` worker processes (at most one per
+    environment). Buffers, methods and semantics are those of envs_c.VecEnv."""
+
+    def __init__(
+        self,
+        name: str,
+        num_envs: int,
+        seed: int = 0,
+        num_threads: int = 1,
+        allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+        **kwargs: Any,
+    ):
+        self.spec: EnvSpec = make_spec(name, **kwargs)
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+        definition: PyEnvDef = self.spec.definition
+        self._name = name
+        self.num_envs = num_envs
+        self.per_env = self.spec.agents_per_env
+        self.num_agents = num_envs * self.per_env
+        if self.num_agents > MAX_AGENTS:
+            raise ValueError(f"num_envs={num_envs} gives {self.num_agents} agents; at most {MAX_AGENTS}")
+        self.seed = int(seed)
+        self._log_fields = definition.log_fields
+        self._int_actions = definition.action.kind != "continuous"
+        self._closed = True
+        self._conns: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+
+        recipe = definition.recipe
+        if definition.returns is not None:
+            low, high = definition.returns
+            if low is None:
+                low = random_return(recipe, definition.version())
+                if low >= high:
+                    raise ValueError(f"{name}: a random policy's return {low:g} already reaches {high:g}")
+            recipe = replace(recipe, perf_low=low, perf_high=high)
+
+        obs = self.spec.observation_space
+        action = definition.action
+        action_shape = (self.num_agents,) if action.kind == "discrete" else (self.num_agents, action.width)
+        shapes = {
+            "observations": ((self.num_agents, *obs.shape), obs.dtype),
+            "actions": (action_shape, np.dtype(action.dtype)),
+            "rewards": ((self.num_agents,), np.dtype(np.float32)),
+            "terminals": ((self.num_agents,), np.dtype(np.uint8)),
+            "truncations": ((self.num_agents,), np.dtype(np.uint8)),
+            "logs": ((num_envs, len(self._log_fields)), np.dtype(np.float32)),
+            "scripted": (action_shape, np.dtype(action.dtype)),
+        }
+        layout, self._memory = _map(shapes)
+        try:
+            self._shared = shared = layout.views(self._memory)
+            self._logs = shared["logs"]
+            self._copy = allocate is not None
+            if allocate is not None:
+                alloc = _checked(allocate)
+                keys = ("observations", "actions", "rewards", "terminals", "truncations")
+                shared = {**shared, **{key: alloc(*shapes[key]) for key in keys}}
+            self.observations = shared["observations"]
+            self.actions = shared["actions"]
+            self.rewards = shared["rewards"]
+            self.terminals = shared["terminals"]
+            self.truncations = shared["truncations"]
+            self._result = (self.observations, self.rewards, self.terminals, self.truncations)
+            self._start(layout, recipe, int(self.spec.config.get("opponent", 0)), min(num_threads, num_envs))
+        finally:
+            os.unlink(layout.path)  # the workers have mapped it (or failed): nothing else needs the name
+        self.reset(self.seed)
+
+    def _start(self, layout: worker.Layout, recipe: Any, opponent: int, workers: int) -> None:
+        ctx = _context()
+        bounds = np.linspace(0, self.num_envs, workers + 1).round().astype(int)
+        self._bounds = bounds
+        for start, end in itertools.pairwise(bounds):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=worker.serve,
+                args=(child, layout, recipe, opponent, int(start), int(end), self.per_env),
+                daemon=True,
+                name=f"shoal-env-{self._name}-{start}",
+            )
+            _start(proc)
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        self._closed = False
+        errors = []
+        for k, conn in enumerate(self._conns):
+            if not conn.poll(START_TIMEOUT):
+                errors.append(f"worker {k} did not start within {START_TIMEOUT:g}s")
+                continue
+            errors += self._errors([(k, conn)])
+        if errors:
+            self.close()
+            raise PythonEnvError(f"{self._name}: could not start its environments: {errors[0]}")
+
+    def _errors(self, conns: list[tuple[int, Connection]]) -> list[str]:
+        errors = []
+        for k, conn in conns:
+            try:
+                reply = conn.recv_bytes()
+            except (EOFError, OSError):
+                self._procs[k].join(1.0)
+                errors.append(f"worker process exited (code {self._procs[k].exitcode})")
+                continue
+            if reply[:1] == worker.FAILED:
+                errors.append(reply[1:].decode("utf-8", "replace"))
+        return errors
+
+    def _command(self, message: bytes, what: str) -> None:
+        """Send `message` to every worker, wait for all of them, raise the first failure."""
+        if self._closed:
+            raise RuntimeError(f"{self._name}: {what} after close")
+        for conn in self._conns:
+            conn.send_bytes(message)
+        errors = self._errors(list(enumerate(self._conns)))
+        if errors:
+            raise PythonEnvError(f"{self._name} raised in {what}: {errors[0]}")
+
+    def _publish(self) -> None:
+        if self._copy:
+            for key in ("observations", "rewards", "terminals", "truncations"):
+                np.copyto(getattr(self, key), self._shared[key])
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        if seed is not None:
+            self.seed = int(seed)
+        self._command(worker.RESET + struct.pack("<Q", self.seed & 0xFFFFFFFFFFFFFFFF), "reset")
+        self._publish()
+        return self.observations
+
+    def _worker_of(self, index: int, what: str) -> int:
+        if not 0 <= index < self.num_envs:
+            raise ValueError(f"{what} index must be in [0, {self.num_envs}), got {index}")
+        return int(np.searchsorted(self._bounds, index, side="right")) - 1
+
+    def _one(self, index: int, message: bytes, what: str) -> bytes:
+        if self._closed:
+            raise RuntimeError(f"{self._name}: {what} after close")
+        k = self._worker_of(index, what)
+        self._conns[k].send_bytes(message)
+        try:
+            reply = self._conns[k].recv_bytes()
+        except (EOFError, OSError):
+            raise PythonEnvError(f"{self._name}: its worker process exited during {what}") from None
+        if reply[:1] == worker.FAILED:
+            raise PythonEnvError(f"{self._name} raised in {what}: {reply[1:].decode('utf-8', 'replace')}")
+        return reply
+
+    def reset_env(self, index: int, seed: int) -> None:
+        """Restart environment `index` alone, exactly as environment 0 of a one-env batch seeded `seed`."""
+        self._one(
+            index, worker.RESET_ENV + struct.pack("<qQ", index, int(seed) & 0xFFFFFFFFFFFFFFFF), "reset_env"
+        )
+        self._publish()
+
+    def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Write `actions` (None: already written in place into `actions`) and step every environment."""
+        if actions is not None and actions is not self.actions:
+            write_actions(self._name, self.actions, actions, self._int_actions)
+        if self._copy:
+            np.copyto(self._shared["actions"], self.actions)
+        self._command(worker.STEP, "step")
+        self._publish()
+        return self._result
+
+    def scripted_actions(self) -> np.ndarray:
+        """A random action per agent (a random legal move for the seat to move in a game)."""
+        self._command(worker.SCRIPTED, "scripted_actions")
+        return self._shared["scripted"].copy()
+
+    def log(self) -> dict[str, float]:
+        """Averages of every Log field over the episodes that ended since the last call; {} if none."""
+        if self._closed:
+            raise RuntimeError(f"{self._name}: log after close")
+        return self._read_log(slice(None))
+
+    def env_log(self, index: int) -> dict[str, float]:
+        """Like `log`, for environment `index` alone."""
+        if self._closed:
+            raise RuntimeError(f"{self._name}: env_log after close")
+        self._worker_of(index, "env")
+        return self._read_log(slice(index, index + 1))
+
+    def _read_log(self, rows: slice) -> dict[str, float]:
+        # Workers write the Logs only while stepping, and nothing steps between two commands.
+        totals = self._logs[rows].sum(axis=0, dtype=np.float64)
+        self._logs[rows] = 0
+        episodes = float(totals[-1])
+        if episodes == 0:
+            return {}
+        out = {key: float(v) / episodes for key, v in zip(self._log_fields[:-1], totals[:-1], strict=True)}
+        out["n"] = episodes
+        return out
+
+    def render(self, index: int = 0) -> np.ndarray:
+        """An RGB frame (H, W, 3) of environment `index`, drawn by the environment's rgb_array renderer."""
+        frame = pickle.loads(self._one(index, worker.RENDER + struct.pack("<q", index), "render"))
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise PythonEnvError(f"{self._name}: render gave an array of shape {frame.shape}, not (H, W, 3)")
+        return frame
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in self._conns:
+            with contextlib.suppress(OSError):  # a worker that already exited
+                conn.send_bytes(worker.CLOSE)
+        for proc in self._procs:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        for conn in self._conns:
+            conn.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.close()
+
+    def __enter__(self) -> PyVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _map(shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[worker.Layout, Any]:
+    """One zeroed shared file holding every buffer, 64-byte aligned; its path goes to the workers."""
+    import mmap
+
+    buffers, offset = [], 0
+    for name, (shape, dtype) in shapes.items():
+        buffers.append((name, offset, tuple(int(n) for n in shape), np.dtype(dtype).str))
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        offset += -(-size // ALIGN) * ALIGN
+    size = max(offset, ALIGN)
+    fd, path = tempfile.mkstemp(prefix="shoal-env-", dir=_shared_dir())
+    try:
+        os.ftruncate(fd, size)
+        memory = mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+    return worker.Layout(path, size, tuple(buffers)), memory
