@@ -114,6 +114,26 @@ def test_checkpoints_with_different_game_settings_are_refused(tmp_path):
         play("pong", a, b, 2, seed=0)
 
 
+def test_checkpoints_that_differ_only_in_shaping_or_bot_strength_meet(tmp_path):
+    # Reward shaping and the training bot's level are not rules of the game: two moba runs trained with
+    # different values are rated in one pool, and the scripted anchor stays the default (strongest) bot.
+    hacked = make_checkpoint(tmp_path, "moba", name="a", reward_kill=5.0, reward_objective=0.0, bot=0)
+    plain = make_checkpoint(tmp_path, "moba", name="b")
+    a, b = load_player(hacked, "moba"), load_player(plain, "moba")
+    config = {"max_steps": 60}
+    assert len(play("moba", a, b, 4, seed=0, env_config=config)) == 4
+    assert play("moba", a, SCRIPTED, 4, seed=1, env_config=config) == play(
+        "moba", b, SCRIPTED, 4, seed=1, env_config=config
+    )
+
+
+def test_team_games_of_different_team_sizes_are_refused(tmp_path):
+    a = load_player(make_checkpoint(tmp_path, "moba", name="a", team_size=3), "moba")
+    b = load_player(make_checkpoint(tmp_path, "moba", name="b", team_size=4), "moba")
+    with pytest.raises(Refused, match="team_size"):
+        play("moba", a, b, 2, seed=0)
+
+
 def test_games_must_be_even():
     with pytest.raises(ValueError, match="even"):
         play("pong", RANDOM, SCRIPTED, 3, seed=0)

@@ -10,6 +10,7 @@ import torch
 
 import envs_c
 from services.common.config import ConfigError, SelfPlayConfig, resolve
+from services.trainer import checkpoint as ckpt
 from services.trainer.league import BOT, FIRST_SNAPSHOT, MIRROR, League, SelfPlayEnv
 from services.trainer.loop import train
 from services.trainer.policy import Policy
@@ -83,6 +84,13 @@ def test_metrics_report_the_pool_and_win_rates_once() -> None:
     assert "league/winrate/mirror" not in league.metrics()
 
 
+def _learner_rows(env: envs_c.VecEnv, buffer: np.ndarray, seats: np.ndarray) -> np.ndarray:
+    """The rows of `buffer` (one per agent of `env`) that belong to the learner's seat in each game."""
+    per_seat = len(env.spec.players[0])
+    games = buffer.reshape(env.num_envs, 2, per_seat, *buffer.shape[1:])
+    return games[np.arange(env.num_envs), seats].reshape(env.num_envs * per_seat, *buffer.shape[1:])
+
+
 @pytest.mark.parametrize("name", ["moba", "pong", "connect4"])
 def test_selfplay_env_shows_the_learner_seat_only(name: str) -> None:
     env = envs_c.make(name, 6, seed=3, opponent=1)
@@ -90,25 +98,46 @@ def test_selfplay_env_shows_the_learner_seat_only(name: str) -> None:
     wrapped = SelfPlayEnv(env, policy, SelfPlayConfig(mirror=0.4, past=0.3, bot=0.3), torch.device("cpu"))
     seat = len(env.spec.players[0])
     assert wrapped.num_agents == 6 * seat and wrapped.observations.shape[0] == 6 * seat
-    np.testing.assert_array_equal(
-        wrapped.reset(3),
-        env.observations.reshape(6, -1, *env.observations.shape[1:])[:, :seat].reshape(
-            wrapped.observations.shape
-        ),
-    )
+    assert wrapped.seat.tolist() == [0, 1, 0, 1, 0, 1]  # both seats from the start
+    np.testing.assert_array_equal(wrapped.reset(3), _learner_rows(env, env.observations, wrapped.seat))
     wrapped.snapshot(0)
     rng = np.random.default_rng(0)
-    games = 0.0
+    games, swapped = 0.0, 0
     for _ in range(1500):
+        seats = wrapped.seat.copy()
         actions = rng.integers(0, 3, size=wrapped.actions.shape).astype(wrapped.actions.dtype)
         wrapped.step(actions)
-        mine = env.actions.reshape(6, -1, *env.actions.shape[1:])[:, :seat]
-        np.testing.assert_array_equal(mine.reshape(actions.shape), actions)
+        np.testing.assert_array_equal(_learner_rows(env, env.actions, seats), actions)
+        # After a game ends the learner plays the next one from the other seat, and sees it from there.
+        swapped += int((wrapped.seat != seats).sum())
+        np.testing.assert_array_equal(
+            wrapped.observations, _learner_rows(env, env.observations, wrapped.seat)
+        )
         log = wrapped.log()
         games += log.get("n", 0.0)
         assert not log or 0.0 <= log["perf"] <= 1.0
-    assert games >= 6
+    assert games >= 6 and swapped == games
     assert wrapped.league.games.sum() == games
+    wrapped.close()
+
+
+def test_the_learner_result_is_its_own_from_either_seat() -> None:
+    # connect4 against the bot in every game: the bot wins nearly all of them, from either seat, so the
+    # learner's perf must be near 0 whichever seat it played (seat 0's view would read ~0.5).
+    env = envs_c.make("connect4", 8, seed=1, opponent=1)
+    policy = Policy(
+        env.spec.observation_space.shape, env.spec.to_dict()["action"], resolve("connect4").policy
+    )
+    wrapped = SelfPlayEnv(env, policy, SelfPlayConfig(mirror=0.0, past=0.0, bot=1.0), torch.device("cpu"))
+    wrapped.reset(1)
+    rng = np.random.default_rng(1)
+    sums, n = 0.0, 0.0
+    for _ in range(400):
+        wrapped.step(rng.integers(0, 7, size=wrapped.actions.shape))
+        log = wrapped.log()
+        sums, n = sums + log.get("perf", 0.0) * log.get("n", 0.0), n + log.get("n", 0.0)
+    assert n >= 40 and sums / n < 0.1
+    assert wrapped.league.games[BOT] == n
     wrapped.close()
 
 
@@ -148,3 +177,51 @@ def test_selfplay_run_trains_and_logs_the_league(tmp_path: Path) -> None:
     assert any(row.get("league/pool_size", 0) >= 2 for row in rows)
     assert any("league/winrate/bot" in row for row in rows)
     assert any("env/perf" in row for row in rows)
+
+
+def test_elo_results_weigh_in_pfsp() -> None:
+    league = _league(pfsp_power=2.0)
+    beaten, feared = league.add_snapshot(100), league.add_snapshot(200)
+    league.set_elo_results({("step", 100): (40.0, 40.0), ("step", 200): (0.0, 40.0), ("step", 999): (1, 1)})
+    weights = dict(zip(league.snapshots.tolist(), league.snapshot_weights(), strict=True))
+    assert weights[feared] > 0.99 and weights[beaten] < 0.01
+    assert league.metrics()["league/pool_size"] == 2.0
+
+
+def _moba_learner() -> Policy:
+    spec = envs_c.make_spec("moba", opponent=1)
+    return Policy(spec.observation_space.shape, spec.to_dict()["action"], resolve("moba").policy)
+
+
+def test_the_pool_survives_a_resume(tmp_path: Path) -> None:
+    config = SelfPlayConfig(pool_size=4)
+    learner = _moba_learner()
+    env = SelfPlayEnv(
+        envs_c.make("moba", 2, opponent=1), learner, config, torch.device("cpu"), pool_dir=tmp_path
+    )
+    saved = {}
+    for step in (10, 20, 30):
+        with torch.no_grad():
+            next(learner.parameters()).add_(1.0)
+        env.snapshot(step)
+        saved[step] = next(learner.parameters()).clone()
+        if step == 20:  # the checkpoint the run resumes from; the snapshot at 30 came after it
+            ckpt.save_policy(tmp_path / "ckpt_20", learner, {"env": "moba", "step": 20})
+    env.close()
+    resumed = SelfPlayEnv(
+        envs_c.make("moba", 2, opponent=1),
+        _moba_learner(),
+        config,
+        torch.device("cpu"),
+        pool_dir=tmp_path,
+        resume=tmp_path / "ckpt_20",
+    )
+    assert sorted(resumed.league.steps[resumed.league.snapshots].tolist()) == [10, 20]
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == [
+        "step_00000000000010.safetensors",
+        "step_00000000000020.safetensors",
+    ]
+    for slot in resumed.league.snapshots:
+        step = int(resumed.league.steps[slot])
+        assert torch.equal(next(resumed._snapshots[slot].parameters()), saved[step])
+    resumed.close()

@@ -6,6 +6,8 @@ rating, refits and sweep ticks), so the whole chain is exercised without a broke
 
 from __future__ import annotations
 
+import pytest
+
 from services.common.celery_app import SWEEP_TICK_TASK, TRAIN_TASK
 from services.common.db import session_scope
 from services.common.models import Trial
@@ -25,7 +27,23 @@ BASE = {
 }
 
 
-def test_an_elo_sweep_scores_trials_by_their_final_checkpoints_rating(platform, monkeypatch):  # noqa: F811
+# The team game, trained by self-play, with the kill reward swept: trials with different shaping are
+# rated in one pool (reward coefficients are not rules of the game).
+MOBA = {
+    "space": {**SPACE, "env": {"reward_kill": {"distribution": "uniform", "min": 0.0, "max": 3.0}}},
+    "hyperparameters": {**BASE, "env": {"max_steps": 100}, "selfplay": {}},
+}
+
+
+@pytest.mark.parametrize(
+    "env, request_", [("connect4", {"space": SPACE, "hyperparameters": BASE}), ("moba", MOBA)]
+)
+def test_an_elo_sweep_scores_trials_by_their_final_checkpoints_rating(
+    platform,  # noqa: F811
+    monkeypatch,
+    env,
+    request_,
+):
     client, drain, sent = platform
     monkeypatch.setenv("SHOAL_ELO_GAMES", "8")
     monkeypatch.setenv("SHOAL_ELO_BOOTSTRAP", "20")
@@ -38,10 +56,9 @@ def test_an_elo_sweep_scores_trials_by_their_final_checkpoints_rating(platform, 
     response = client.post(
         "/sweeps",
         json={
-            "env": "connect4",
+            "env": env,
             "metric": "elo",
-            "space": SPACE,
-            "hyperparameters": BASE,
+            **request_,
             "max_runs": 2,
             "parallelism": 2,
         },

@@ -1,54 +1,89 @@
 """Self-play for two-player games: who sits in the opponent's seat, and the environment the learner sees.
 
-`League` is the bookkeeping, numpy only: the opponent kinds (the learner itself, snapshots of this run, the
-scripted bot), prioritised fictitious self-play over the snapshots and the learner's results against every
-member. `SelfPlayEnv` wraps a game created with both seats reading the action buffer and shows the training
-loop only the learner's seat (seat 0), with the VecEnv interface the loop already uses; every step it fills
-the other seat with one batched forward pass per member present, on the learner's device.
+`League` is the bookkeeping, numpy only: the opponent kinds (the learner itself, snapshots of this run and
+checkpoints the config names, the scripted bot), prioritised fictitious self-play over the pool and the
+learner's results against every member. `SelfPlayEnv` wraps a game created with both seats reading the
+action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
+already uses; every step it fills the other seat with one batched forward pass per member present, on the
+learner's device. The learner changes seat every game, so it learns to move second in the board games too.
+
+Snapshots are written to `pool_dir` as they are taken, so a run resumed from a checkpoint gets back the pool
+it had at that checkpoint. A `LeagueLink` (the worker's database glue) supplies the Elo service's results
+of the learner against pool members and the stems of the checkpoints the config names.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from envs_c.vector import VecEnv
 from services.common.config import SelfPlayConfig
+from services.trainer import checkpoint as ckpt
 from services.trainer.policy import Policy
 
 MIRROR, BOT, FIRST_SNAPSHOT = 0, 1, 2
+# A pool member as the Elo service knows it: ("step", n) is this run's checkpoint at step n, ("checkpoint",
+# id) a checkpoint the config names.
+Key = tuple[str, int]
+
+
+class LeagueLink(Protocol):
+    """What the league reads from outside the trainer (the worker implements it over the database)."""
+
+    def results(self, keys: Sequence[Key]) -> dict[Key, tuple[float, float]]:
+        """The learner's (points, games) against each member in the Elo service's match log, the learner
+        being this run's newest rated checkpoint; members without games are left out."""
+
+    def members(self, checkpoint_ids: Sequence[int]) -> list[Path]:
+        """The checkpoint stems of `checkpoint_ids`, in order."""
 
 
 class League:
-    """Members are codes: MIRROR, BOT, and FIRST_SNAPSHOT + k for snapshot slot k."""
+    """Members are codes: MIRROR, BOT, and FIRST_SNAPSHOT + k for pool slot k. The first `fixed` slots hold
+    the checkpoints the config names, for the whole run; the snapshots of this run take turns in the rest."""
 
-    def __init__(self, config: SelfPlayConfig, seed: int = 0):
+    def __init__(self, config: SelfPlayConfig, seed: int = 0, fixed: int = 0):
         self.config = config
         self.rng = np.random.default_rng(seed)
-        size = FIRST_SNAPSHOT + config.pool_size
-        self.steps = np.full(config.pool_size, -1, dtype=np.int64)  # the snapshot in each slot, -1: empty
+        self.fixed = fixed
+        slots = fixed + config.pool_size
+        size = FIRST_SNAPSHOT + slots
+        self.keys: list[Key | None] = [None] * slots  # who holds each slot, None: empty
         # The learner's results (win 1, draw 0.5) against each member: all along, and since the last metrics.
         self.points = np.zeros(size)
         self.games = np.zeros(size)
         self.window_points = np.zeros(size)
         self.window_games = np.zeros(size)
-        self._next_slot = 0
+        # The same from the Elo service's match log, replaced whenever it is read.
+        self.elo_points = np.zeros(size)
+        self.elo_games = np.zeros(size)
+        self.next_slot = fixed  # the slot the next snapshot takes
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The step of the snapshot in each slot, -1 for an empty slot or a named checkpoint."""
+        return np.array([k[1] if k is not None and k[0] == "step" else -1 for k in self.keys], dtype=np.int64)
 
     @property
     def snapshots(self) -> np.ndarray:
-        """The slots holding a snapshot."""
-        return np.flatnonzero(self.steps >= 0)
+        """The slots holding a member."""
+        return np.array([k for k, key in enumerate(self.keys) if key is not None], dtype=np.int64)
 
     def snapshot_weights(self) -> np.ndarray:
-        """Prioritised fictitious self-play: a snapshot is drawn in proportion to (1 - x)^p, where x is the
-        learner's win rate against it (a Beta(1, 1) prior, so a new snapshot starts at 0.5): the snapshots
-        that still beat the learner are played most, the ones it has mastered hardly at all."""
+        """Prioritised fictitious self-play: a member is drawn in proportion to (1 - x)^p, where x is the
+        learner's win rate against it, over its games here and in the Elo service's log (a Beta(1, 1)
+        prior, so a new member starts at 0.5): the members that still beat the learner are played most,
+        the ones it has mastered hardly at all."""
         codes = FIRST_SNAPSHOT + self.snapshots
-        rate = (self.points[codes] + 1.0) / (self.games[codes] + 2.0)
+        points = self.points[codes] + self.elo_points[codes]
+        rate = (points + 1.0) / (self.games[codes] + self.elo_games[codes] + 2.0)
         weights = (1.0 - rate) ** self.config.pfsp_power
         return weights / weights.sum() if weights.sum() > 0 else np.full(len(codes), 1.0 / len(codes))
 
@@ -63,13 +98,21 @@ class League:
             out[past] = FIRST_SNAPSHOT + self.rng.choice(slots, size=len(past), p=self.snapshot_weights())
         return out
 
+    def add_fixed(self, checkpoint_id: int) -> int:
+        """Put a named checkpoint in the next fixed slot; returns it."""
+        slot = next(k for k in range(self.fixed) if self.keys[k] is None)
+        self.keys[slot] = ("checkpoint", checkpoint_id)
+        return slot
+
     def add_snapshot(self, step: int) -> int:
         """Take a slot for the snapshot at `step`, the oldest one's once the pool is full; returns it."""
-        slot = self._next_slot
-        self._next_slot = (slot + 1) % len(self.steps)
-        self.steps[slot] = step
+        slot = self.next_slot
+        self.next_slot = self.fixed + (slot - self.fixed + 1) % self.config.pool_size
+        self.keys[slot] = ("step", step)
         code = FIRST_SNAPSHOT + slot
-        self.points[code] = self.games[code] = self.window_points[code] = self.window_games[code] = 0.0
+        for totals in (self.points, self.games, self.window_points, self.window_games):
+            totals[code] = 0.0
+        self.elo_points[code] = self.elo_games[code] = 0.0
         return slot
 
     def record(self, codes: np.ndarray, results: np.ndarray) -> None:
@@ -78,11 +121,19 @@ class League:
             np.add.at(totals[0], codes, results)
             np.add.at(totals[1], codes, 1.0)
 
+    def set_elo_results(self, results: dict[Key, tuple[float, float]]) -> None:
+        """The learner's (points, games) against members in the Elo service's log (keys not in the pool
+        are ignored; members missing from `results` have none)."""
+        self.elo_points[:] = self.elo_games[:] = 0.0
+        for slot, key in enumerate(self.keys):
+            if key in results:
+                self.elo_points[FIRST_SNAPSHOT + slot], self.elo_games[FIRST_SNAPSHOT + slot] = results[key]
+
     def metrics(self) -> dict[str, float]:
         """The pool and the learner's win rate against each member over the games since the last call."""
         out = {"league/pool_size": float(len(self.snapshots))}
         names = {MIRROR: "mirror", BOT: "bot"}
-        names |= {FIRST_SNAPSHOT + int(k): f"step_{int(self.steps[k])}" for k in self.snapshots}
+        names |= {FIRST_SNAPSHOT + int(k): "{}_{}".format(*self.keys[k]) for k in self.snapshots}
         for code, name in names.items():
             if self.window_games[code]:
                 out[f"league/winrate/{name}"] = float(self.window_points[code] / self.window_games[code])
@@ -100,7 +151,8 @@ class SelfPlayEnv:
 
     `env` must have both seats reading the action buffer (opponent = 1). Its buffers hold every seat; this
     object's `observations`, `actions`, `rewards`, `terminals` and `truncations` hold the learner's rows
-    only, so the trainer's rollout and update see nothing of the opponents.
+    only, so the trainer's rollout and update see nothing of the opponents. The learner takes seat 0 in
+    the even environments and seat 1 in the odd ones to begin with, and changes seat after every game.
     """
 
     def __init__(
@@ -111,18 +163,27 @@ class SelfPlayEnv:
         device: torch.device,
         seed: int = 0,
         allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+        *,
+        pool_dir: Path | None = None,
+        resume: Path | None = None,
+        link: LeagueLink | None = None,
     ):
         players = env.spec.players
         if players is None or len(players) != 2:
             raise ValueError(f"{env.spec.name}: self-play needs both seats in the action buffer (opponent=1)")
+        if config.pool and link is None:
+            raise ValueError(
+                "selfplay.pool names checkpoints, which only a worker with the database can load"
+            )
         self.env, self.spec, self.learner, self.device = env, env.spec, learner, device
-        self.league = League(config, seed)
+        self.config, self.link, self.pool_dir = config, link, pool_dir
+        self.league = League(config, seed, fixed=len(config.pool))
         self.num_envs = env.num_envs
-        per_env = env.spec.agents_per_env
-        base = np.arange(env.num_envs)[:, None] * per_env
-        self._mine = (base + np.array(players[0])).ravel()
-        self._theirs = (base + np.array(players[1])).ravel()
-        self._seat = len(players[1])  # opponent rows per environment
+        self._base = np.arange(env.num_envs)[:, None] * env.spec.agents_per_env
+        self._seat_rows = np.array(players)  # (2, agents per seat)
+        self.seat = np.arange(env.num_envs) % 2  # the learner's seat in each environment
+        self._place()
+        self._seat = self._seat_rows.shape[1]  # agents per seat
         self.num_agents = len(self._mine)
         alloc = allocate or (lambda shape, dtype: np.zeros(shape, dtype))
         self.observations = alloc((self.num_agents, *env.observations.shape[1:]), env.observations.dtype)
@@ -131,19 +192,71 @@ class SelfPlayEnv:
         self.terminals = alloc((self.num_agents,), env.terminals.dtype)
         self.truncations = alloc((self.num_agents,), env.truncations.dtype)
         self._result = (self.observations, self.rewards, self.terminals, self.truncations)
-        self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
-        self._snapshots = [copy.deepcopy(learner).requires_grad_(False) for _ in range(config.pool_size)]
+        self._snapshots = [
+            copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
+        ]
+        self._returns = np.zeros(env.num_envs)  # the learner's return in the game under way, per agent
         self._sums: dict[str, float] = {}
+        self._counts: dict[str, float] = {}
         self._episodes = 0.0
         self._obs_dtype = torch.uint8 if env.observations.dtype == np.uint8 else torch.float32
+        self._load_fixed()
+        self._restore_pool(ckpt.read_meta(resume)["step"] if resume is not None else 0)
+        self._read_elo()
+        self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
+
+    def _place(self) -> None:
+        """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
+        self._mine = (self._base + self._seat_rows[self.seat]).ravel()
+        self._theirs = (self._base + self._seat_rows[1 - self.seat]).ravel()
+
+    def _load_fixed(self) -> None:
+        if not self.config.pool:
+            return
+        stems = self.link.members(self.config.pool)
+        for checkpoint_id, stem in zip(self.config.pool, stems, strict=True):
+            policy, _ = ckpt.load_policy(stem, self.spec.name, self.spec.version, device=str(self.device))
+            slot = self.league.add_fixed(checkpoint_id)
+            self._snapshots[slot].load_state_dict(policy.state_dict())
+
+    def _restore_pool(self, step: int) -> None:
+        """Reload the snapshots this run had taken by `step`; drop any taken after it (by an attempt that
+        was lost before its next checkpoint), which the resumed run never reached."""
+        if self.pool_dir is None:
+            return
+        self.pool_dir.mkdir(parents=True, exist_ok=True)
+        files = sorted(self.pool_dir.glob("step_*.safetensors"))
+        kept = [f for f in files if int(f.stem.split("_")[1]) <= step][-self.config.pool_size :]
+        for path in files:
+            if path not in kept:
+                path.unlink()
+        for path in kept:
+            slot = self.league.add_snapshot(int(path.stem.split("_")[1]))
+            self._snapshots[slot].load_state_dict(load_file(str(path), device=str(self.device)))
+
+    def _read_elo(self) -> None:
+        if self.link is not None:
+            keys = [key for key in self.league.keys if key is not None]
+            self.league.set_elo_results(self.link.results(keys))
 
     def snapshot(self, step: int) -> None:
-        """Freeze the learner's current weights into the pool as the snapshot of `step`."""
+        """Freeze the learner's current weights into the pool as the snapshot of `step` (and on disk, with
+        a pool_dir), and read the Elo service's results against the pool again."""
+        evicted = self.league.keys[self.league.next_slot]
         slot = self.league.add_snapshot(step)
         self._snapshots[slot].load_state_dict(self.learner.state_dict())
+        if self.pool_dir is not None:
+            state = {k: v.detach().contiguous() for k, v in self.learner.state_dict().items()}
+            path = self.pool_dir / f"step_{step:014d}.safetensors"
+            save_file(state, str(path.with_suffix(".tmp")))
+            path.with_suffix(".tmp").replace(path)
+            if evicted is not None:
+                (self.pool_dir / f"step_{evicted[1]:014d}.safetensors").unlink(missing_ok=True)
+        self._read_elo()
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         self.env.reset(seed)
+        self._returns[:] = 0.0
         self._gather()
         return self.observations
 
@@ -180,32 +293,50 @@ class SelfPlayEnv:
         full[self._theirs] = self._opponent_actions()
         self.env.step()
         self._gather()
-        first = self.num_agents // self.num_envs  # every agent of a game ends with it: read its first row
-        ended = np.flatnonzero(self.terminals[::first] | self.truncations[::first])
+        self._returns += self.rewards.reshape(self.num_envs, self._seat).mean(1)
+        # Every agent of a game ends with it: read each environment's first learner row.
+        ended = np.flatnonzero(self.terminals[:: self._seat] | self.truncations[:: self._seat])
         if len(ended):
             self._finish(ended)
         return self._result
 
     def _finish(self, ended: np.ndarray) -> None:
-        """Record the games that ended against their members and draw the next opponents."""
+        """Record the games that ended against their members, swap seats and draw the next opponents.
+
+        The environment logs seat 0's view: perf is flipped for a learner in seat 1, the return is the
+        learner's own, and the environment's other fields are averaged over the games it played in seat 0.
+        """
         results = np.zeros(len(ended))
         for j, i in enumerate(ended):
             log = self.env.env_log(int(i))
             n = log.pop("n", 0.0)
+            seat0 = log.pop("perf", 0.5)
+            results[j] = seat0 if self.seat[i] == 0 else 1.0 - seat0
+            log |= {"perf": results[j], "episode_return": float(self._returns[i])}
+            seat_free = ("perf", "episode_return", "episode_length")
             for key, value in log.items():
-                self._sums[key] = self._sums.get(key, 0.0) + value * n
+                if self.seat[i] == 0 or key in seat_free:
+                    self._sums[key] = self._sums.get(key, 0.0) + value * n
+                    self._counts[key] = self._counts.get(key, 0.0) + n
             self._episodes += n
-            results[j] = log.get("perf", 0.5)
         self.league.record(self.opponent[ended], results)
+        self._returns[ended] = 0.0
+        self.seat[ended] = 1 - self.seat[ended]
+        self._place()
+        # The ended environments have reset: their learner rows now show the new game from the other seat.
+        # Rewards and done flags stay those of the game that ended, as the rollout must see them.
+        rows = (self._base[ended] + self._seat_rows[self.seat[ended]]).ravel()
+        learner_rows = (np.arange(self._seat) + self._seat * ended[:, None]).ravel()
+        self.observations[learner_rows] = self.env.observations[rows]
         self.opponent[ended] = self.league.sample(len(ended))
 
     def log(self) -> dict[str, float]:
         """Like VecEnv.log, for the learner's seat (perf is its result against the mix of opponents)."""
         if not self._episodes:
             return {}
-        out = {key: value / self._episodes for key, value in self._sums.items()}
+        out = {key: value / self._counts[key] for key, value in self._sums.items()}
         out["n"] = self._episodes
-        self._sums, self._episodes = {}, 0.0
+        self._sums, self._counts, self._episodes = {}, {}, 0.0
         return out
 
     def metrics(self) -> dict[str, float]:
