@@ -177,12 +177,9 @@ static void breakout_step(Breakout* env) {
     env->episode_return += reward;
     if (done || timed_out) {
         float cleared = (float)(BREAKOUT_BRICKS - env->bricks_left);
-        env->log.perf += cleared * (1.0f / BREAKOUT_BRICKS);
-        env->log.score += cleared;
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, cleared * (1.0f / BREAKOUT_BRICKS), cleared,
+                          env->episode_return, (float)env->tick);
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         breakout_reset(env);
         return;
     }

@@ -105,12 +105,9 @@ static void cartpole_step(CartPole* env) {
     env->episode_return += 1.0f;
 
     if (fell || timed_out) {
-        env->log.perf += (float)env->tick / (float)env->max_steps;
-        env->log.score += (float)env->tick;
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, (float)env->tick / (float)env->max_steps, (float)env->tick,
+                          env->episode_return, (float)env->tick);
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         cartpole_reset(env);
         return;
     }

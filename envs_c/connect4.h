@@ -230,14 +230,11 @@ static void connect4_step(Connect4* env) {
     }
     env->episode_return += r0;
     if (done) {
-        env->log.perf += winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f);
-        env->log.score += r0;
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f), r0,
+                          env->episode_return, (float)env->tick);
         env->log.wins += (float)(winner == 0);
         env->log.draws += (float)(winner < 0);
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         env->games += 1;
         connect4_reset(env);
         return;

@@ -35,6 +35,17 @@ typedef struct {
     float n;
 } Log;
 
+/* Count one finished episode into an environment's Log: the four fields every Log starts with, and n.
+ * A macro, not a function, because each environment has its own Log type; its own fields are the caller's. */
+#define SHOAL_LOG_EPISODE(LOG, PERF, SCORE, RETURN, LENGTH) \
+    do {                                                    \
+        (LOG).perf += (PERF);                               \
+        (LOG).score += (SCORE);                             \
+        (LOG).episode_return += (RETURN);                   \
+        (LOG).episode_length += (LENGTH);                   \
+        (LOG).n += 1.0f;                                    \
+    } while (0)
+
 /* splitmix64: a full-period generator with good mixing, cheap enough for the step path. */
 static inline uint64_t shoal_next(uint64_t* state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);

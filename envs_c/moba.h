@@ -404,16 +404,12 @@ static void moba_end(Moba* env, float result, float* reward) {
     float score = 0.0f;
     for (int s = 0; s < MOBA_STRUCTS; s++) score += env->shp[1][s] <= 0 ? 1.0f : 0.0f;
     for (int k = 0; k < T; k++) env->episode_return += reward[k];
-    env->log.perf += result;
-    env->log.score += score;
-    env->log.episode_return += env->episode_return / (float)T;
-    env->log.episode_length += (float)env->tick;
+    SHOAL_LOG_EPISODE(env->log, result, score, env->episode_return / (float)T, (float)env->tick);
     env->log.wins += result == 1.0f ? 1.0f : 0.0f;
     env->log.draws += result == 0.5f ? 1.0f : 0.0f;
     env->log.kills += env->kills;
     env->log.deaths += env->deaths;
     env->log.invalid_actions += env->invalid_actions;
-    env->log.n += 1.0f;
 }
 
 static void moba_step(Moba* env) {

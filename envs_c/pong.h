@@ -181,14 +181,11 @@ static void pong_step(Pong* env) {
     env->episode_return += reward0;
     if (done || timed_out) {
         int total = env->score[0] + env->score[1];
-        env->log.perf += total > 0 ? (float)env->score[0] / (float)total : 0.5f;
-        env->log.score += (float)env->score[0];
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, total > 0 ? (float)env->score[0] / (float)total : 0.5f, (float)env->score[0],
+                          env->episode_return, (float)env->tick);
         env->log.wins += env->score[0] > env->score[1] ? 1.0f : (env->score[0] == env->score[1] ? 0.5f : 0.0f);
         env->log.hits += (float)env->hits;
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         pong_reset(env);
         return;
     }

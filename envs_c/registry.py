@@ -6,6 +6,10 @@ a user's environment; they are simply found first, in this package's directory. 
 from SHOAL_ENV_PATH (separated like PATH), read on every look-up so the API and every worker see the same
 environments, and a spec file edited on disk is picked up without a restart.
 
+Python environments (`gymnasium:CartPole-v1`, `pettingzoo:classic.connect_four_v3`) are named by an id with a
+colon; `lookup` and `ENVS[id]` resolve them through envs_c.pyenvs (SHOAL_PYTHON_ENVS first) into a
+definition that reads like an EnvDef. They are not listed when the catalog is iterated: ids are open-ended.
+
 Stdlib only: the C driver generator imports this module as a plain file before anything is installed. The
 cffi builder generates declarations from these specs and cffi then checks them against the C structs, so a
 field that differs between C and spec fails the build with the compiler's message instead of corrupting
@@ -48,6 +52,9 @@ class Param:
     low: float
     high: float
     doc: str
+    # False for a setting that leaves the game's rules alone: reward shaping, the built-in bot's strength.
+    # Checkpoints trained with different values still play each other, under the default.
+    game: bool = True
 
     def coerce(self, env: str, value: Any) -> int | float:
         """Check a user value against type and bounds; errors name the environment and the field."""
@@ -115,6 +122,12 @@ class EnvDef:
             raise ValueError(f"{self.name}: unknown setting {unknown[0]!r}; known: {sorted(known) or 'none'}")
         return {name: p.coerce(self.name, kwargs.get(name, p.default)) for name, p in known.items()}
 
+    def game_config(self, kwargs: Kwargs) -> dict[str, int | float]:
+        """The settings that define the game itself (the `game = false` ones left out), for deciding
+        whether two agents played the same game; unknown names are refused."""
+        config = self.config(kwargs)
+        return {p.name: config[p.name] for p in self.params if p.game}
+
     @property
     def sources(self) -> tuple[Path, ...]:
         """The files the compiled environment is made from, in a fixed order."""
@@ -170,12 +183,13 @@ def _param(name: str, raw: Any, where: str) -> Param:
     low, high = _take(table, "low", float, where), _take(table, "high", float, where)
     default = _take(table, "default", float, where)
     doc = _take(table, "doc", str, where, "")
+    game = _take(table, "game", bool, where, True)
     _done(table, where)
     if not all(math.isfinite(x) for x in (low, high, default)) or not low <= default <= high:
         raise SpecError(f"{where}: needs finite low <= default <= high, got {low}, {default}, {high}")
     if ctype == "int" and any(float(x) != int(x) or abs(x) > 2**31 - 1 for x in (low, high, default)):
         raise SpecError(f"{where}: an int parameter needs int32 bounds and default")
-    return Param(_ident(name, where), ctype, default, low, high, doc)
+    return Param(_ident(name, where), ctype, default, low, high, doc, game)
 
 
 def _action(raw: Any, where: str) -> Action:
@@ -376,6 +390,11 @@ class Catalog(Mapping[str, EnvDef]):
         self._envs, self._problems, self._key = envs, problems, key
 
     def __getitem__(self, name: str) -> EnvDef:
+        if ":" in name:  # a Python environment's id: resolved (allowlist first) on demand, never listed
+            try:
+                return _python(name)
+            except ValueError:
+                raise KeyError(name) from None
         self._refresh()
         return self._envs[name]
 
@@ -396,12 +415,27 @@ class Catalog(Mapping[str, EnvDef]):
 ENVS = Catalog()
 
 
+def unknown_env(name: str) -> str:
+    """What every caller says of a name that no environment on the path has."""
+    return f"unknown environment {name!r}; known: {', '.join(sorted(ENVS))}"
+
+
+def _python(name: str) -> EnvDef:
+    # Imported here: this module must load as a plain file, before the package (and gymnasium) is there.
+    from envs_c.pyenvs.definition import resolve
+
+    return resolve(name)  # type: ignore[return-value]  # a PyEnvDef reads like an EnvDef
+
+
 def lookup(name: str) -> EnvDef:
-    """The environment called `name`; the ValueError says why not (unknown, broken spec, defined twice)."""
+    """The environment called `name`; the ValueError says why not (unknown, broken spec, defined twice,
+    a Python environment not on SHOAL_PYTHON_ENVS)."""
+    if ":" in name:
+        return _python(name)
     try:
         return ENVS[name]
     except KeyError:
         problem = ENVS.problems().get(name)
         if problem is not None:
             raise ValueError(problem) from None
-        raise ValueError(f"unknown environment {name!r}; known: {', '.join(sorted(ENVS))}") from None
+        raise ValueError(unknown_env(name)) from None

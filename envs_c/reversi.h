@@ -249,14 +249,11 @@ static void reversi_step(Reversi* env) {
     }
     env->episode_return += r0;
     if (done) {
-        env->log.perf += n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f);
-        env->log.score += (float)(n0 - n1);
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f), (float)(n0 - n1),
+                          env->episode_return, (float)env->tick);
         env->log.wins += (float)(n0 > n1);
         env->log.draws += (float)(n0 == n1);
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         env->games += 1;
         reversi_reset(env);
         return;

@@ -170,13 +170,10 @@ static void snake_init(Snake* env) {
 static void snake_end_episode(Snake* env, int i, int died) {
     SnakeBody* s = &env->snakes[i];
     float food = (float)s->eaten;
-    env->log.perf += food >= (float)env->goal ? 1.0f : food / (float)env->goal;
-    env->log.score += food;
-    env->log.episode_return += s->episode_return;
-    env->log.episode_length += (float)s->tick;
+    SHOAL_LOG_EPISODE(env->log, food >= (float)env->goal ? 1.0f : food / (float)env->goal, food,
+                      s->episode_return, (float)s->tick);
     env->log.deaths += (float)died;
     env->log.invalid_actions += s->invalid_actions;
-    env->log.n += 1.0f;
     snake_kill(env, i);
     snake_spawn(env, i);
 }

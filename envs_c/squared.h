@@ -98,13 +98,10 @@ static void squared_step(Squared* env) {
     env->truncations[0] = (uint8_t)timed_out;
     env->episode_return += reward;
     if (reached || timed_out) {
-        env->log.perf += reached ? (float)env->start_distance / (float)env->tick : 0.0f;
-        env->log.score += (float)reached;
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        SHOAL_LOG_EPISODE(env->log, reached ? (float)env->start_distance / (float)env->tick : 0.0f, (float)reached,
+                          env->episode_return, (float)env->tick);
         env->log.reached += (float)reached;
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         squared_reset(env);
         return;
     }

@@ -345,12 +345,13 @@ def cmd_bench_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     import tempfile
 
     import envs_c
+    from envs_c.registry import unknown_env
     from services.trainer.bench import markdown, run_env, write_outputs
 
     names = envs_c.names() if args.envs == "all" else [n for n in args.envs.split(",") if n]
     unknown = sorted(set(names) - set(envs_c.names()))
     if unknown:
-        parser.error(f"--envs: unknown environment {unknown[0]!r}; known: {', '.join(envs_c.names())}")
+        parser.error(f"--envs: {unknown_env(unknown[0])}")
     overrides = {"train": {"device": args.device}} if args.device else {}
     results = []
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as scratch:

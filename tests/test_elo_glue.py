@@ -76,7 +76,7 @@ def test_rating_a_checkpoint_plays_the_anchors_and_serves_the_leaderboard(platfo
     get_settings.cache_clear()
     run_id, (first, second) = add_checkpoints("connect4", [100, 200])
     sent.append((ELO_RATE_TASK, [first]))
-    sent.append((ELO_RATE_TASK, [second, ["shoal.sweeper.tick", [7]]]))
+    sent.append((ELO_RATE_TASK, [second, 7]))
     done = drain()
     names = [name for name, _ in done]
     # first: random, scripted; second: random, scripted, its predecessor (first).
@@ -112,7 +112,7 @@ def test_rating_a_checkpoint_plays_the_anchors_and_serves_the_leaderboard(platfo
     assert [(p["step"], p["checkpoint_id"]) for p in elo["points"]] == [(100, first), (200, second)]
     assert client.get("/runs/999/elo").status_code == 404
 
-    from services.elo.store import checkpoint_rating
+    from services.common.ratings import checkpoint_rating
 
     with session_scope() as session:
         assert checkpoint_rating(session, second).elo == next(
@@ -152,9 +152,9 @@ def test_a_corrupt_checkpoint_is_refused_with_a_reason_and_the_rest_goes_on(plat
 def test_a_checkpoint_of_a_single_player_env_is_not_rated(platform):
     _, drain, sent = platform
     _, (checkpoint,) = add_checkpoints("cartpole", [1])
-    sent.append((ELO_RATE_TASK, [checkpoint, ["shoal.sweeper.tick", [1]]]))
+    sent.append((ELO_RATE_TASK, [checkpoint, 1]))
     assert drain() == [
-        (ELO_RATE_TASK, [checkpoint, ["shoal.sweeper.tick", [1]]]),
+        (ELO_RATE_TASK, [checkpoint, 1]),
         ("shoal.sweeper.tick", [1]),
     ]
 

@@ -97,7 +97,7 @@ def test_space_rejects_unknown_parameters() -> None:
 def test_space_accepts_mean_and_starts_there() -> None:
     spec = {"train": {**SPEC["train"], "learning_rate": {**SPEC["train"]["learning_rate"], "mean": 3e-4}}}
     params, info = ParetoSearch(spec).suggest()
-    assert info["why"] == "centre"
+    assert info["proposal"] == "centre"
     assert params["train"]["learning_rate"] == pytest.approx(3e-4)
 
 
@@ -261,7 +261,7 @@ def test_predicted_score_is_in_score_units() -> None:
     run_trials(search, 20)
     scores = [o["score"] for o in search.state()["observations"]]
     params, info = search.suggest()
-    assert info["why"] == "pareto"
+    assert info["proposal"] == "pareto"
     spread = max(scores) - min(scores)
     assert min(scores) - spread < info["predicted_score"] < max(scores) + spread
     # and close to what the objective gives there (the test task is smooth)
@@ -334,7 +334,7 @@ def test_minimize_finds_low_values() -> None:
     first = min(o["score"] for o in search.state()["observations"][:10])
     assert best < first
     _, info = search.suggest()
-    assert info["why"] == "pareto" and info["predicted_score"] < 0
+    assert info["proposal"] == "pareto" and info["predicted_score"] < 0
 
 
 def test_suggest_restores_torch_threads() -> None:

@@ -77,10 +77,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(ConfigError)
     async def config_error(_: Request, e: ConfigError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": [{"loc": _loc(e), "msg": e.message, "type": "value_error"}]},
-            422,  # by number: the constant's name is deprecated in newer Starlette (a warning per 422)
-        )
+        return JSONResponse({"detail": errors.field_errors(_loc(e), e.message)}, errors.UNPROCESSABLE)
 
     for module in (runs, sweeps, envs, health, elo, checkpoints, dashboard):
         app.include_router(module.router)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
@@ -17,7 +17,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from services.api.deps import RETRY_AFTER
 
 log = logging.getLogger(__name__)
-UNPROCESSABLE = 422  # the constant's name differs between Starlette versions
+# By number: the constant's name differs between Starlette versions (and the old one warns on every 422).
+UNPROCESSABLE = 422
+
+
+def field_errors(loc: list[str], msg: str) -> list[dict[str, object]]:
+    """A 422's detail naming the field at fault, in the shape of FastAPI's own validation errors."""
+    return [{"loc": loc, "msg": msg, "type": "value_error"}]
+
+
+def unprocessable(loc: list[str], msg: str) -> HTTPException:
+    """The 422 a route raises for input the schema let through but the route refuses."""
+    return HTTPException(UNPROCESSABLE, field_errors(loc, msg))
 
 
 def _unavailable(what: str) -> JSONResponse:
@@ -46,7 +57,7 @@ def install(app: FastAPI) -> None:
         # The schema bounds every field it knows; this is the backstop for a value the database still
         # refuses (out of range, invalid text). The database's own message names no field a client knows.
         log.warning("%s %s: refused by the database: %s", request.method, request.url.path, e.orig)
-        detail = [{"loc": ["request"], "msg": "a value is out of range or invalid", "type": "value_error"}]
+        detail = field_errors(["request"], "a value is out of range or invalid")
         return JSONResponse({"detail": detail}, UNPROCESSABLE)
 
 
@@ -63,8 +74,7 @@ class NoNulBytes:
                 where = "query"
             if where:
                 response = JSONResponse(
-                    {"detail": [{"loc": [where], "msg": "NUL bytes are not allowed", "type": "value_error"}]},
-                    UNPROCESSABLE,
+                    {"detail": field_errors([where], "NUL bytes are not allowed")}, UNPROCESSABLE
                 )
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)

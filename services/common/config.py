@@ -106,6 +106,9 @@ class SelfPlayConfig(Strict):
     pfsp_power: float = Field(
         2.0, ge=0, le=16, description="a snapshot's weight is (1 - the learner's win rate against it)^p"
     )
+    pool: list[int] = Field(
+        [], max_length=16, description="checkpoint ids (of this environment) that stay in the pool all run"
+    )
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> SelfPlayConfig:
@@ -132,10 +135,10 @@ class ConfigError(ValueError):
 
 
 class UnknownEnv(ConfigError):
-    """An environment that is not on the path, or is but cannot be used (the message says why)."""
+    """An environment that is not on the path, or is but cannot be used (`why` says which)."""
 
-    def __init__(self, env: str, why: str | None = None):
-        super().__init__("env", why or f"unknown environment {env!r}; known: {', '.join(sorted(ENVS))}")
+    def __init__(self, why: str):
+        super().__init__("env", why)
 
 
 @cache
@@ -168,7 +171,7 @@ def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     try:
         definition = lookup(env)
     except ValueError as e:
-        raise UnknownEnv(env, str(e)) from None
+        raise UnknownEnv(str(e)) from None
     defaults = {k: v for k, v in env_defaults(env).items() if k in RunConfig.model_fields}
     raw = merge(defaults, overrides or {})
     try:

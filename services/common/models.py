@@ -58,6 +58,7 @@ class Run(Base):
     # A label and free text for people (PATCH /runs/{id}); neither changes what the run does.
     name: Mapped[str | None] = mapped_column(String(128))
     notes: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[str | None] = mapped_column(String(16))  # a FailureKind
     failure_reason: Mapped[str | None] = mapped_column(Text)
     final_score: Mapped[float | None] = mapped_column(Float)
     final_raw_score: Mapped[float | None] = mapped_column(Float)
@@ -197,8 +198,9 @@ class Sweep(Base):
     env: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default=SweepStatus.running, index=True)
     space: Mapped[dict[str, Any]]
-    # Fixed hyperparameters every trial starts from; the swept values are merged over them.
-    base: Mapped[dict[str, Any]]
+    # The fixed overrides of the env's defaults every trial starts from (the API's "hyperparameters"); the
+    # swept values are merged over them.
+    overrides: Mapped[dict[str, Any]]
     metric: Mapped[str] = mapped_column(String(32))
     goal: Mapped[str] = mapped_column(String(16))
     cost_unit: Mapped[str] = mapped_column(String(16))
@@ -233,7 +235,8 @@ class Trial(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     predicted_score: Mapped[float | None] = mapped_column(Float)
     predicted_cost: Mapped[float | None] = mapped_column(Float)
-    reason: Mapped[str | None] = mapped_column(String(64))
+    # How the search proposed the trial (centre, sobol, random, pareto); why it failed is failure_reason.
+    proposal: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -296,8 +299,8 @@ class MatchJob(Base):
     env: Mapped[str] = mapped_column(String(64))
     player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="SET NULL"))
     pending: Mapped[int] = mapped_column(Integer)
-    # [task_name, args] sent after the refit (the sweeper's "Elo as a sweep metric").
-    then: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The sweep to tick once the job's refit is done (the sweeper's "Elo as a sweep metric").
+    then_tick_sweep: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 import envs_c
 from services.common.celery_app import TRAIN_TASK
-from services.common.config import resolve
-from services.common.models import Run, RunStatus, RunTag, utcnow
+from services.common.config import ConfigError, resolve
+from services.common.failures import FailureKind
+from services.common.models import Checkpoint, Run, RunStatus, RunTag, utcnow
 from services.common.outbox import stage
 
 
@@ -37,6 +38,8 @@ def create_run(
     if total_timesteps is not None:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "total_timesteps": total_timesteps}}
     config = resolve(env, overrides)
+    if config.selfplay is not None:
+        check_pool(session, env, config.selfplay.pool)
     run = Run(
         env=env,
         env_version=envs_c.version(env),
@@ -53,6 +56,21 @@ def create_run(
     session.flush()
     enqueue(session, run.id)
     return run
+
+
+def check_pool(session: Session, env: str, pool: list[int]) -> None:
+    """Every checkpoint a self-play pool names must exist and be a checkpoint of `env` at its current
+    version; raises ConfigError naming `selfplay.pool`."""
+    found = {c.id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.id.in_(pool)))}
+    version = envs_c.version(env)
+    for i, checkpoint_id in enumerate(pool):
+        ckpt, field = found.get(checkpoint_id), f"selfplay.pool.{i}"
+        if ckpt is None:
+            raise ConfigError(field, f"checkpoint {checkpoint_id} does not exist")
+        if ckpt.env != env:
+            raise ConfigError(field, f"checkpoint {checkpoint_id} is a {ckpt.env} checkpoint, not {env}")
+        if ckpt.env_version != version:
+            raise ConfigError(field, f"checkpoint {checkpoint_id} was trained on an older version of {env}")
 
 
 def describe(session: Session, run: Run, fields: dict[str, Any]) -> None:
@@ -112,13 +130,14 @@ def claim(session: Session, run_id: int, worker: str) -> bool:
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.queued, Run.cancel_requested.is_(True))
-        .values(status=RunStatus.cancelled, finished_at=now)
+        .values(status=RunStatus.cancelled, failure_kind=FailureKind.cancelled, finished_at=now)
     )
     return False
 
 
-def heartbeat(session: Session, run_id: int, worker: str, progress_steps: int | None = None) -> bool:
-    """Refresh the heartbeat; returns whether cancellation was requested (or the run was taken away)."""
+def keep_alive(session: Session, run_id: int, worker: str, progress_steps: int | None = None) -> bool:
+    """Refresh the heartbeat; returns whether the run goes on (False: cancellation was requested, or
+    another worker has it now)."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress_steps is not None:
         values["progress_steps"] = progress_steps
@@ -128,8 +147,8 @@ def heartbeat(session: Session, run_id: int, worker: str, progress_steps: int | 
         .values(**values)
     )
     if result.rowcount == 0:
-        return True
-    return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+        return False
+    return not session.scalar(select(Run.cancel_requested).where(Run.id == run_id))
 
 
 def finish(session: Session, run_id: int, worker: str, status: RunStatus, **fields: Any) -> bool:
@@ -163,6 +182,7 @@ def request_cancel(session: Session, run: Run) -> None:
     run.cancel_requested = True
     if run.status == RunStatus.queued:
         run.status = RunStatus.cancelled
+        run.failure_kind = FailureKind.cancelled
         run.finished_at = utcnow()
 
 
@@ -177,6 +197,7 @@ def reap_stale(session: Session, timeout_seconds: float, max_attempts: int) -> l
         .values(
             status=RunStatus.failed,
             finished_at=utcnow(),
+            failure_kind=FailureKind.worker_lost,
             failure_reason=f"worker lost: no heartbeat for {timeout_seconds:g}s, {max_attempts} attempts",
         )
     )

@@ -16,6 +16,8 @@ from pydantic import (
     field_validator,
 )
 
+from services.common.failures import FailureKind
+
 MAX_RUNS = 10_000  # the most trials one sweep may run
 # Row ids are PostgreSQL `integer`: a larger id names no row, and must be refused before it reaches SQL.
 INT4_MAX = 2**31 - 1
@@ -113,6 +115,7 @@ class RunOut(BaseModel):
     name: str | None
     notes: str | None
     sweep_id: int | None
+    failure_kind: FailureKind | None
     failure_reason: str | None
     final_score: float | None
     final_raw_score: float | None
@@ -218,7 +221,8 @@ class TrialOut(BaseModel):
     failure_reason: str | None
     predicted_score: float | None
     predicted_cost: float | None
-    reason: str | None
+    # Published as "reason" (the API's name); the trial's `proposal` inside.
+    reason: str | None = Field(validation_alias="proposal", description="how the search proposed the trial")
     retries: int
 
 
@@ -229,6 +233,8 @@ class BestTrial(BaseModel):
 
 
 class SweepSummary(BaseModel):
+    """A sweep as GET /sweeps lists it; SweepDetail adds its space, trials and front."""
+
     id: int
     env: str
     status: str
@@ -241,31 +247,18 @@ class SweepSummary(BaseModel):
     budget_used: float = Field(description="cost of the finished runs plus the progress of those in flight")
     budget_left: float | None
     created_at: UtcDatetime
+    best: BestTrial | None
     trials_finished: int
     trials_running: int
-    best: BestTrial | None
 
 
-class SweepDetail(BaseModel):
-    id: int
-    env: str
-    status: str
-    metric: str
-    goal: str
-    cost_unit: str
-    max_runs: int
-    parallelism: int
+class SweepDetail(SweepSummary):
     max_cost: float | None
-    budget: float | None
-    budget_used: float = Field(description="cost of the finished runs plus the progress of those in flight")
-    budget_left: float | None
     space: dict[str, Any]
     hyperparameters: dict[str, Any]
-    created_at: UtcDatetime
     finished_at: UtcDatetime | None
     trials: list[TrialOut]
     pareto: list[int]
-    best: BestTrial | None
 
 
 class SweepPage(BaseModel):
@@ -289,6 +282,66 @@ class MatchCreate(BaseModel):
         if games % 2:
             raise ValueError("games must be even (seat-swapped pairs)")
         return games
+
+
+class RatedPlayer(BaseModel):
+    id: str = Field(description="the checkpoint's id, or the anchor's name")
+    kind: Literal["checkpoint", "anchor"]
+    label: str
+    checkpoint_id: int | None
+    run_id: int | None
+    step: int | None
+    elo: float
+    lo: float = Field(description="the 95% bootstrap interval's lower end")
+    hi: float
+    games: int
+
+
+class LeaderboardOut(BaseModel):
+    env: str
+    anchor: str = Field(description="the player pinned at 1000")
+    players: list[RatedPlayer] = Field(description="strongest first")
+
+
+class MatrixOut(BaseModel):
+    """Row against column, in leaderboard order."""
+
+    players: list[str]
+    labels: list[str]
+    games: list[list[int]]
+    score: list[list[float | None]] = Field(description="row's mean score against column; null without games")
+
+
+class EloPoint(BaseModel):
+    step: int
+    checkpoint_id: int
+    elo: float
+    lo: float
+    hi: float
+    games: int
+
+
+class RunEloOut(BaseModel):
+    run_id: int
+    points: list[EloPoint] = Field(description="one per rated checkpoint, by step")
+
+
+class QueuedBatch(BaseModel):
+    id: int
+    games: int
+    seed: int
+
+
+class MatchQueued(BaseModel):
+    """A POST /matches answer: the job to poll at `status_url`."""
+
+    job_id: int
+    env: str
+    a: str
+    b: str
+    games: int
+    batches: list[QueuedBatch]
+    status_url: str
 
 
 class MatchBatchOut(BaseModel):

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from envs_c.pyenvs.allowlist import DEFAULT as DEFAULT_PYTHON_ENVS
+
 HOME = Path(".shoal")
 
 
@@ -69,6 +71,12 @@ class Settings(BaseSettings):
     docs_dir: Path | None = Field(
         default=None,
         description="bench results the dashboard shows (bench_train.csv/.png); default <repo>/docs",
+    )
+    python_envs: str = Field(
+        default=DEFAULT_PYTHON_ENVS,
+        description="Python environments runs may use: comma-separated id patterns ('*' matches within one "
+        "':'-separated part), e.g. gymnasium:CartPole-v1,pettingzoo:classic.*. An id that matches none is "
+        "refused (422) before anything it names is imported; envs_c reads the variable itself",
     )
     elo_bootstrap: int = Field(default=200, ge=0, le=10_000, description="bootstrap rounds of a rating refit")
 

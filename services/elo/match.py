@@ -36,6 +36,7 @@ How a batch is played (REFERENCE.md §5, "hygiene"):
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -46,11 +47,13 @@ import torch
 
 import envs_c
 from envs_c.registry import ENVS
+from services.elo.games import is_game
+from services.elo.seeds import derive
+from services.trainer import policy as policy_module
 from services.trainer.checkpoint import CheckpointError, load_policy
 from services.trainer.policy import Policy
 
 ANCHORS = ("random", "scripted")
-SOURCES = (Path(__file__).parent, Path(__file__).parents[1] / "trainer" / "policy.py")
 
 
 class Refused(ValueError):
@@ -84,13 +87,6 @@ class GameResult:
     timeout: bool
 
 
-def two_player(env: str) -> bool:
-    """Whether `env` is a two-player game (it has seats in its registry), whatever `opponent` it was
-    trained with."""
-    entry = ENVS.get(env)
-    return entry is not None and entry.players is not None
-
-
 def load_player(
     source: str | Path, env: str, env_version: str | None = None, within: Path | None = None
 ) -> Player:
@@ -98,7 +94,7 @@ def load_player(
     (or, with `within`, if its files lie outside that directory)."""
     if isinstance(source, str) and source in ANCHORS:
         return Player(source)
-    if not two_player(env):
+    if not is_game(env):
         raise Refused(f"{env!r} is not a two-player environment")
     stem = Path(source)
     try:
@@ -123,18 +119,21 @@ def load_player(
 
 
 def match_config(env: str, a: Player, b: Player) -> dict[str, Any]:
-    """The environment settings a match is played with: the checkpoints' (anchors adopt them), opponent=1.
+    """The environment settings a match is played with: the checkpoints' game settings, opponent=1.
 
-    Two checkpoints trained with different settings (pong's frameskip, say) would not play the same game,
-    so that is refused rather than silently favouring one of them.
+    Two checkpoints trained under different rules (pong's frameskip, moba's team size) would not play the
+    same game, so that is refused rather than silently favouring one of them. Settings the spec marks
+    `game = false` (reward shaping, the bot's strength) take their defaults: they do not change what a
+    match is, and the scripted anchor must be one player, not a different bot per opponent.
     """
+    definition = ENVS[env]
     configs = [
-        {k: v for k, v in p.env_config.items() if k != "opponent"} for p in (a, b) if p.policy is not None
+        {k: v for k, v in definition.game_config(p.env_config).items() if k != "opponent"}
+        for p in (a, b)
+        if p.policy is not None
     ]
     if len(configs) == 2 and configs[0] != configs[1]:
-        diff = sorted(
-            k for k in configs[0].keys() | configs[1].keys() if configs[0].get(k) != configs[1].get(k)
-        )
+        diff = sorted(k for k in configs[0] if configs[0][k] != configs[1][k])
         raise Refused(
             f"the checkpoints were trained with different {env} settings ({', '.join(diff)}): "
             f"{configs[0]} vs {configs[1]}"
@@ -143,19 +142,20 @@ def match_config(env: str, a: Player, b: Player) -> dict[str, Any]:
 
 
 def pair_seeds(seed: int, pairs: int) -> list[int]:
-    """One 63-bit seed per pair, derived from the match seed (fits a signed BIGINT column)."""
-    state = np.random.SeedSequence([int(seed) & (2**64 - 1), 0x5E1F]).generate_state(pairs, np.uint64)
-    return [int(s) >> 1 for s in state]
+    """One seed per pair, derived from the match seed."""
+    return derive(int(seed), 0x5E1F, count=pairs)
 
 
 @cache
 def code_version() -> str:
-    """Hash of the code that decides a match's outcome: services/elo and the policy, recorded per match."""
+    """Hash of the code that decides a match's outcome, recorded per match: this package, and the policy
+    module as imported (wherever it lives)."""
+    sources = [(path.name, path.read_text()) for path in sorted(Path(__file__).parent.glob("*.py"))]
+    sources.append((policy_module.__name__, inspect.getsource(policy_module)))
     digest = hashlib.sha256()
-    files = sorted(p for src in SOURCES for p in ([src] if src.is_file() else src.glob("*.py")))
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for name, text in sources:
+        digest.update(name.encode())
+        digest.update(text.encode())
     return digest.hexdigest()[:16]
 
 
@@ -182,22 +182,10 @@ class _Seat:
         policy = self.player.policy
         obs = torch.from_numpy(vec.observations[self.rows])
         params, _, self.state = policy(obs, self.state)
-        if deterministic or not policy.nvec:
-            actions = policy.sample(params, deterministic=True)
-        else:
-            actions = _gumbel_sample(params, policy.nvec, self.generator)
-            if policy.action["kind"] != "discrete":
-                actions = actions.view(len(self.rows), -1)
+        # The batch's own generator, not torch's global one, so that a batch replays exactly.
+        deterministic = deterministic or not policy.nvec
+        actions = policy.sample(params, deterministic=deterministic, generator=self.generator)
         return policy.env_actions(actions).numpy()
-
-
-def _gumbel_sample(params: torch.Tensor, nvec: list[int], generator: torch.Generator) -> torch.Tensor:
-    """`Policy.sample` with an explicit generator (it uses torch's global RNG), so a batch replays."""
-    out = []
-    for logits in params.split(nvec, dim=-1):
-        uniform = torch.rand(logits.shape, generator=generator).clamp_min(1e-20)
-        out.append((logits - torch.log(-torch.log(uniform))).argmax(-1))
-    return out[0] if len(out) == 1 else torch.stack(out, -1)
 
 
 @torch.inference_mode()
@@ -217,7 +205,7 @@ def play(
     `env_config` overrides settings (e.g. a short pong for tests); raises `Refused` if the match cannot
     be played. Results are in game order: pairs are (p, p + games/2).
     """
-    if not two_player(env):
+    if not is_game(env):
         raise Refused(f"{env!r} is not a two-player environment")
     if games < 2 or games % 2:
         raise ValueError(f"games must be an even number >= 2, got {games}")

@@ -33,7 +33,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import envs_c
-from envs_c.registry import ENVS
 from services.common import artifacts, outbox
 from services.common.celery_app import ELO_PLAY_TASK
 from services.common.models import (
@@ -49,8 +48,10 @@ from services.common.models import (
     utcnow,
 )
 from services.common.schemas import INT4_MAX
+from services.elo.games import is_game
 from services.elo.matchmaking import pick_opponents
 from services.elo.rating import Rating, fit_ratings
+from services.elo.seeds import derive
 
 ANCHOR = "random"
 ANCHOR_RATING = 1000.0
@@ -60,17 +61,11 @@ BATCH_GAMES = 128
 
 
 class PlayerError(ValueError):
-    """A player reference that cannot be used; `status` is the HTTP status it deserves."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
+    """A player reference that cannot be used."""
 
 
-def is_game(env: str) -> bool:
-    """A two-player environment: it has seats in the registry (whatever `opponent` a run trained with)."""
-    entry = ENVS.get(env)
-    return entry is not None and entry.players is not None
+class NoSuchCheckpoint(PlayerError):
+    """A player reference to a checkpoint that does not exist."""
 
 
 # ---- players -----------------------------------------------------------------------------------------
@@ -135,7 +130,7 @@ def resolve(session: Session, ref: int | str, env: str | None) -> EloPlayer:
         ) from None
     checkpoint = session.get(Checkpoint, checkpoint_id) if 1 <= checkpoint_id <= INT4_MAX else None
     if checkpoint is None:
-        raise PlayerError(f"checkpoint {checkpoint_id} does not exist", 404)
+        raise NoSuchCheckpoint(f"checkpoint {checkpoint_id} does not exist")
     if env is not None and checkpoint.env != env:
         raise PlayerError(f"checkpoint {checkpoint_id} is for {checkpoint.env!r}, not {env!r}")
     if not is_game(checkpoint.env):
@@ -173,11 +168,6 @@ def stored_ratings(session: Session, env: str) -> dict[int, Rating]:
 # ---- jobs and batches --------------------------------------------------------------------------------
 
 
-def batch_seed(*parts: int) -> int:
-    """A 63-bit seed (fits BIGINT) from integers, e.g. (job id, player a, player b, chunk)."""
-    return int(np.random.SeedSequence([p & (2**64 - 1) for p in parts]).generate_state(1, np.uint64)[0]) >> 1
-
-
 def chunks(games: int, size: int = BATCH_GAMES) -> list[int]:
     """Split `games` (even) into batches of at most `size`, each even so seats stay paired."""
     out = [size] * (games // size)
@@ -193,18 +183,20 @@ def create_job(
     games: int,
     *,
     player: EloPlayer | None = None,
-    then: list[Any] | None = None,
+    then_tick_sweep: int | None = None,
 ) -> tuple[MatchJob, list[MatchBatch]]:
     """A job of `games` games for each pair, split into batches; the caller `enqueue`s them, then commits."""
     if games < 2 or games % 2:
         raise ValueError(f"games must be even and at least 2, got {games}")
-    job = MatchJob(env=env, player_id=player.id if player else None, pending=0, then=then)
+    job = MatchJob(
+        env=env, player_id=player.id if player else None, pending=0, then_tick_sweep=then_tick_sweep
+    )
     session.add(job)
     session.flush()
     batches = []
     for a, b in pairs:
         for index, size in enumerate(chunks(games)):
-            seed = batch_seed(job.id, a.id, b.id, index)
+            (seed,) = derive(job.id, a.id, b.id, index)
             batches.append(
                 MatchBatch(job_id=job.id, env=env, player_a=a.id, player_b=b.id, games=size, seed=seed)
             )
@@ -238,11 +230,11 @@ def predecessor(session: Session, player: EloPlayer) -> EloPlayer | None:
 
 
 def plan_rating(
-    session: Session, checkpoint_id: int, games: int, *, then: list[Any] | None = None
+    session: Session, checkpoint_id: int, games: int, *, then_tick_sweep: int | None = None
 ) -> tuple[MatchJob, list[MatchBatch]] | str:
-    """The job that rates a checkpoint, or why there is none (the caller logs it and fires `then`).
+    """The job that rates a checkpoint, or why there is none (the caller logs it and still ticks the sweep).
 
-    Opponents (REFERENCE.md §5): both anchors, the run's previous checkpoint, the 4 nearest-rated
+    Opponents: both anchors, the run's previous checkpoint, the 4 nearest-rated
     playable players and 2 random ones; the new checkpoint is player A in every batch.
     """
     checkpoint = session.get(Checkpoint, checkpoint_id)
@@ -263,10 +255,12 @@ def plan_rating(
         ratings,
         anchors=[a.id for a in anchors],
         predecessor=before.id if before is not None and before.id in pool else None,
-        rng=np.random.default_rng(batch_seed(checkpoint_id)),
+        rng=np.random.default_rng(derive(checkpoint_id)[0]),
     )
     opponents = [pool[pid] for pid in chosen if pid in pool]
-    return create_job(session, env, [(player, o) for o in opponents], games, player=player, then=then)
+    return create_job(
+        session, env, [(player, o) for o in opponents], games, player=player, then_tick_sweep=then_tick_sweep
+    )
 
 
 @dataclass(frozen=True)
@@ -509,16 +503,6 @@ def run_elo(session: Session, run_id: int) -> dict[str, Any]:
         for p, r in rows
     ]
     return {"run_id": run_id, "points": points}
-
-
-def checkpoint_rating(session: Session, checkpoint_id: int) -> Rating | None:
-    """The current rating of a checkpoint (e.g. for a sweep's `then` task), or None if it has none."""
-    row = session.execute(
-        select(EloRating)
-        .join(EloPlayer, EloRating.player_id == EloPlayer.id)
-        .where(EloPlayer.kind == PlayerKind.checkpoint, EloPlayer.name == str(checkpoint_id))
-    ).scalar_one_or_none()
-    return None if row is None else Rating(row.elo, row.lo, row.hi, row.games, 0, 0, 0)
 
 
 def batch_summary(batches: Iterable[MatchBatch]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Celery glue for ratings (queue "elo"): rate a new checkpoint, play one batch, refit an environment.
 
-    rate(checkpoint_id, then)  -> a job of batches, one `play` task each, on the queue
-    play(batch_id)             -> games appended to `matches`; the job's last batch sends `refit`
-    refit(env, job_id)         -> `ratings` replaced from the whole log; then the job's `then` task
+    rate(checkpoint_id, sweep)  -> a job of batches, one `play` task each, on the queue
+    play(batch_id)              -> games appended to `matches`; the job's last batch sends `refit`
+    refit(env, job_id)          -> `ratings` replaced from the whole log; then a tick of the job's sweep
 
 Each batch is its own task, so adding elo workers adds matches per second. Every worker process plays on
 one CPU thread (`torch.set_num_threads(1)`): the policies are small, the games are many, and processes
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import torch
 from sqlalchemy.orm import Session
 
 from services.common import artifacts, outbox
-from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, app
+from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, SWEEP_TICK_TASK, app
 from services.common.db import session_scope
 from services.common.models import BatchStatus, MatchJob
 from services.common.settings import get_settings
@@ -33,21 +32,22 @@ log = logging.getLogger(__name__)
 torch.set_num_threads(1)
 
 
-def _stage_then(session: Session, then: list[Any] | None) -> None:
-    if then:
-        outbox.stage(session, then[0], list(then[1]) if len(then) > 1 else [])
+def _stage_tick(session: Session, sweep_id: int | None) -> None:
+    if sweep_id is not None:
+        outbox.stage(session, SWEEP_TICK_TASK, [sweep_id])
 
 
 @app.task(name=ELO_RATE_TASK, acks_late=True)
-def rate(checkpoint_id: int, then: list[Any] | None = None, games: int | None = None) -> int | None:
-    """Pick the new checkpoint's opponents and queue its batches; returns the job id."""
+def rate(checkpoint_id: int, then_tick_sweep: int | None = None, games: int | None = None) -> int | None:
+    """Pick the new checkpoint's opponents and queue its batches; returns the job id. With
+    `then_tick_sweep`, that sweep is ticked once the rating is known (or known not to come)."""
     games = games or get_settings().elo_games
     games += games % 2  # seats are paired
     with session_scope() as session:
-        plan = store.plan_rating(session, checkpoint_id, games, then=then)
+        plan = store.plan_rating(session, checkpoint_id, games, then_tick_sweep=then_tick_sweep)
         if isinstance(plan, str):
             job_id, batches = None, []
-            _stage_then(session, then)  # whoever waits (a sweep) must not wait forever
+            _stage_tick(session, then_tick_sweep)  # the sweep waiting must not wait forever
         else:
             job, batches = plan
             job_id = job.id
@@ -113,19 +113,19 @@ def _load(source: str, env: str, side: str):
 
 @app.task(name=ELO_REFIT_TASK, acks_late=True)
 def refit(env: str, job_id: int | None = None) -> int | None:
-    """Refit the env's ratings from the whole log, then send the job's follow-up task if it has one.
+    """Refit the env's ratings from the whole log, then tick the job's sweep if it has one.
 
     Returns the number of players rated, or None when an earlier refit had already covered every game."""
     started = time.perf_counter()
     with session_scope() as session:
         ratings = store.refit(session, env, bootstrap=get_settings().elo_bootstrap)
         job = session.get(MatchJob, job_id) if job_id is not None else None
-        then = job.then if job is not None else None
-        _stage_then(session, then)
+        sweep_id = job.then_tick_sweep if job is not None else None
+        _stage_tick(session, sweep_id)
     if ratings is None:
         log.info("refit %s: skipped, the last fit already covers every game", env)
     else:
         log.info("refit %s: %d players in %.2fs", env, len(ratings), time.perf_counter() - started)
-    if then:
+    if sweep_id is not None:
         outbox.publish()
     return None if ratings is None else len(ratings)

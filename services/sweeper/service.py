@@ -24,7 +24,7 @@ from services.common.models import (
     utcnow,
 )
 from services.common.runs import create_run, request_cancel
-from services.common.schemas import MAX_RUNS
+from services.common.schemas import MAX_RUNS, SweepCreate
 from services.sweeper.budget import parse_budget, run_cost
 from services.sweeper.front import pareto_front
 from services.sweeper.space import Space, SpaceError
@@ -34,30 +34,16 @@ METRICS = {"perf": "env/perf", "score": "env/score"}
 DEFAULT_MAX_RUNS = 20
 
 
-def create_sweep(
-    session: Session,
-    env: str,
-    *,
-    space: dict[str, Any] | None = None,
-    base: dict[str, Any] | None = None,
-    metric: str = "perf",
-    goal: str = "maximize",
-    max_runs: int | None = None,
-    parallelism: int = 2,
-    max_cost: float | None = None,
-    cost_unit: str = "seconds",
-    budget: float | str | None = None,
-    seed: int = 0,
-    max_retries: int = 2,
-    early_stopping: bool = True,
-) -> Sweep:
+def create_sweep(session: Session, request: SweepCreate) -> Sweep:
     """Validate and insert a sweep; raises ConfigError naming the field. The caller commits, then ticks.
 
     `budget` is the sweep's total cost in `cost_unit` (a number, or a string with its unit: "2h",
     "500M steps"). `max_runs` defaults to DEFAULT_MAX_RUNS without a budget; with one, the budget alone
     ends the sweep (up to MAX_RUNS trials).
     """
-    config = resolve(env, base or {})  # an unknown env or a bad fixed hyperparameter fails here, by name
+    env, space, overrides, metric = request.env, request.space, request.hyperparameters, request.metric
+    budget, cost_unit, max_runs = request.budget, request.cost_unit, request.max_runs
+    config = resolve(env, overrides)  # an unknown env or a bad fixed hyperparameter fails here, by name
     if metric not in (*METRICS, "elo"):
         raise ConfigError("metric", f"must be one of {sorted((*METRICS, 'elo'))}, got {metric!r}")
     if metric == "elo" and ENVS[env].players is None:
@@ -70,7 +56,7 @@ def create_sweep(
         parsed = Space(space, known=known_parameters(env))
     except SpaceError as e:
         raise ConfigError("space", str(e)) from None
-    _check_runs(env, parsed, base or {})
+    _check_runs(env, parsed, overrides)
     amount = None if budget is None else parse_budget(budget, cost_unit)
     if amount is not None and cost_unit == "steps":
         cheapest = _cheapest_steps(parsed, config.train.total_timesteps)
@@ -89,31 +75,31 @@ def create_sweep(
     sweep = Sweep(
         env=env,
         space=centred_on(space, parsed, parsed.flatten(run)),
-        base=base or {},
+        overrides=overrides,
         metric=metric,
-        goal=goal,
+        goal=request.goal,
         cost_unit=cost_unit,
         budget=amount,
         max_runs=max_runs,
-        parallelism=parallelism,
-        max_cost=max_cost,
-        seed=seed,
-        max_retries=max_retries,
-        early_stopping=early_stopping,
+        parallelism=request.parallelism,
+        max_cost=request.max_cost,
+        seed=request.seed,
+        max_retries=request.max_retries,
+        early_stopping=request.early_stopping,
     )
     session.add(sweep)
     session.flush()
     return sweep
 
 
-def _check_runs(env: str, parsed: Space, base: dict[str, Any]) -> None:
+def _check_runs(env: str, parsed: Space, overrides: dict[str, Any]) -> None:
     """Refuse a space that yields invalid runs, or every trial (of some choice) would fail at birth: each
     choice of each categorical (the others at the centre), then the centre and the corners of the cube."""
 
     def check(u: np.ndarray, what: str) -> dict[str, Any]:
         point = coerce_types(env, parsed.unnormalize(u))
         try:
-            resolve(env, merge(base, point))
+            resolve(env, merge(overrides, point))
         except ConfigError as e:
             raise ConfigError("space", f"{what} yields invalid runs, e.g. {point}: {e}") from None
         return point

@@ -31,7 +31,7 @@ def tick_sweep(sweep_id: int) -> None:
     with session_scope() as session:
         followups = tick(session, sweep_id)  # new trials' runs are staged with them
         for checkpoint_id in followups.ratings:
-            outbox.stage(session, ELO_RATE_TASK, [checkpoint_id, [SWEEP_TICK_TASK, [sweep_id]]])
+            outbox.stage(session, ELO_RATE_TASK, [checkpoint_id, sweep_id])
     outbox.publish()
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from services.common.config import ConfigError, coerce_types, merge
+from services.common.failures import FailureKind
 from services.common.models import (
     Checkpoint,
     Metric,
@@ -29,8 +30,8 @@ from services.common.models import (
     TrialStatus,
     utcnow,
 )
+from services.common.ratings import checkpoint_rating
 from services.common.runs import create_run, request_cancel
-from services.elo.store import checkpoint_rating
 from services.sweeper.budget import run_cost
 from services.sweeper.pareto import BudgetSpent, ParetoSearch
 from services.sweeper.service import COST_PARAM, METRICS, trial_cost
@@ -157,14 +158,14 @@ def _new_trial(session: Session, sweep: Sweep, params: dict[str, Any], info: dic
         params=params,
         predicted_score=_finite(info.get("predicted_score")),
         predicted_cost=_finite(info.get("predicted_cost")),
-        reason=info.get("why"),
+        proposal=info.get("proposal"),
     )
     session.add(trial)
     try:
         run = create_run(
             session,
             sweep.env,
-            merge(sweep.base, params),
+            merge(sweep.overrides, params),
             seed=sweep.seed * 100_003 + number,
             tags=[f"sweep:{sweep.id}"],
         )
@@ -216,11 +217,15 @@ def _settle(session: Session, sweep: Sweep, trial: Trial, followups: Followups) 
         trial.status = TrialStatus.cancelled
         return
     trial.failure_reason = run.failure_reason
-    if run.failure_reason and run.failure_reason.startswith("worker lost"):
+    if run.failure_kind == FailureKind.worker_lost:
         # The infrastructure failed, not the hyperparameters: retry on a fresh run, teach the model nothing.
         if trial.retries < sweep.max_retries:
             retry = create_run(
-                session, sweep.env, merge(sweep.base, trial.params), seed=run.seed, tags=[f"sweep:{sweep.id}"]
+                session,
+                sweep.env,
+                merge(sweep.overrides, trial.params),
+                seed=run.seed,
+                tags=[f"sweep:{sweep.id}"],
             )
             retry.sweep_id = sweep.id
             session.flush()

@@ -19,9 +19,10 @@ import torch
 
 import envs_c
 from services.common.config import RunConfig
+from services.common.failures import FailureKind
 from services.trainer import checkpoint as ckpt
 from services.trainer.graphs import Graphed
-from services.trainer.league import SelfPlayEnv
+from services.trainer.league import LeagueLink, SelfPlayEnv
 from services.trainer.optim import MuonWithAdam
 from services.trainer.policy import Policy, State
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
@@ -43,6 +44,7 @@ class Result:
     status: str  # succeeded | failed | cancelled | preempted
     steps: int
     seconds: float
+    failure_kind: FailureKind | None = None
     failure_reason: str | None = None
     final_score: float | None = None
     final_raw_score: float | None = None
@@ -95,188 +97,288 @@ def train(
     sink: Sink,
     resume: Path | None = None,
     flush_seconds: float = 1.0,
+    league: LeagueLink | None = None,
 ) -> Result:
+    """PPO until `config.train.total_timesteps`, one epoch per pass: anneal, rollout, update, log, save.
+
+    `league` gives a self-play run the Elo service's results against its past checkpoints."""
     tc = config.train
-    device = pick_device(tc.device)
-    if tc.torch_threads:
-        torch.set_num_threads(tc.torch_threads)
-    torch.manual_seed(seed)
+    with Trainer(env_name, config, seed, out_dir, sink, resume, league) as trainer:
+        try:
+            while trainer.step < tc.total_timesteps:
+                interrupt = sink.interrupt()
+                if interrupt is not None:
+                    return trainer.interrupted(interrupt)
+                trainer.anneal_learning_rate()
+                trainer.rollout()
+                trainer.update()
+                trainer.log(flush_seconds)
+                if trainer.epoch % tc.checkpoint_interval == 0 and trainer.step < tc.total_timesteps:
+                    trainer.save()
+                if config.selfplay is not None and trainer.epoch % config.selfplay.snapshot_interval == 0:
+                    trainer.env.snapshot(trainer.step)
+        except NonFinite as e:
+            return Result(
+                "failed",
+                e.step,
+                trainer.elapsed(),
+                failure_kind=FailureKind.nan_loss,
+                failure_reason=str(e),
+                last_checkpoint=trainer.last_checkpoint,
+            )
+    return trainer.finish()
 
-    # On a GPU the C loop writes straight into page-locked memory, so every host<->device copy below is
-    # one asynchronous DMA with no staging copy and no host wait.
-    allocate = _pinned_zeros if device.type == "cuda" else None
-    selfplay = config.selfplay
-    env = envs_c.make(
-        env_name,
-        tc.num_envs,
-        seed=seed,
-        num_threads=tc.num_threads or _cpu_count(),
-        allocate=allocate,
-        **(config.env if selfplay is None else {**config.env, "opponent": 1}),
-    )
-    spec = envs_c.make_spec(env_name, **config.env).to_dict()  # the learner's seat, as evaluated
-    policy = Policy(env.spec.observation_space.shape, spec["action"], config.policy).to(device)
-    if selfplay is not None:
-        # From here on the loop sees the learner's seat only; the league plays the other one.
-        env = SelfPlayEnv(env, policy, selfplay, device, seed, allocate)
-    graphs = device.type == "cuda" and tc.cuda_graphs
-    optimizer = make_optimizer(policy, tc, graphs)
 
-    step, epoch, elapsed_before = 0, 0, 0.0
-    if resume is not None:
-        restored, _ = ckpt.load_policy(resume, env_name, env.spec.version, device=str(device))
-        policy.load_state_dict(restored.state_dict())
-        counters = ckpt.load_trainer_state(resume, optimizer)
-        step, epoch, elapsed_before = counters["step"], counters["epoch"], counters["seconds"]
+class Trainer:
+    """One run's training state: the environment (closed when the `with` block ends), the policy and its
+    optimizer, the rollout buffers and the counters. `train` drives it one epoch at a time."""
 
-    meta_base = {
-        "env": env_name,
-        "env_version": env.spec.version,
-        "env_config": config.env,
-        "env_spec": spec,
-        "hyperparameters": config.model_dump(),
-        "seed": seed,
-    }
-    agents, horizon = env.num_agents, tc.num_steps
-    batch = agents * horizon
-    total_epochs = max(1, math.ceil(tc.total_timesteps / batch))
+    def __init__(
+        self,
+        env_name: str,
+        config: RunConfig,
+        seed: int,
+        out_dir: Path,
+        sink: Sink,
+        resume: Path | None,
+        league: LeagueLink | None = None,
+    ):
+        self.env_name, self.config, self.seed, self.out_dir, self.sink = env_name, config, seed, out_dir, sink
+        self.tc = tc = config.train
+        self.device = pick_device(tc.device)
+        if tc.torch_threads:
+            torch.set_num_threads(tc.torch_threads)
+        torch.manual_seed(seed)
+        # On a GPU the C loop writes straight into page-locked memory, so every host<->device copy below is
+        # one asynchronous DMA with no staging copy and no host wait.
+        self.allocate = _pinned_zeros if self.device.type == "cuda" else None
+        self.spec = envs_c.make_spec(env_name, **config.env).to_dict()  # the learner's seat, as evaluated
+        self.env = self._open_env()
+        try:
+            self.policy = Policy(self.env.spec.observation_space.shape, self.spec["action"], config.policy)
+            self.policy.to(self.device)
+            if config.selfplay is not None:
+                # From here on the loop sees the learner's seat only; the league plays the other one.
+                self.env = SelfPlayEnv(
+                    self.env,
+                    self.policy,
+                    config.selfplay,
+                    self.device,
+                    seed,
+                    self.allocate,
+                    pool_dir=out_dir / "pool",
+                    resume=resume,
+                    link=league,
+                )
+            self.graphs = self.device.type == "cuda" and tc.cuda_graphs
+            self.optimizer = make_optimizer(self.policy, tc, self.graphs)
+            self._restore(resume)
+            self._allocate()
+        except BaseException:
+            self.env.close()
+            raise
 
-    # Host views of the environment's shared buffers (pinned on a GPU run). Observations keep their
-    # dtype on the device (uint8 boards stay a quarter of the bytes); the policy casts them to float.
-    host_obs = torch.from_numpy(env.observations)
-    host_act = torch.from_numpy(env.actions)
-    host_rew = torch.from_numpy(env.rewards)
-    done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)((agents,), np.dtype(np.uint8))
-    host_done = torch.from_numpy(done_array)
-    buf = _Buffers.allocate(policy, host_obs, host_act, horizon, device)
+    def __enter__(self) -> Trainer:
+        return self
 
-    # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
-    env.reset(seed + 7919 * epoch)
-    buf.next_obs.copy_(host_obs, non_blocking=True)
+    def __exit__(self, *exc: object) -> None:
+        self.env.close()
 
-    act = Graphed(partial(_act, policy, buf, host_act), graphs)
-    observe = Graphed(partial(_observe, buf, host_obs, host_rew, host_done, tc.reward_clamp), graphs)
-    prepare = Graphed(partial(_prepare, policy, buf, tc), graphs)
-    columns = max(1, tc.minibatch_size // horizon)
-    mb_index = torch.zeros(columns, dtype=torch.long, device=device)
-    # Capturing the optimizer step needs Adam's capturable mode; Muon runs eagerly. A last, smaller
-    # minibatch (agents not a multiple of the columns) runs eagerly too.
-    minibatch = Graphed(
-        partial(_minibatch, policy, optimizer, tc, buf, mb_index),
-        graphs and isinstance(optimizer, torch.optim.Adam),
-    )
+    def _open_env(self) -> envs_c.VecEnv:
+        """The C environments; with self-play, both seats read the action buffer."""
+        config = self.config
+        return envs_c.make(
+            self.env_name,
+            self.tc.num_envs,
+            seed=self.seed,
+            num_threads=self.tc.num_threads or _cpu_count(),
+            allocate=self.allocate,
+            **(config.env if config.selfplay is None else {**config.env, "opponent": 1}),
+        )
 
-    window = _Window()
-    split = _Split(device)
-    stats = _Stats(device)
-    start = time.perf_counter()
-    last_flush, last_flush_step = start, step
-    last_checkpoint: Path | None = resume
-    saved_step = step
+    def _restore(self, resume: Path | None) -> None:
+        """The counters, and with `resume` the weights and optimizer state of that checkpoint."""
+        self.step, self.epoch, self.elapsed_before = 0, 0, 0.0
+        self.last_checkpoint = resume
+        if resume is not None:
+            restored, _ = ckpt.load_policy(
+                resume, self.env_name, self.env.spec.version, device=str(self.device)
+            )
+            self.policy.load_state_dict(restored.state_dict())
+            counters = ckpt.load_trainer_state(resume, self.optimizer)
+            self.step, self.epoch = counters["step"], counters["epoch"]
+            self.elapsed_before = counters["seconds"]
+        self.saved_step = self.step
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - start
+    def _allocate(self) -> None:
+        """The rollout buffers, the captured steps, and the first observation."""
+        tc, env, policy, device = self.tc, self.env, self.policy, self.device
+        self.agents, self.horizon = env.num_agents, tc.num_steps
+        self.batch = self.agents * self.horizon
+        self.total_epochs = max(1, math.ceil(tc.total_timesteps / self.batch))
 
-    def save(at_step: int) -> Path:
-        nonlocal saved_step
-        saved_step = at_step
-        stem = checkpoint_stem(out_dir, at_step)
-        meta = {**meta_base, "step": at_step, "epoch": epoch}
-        size = ckpt.save_policy(stem, policy, meta)
-        ckpt.save_trainer_state(stem, optimizer, {"step": at_step, "epoch": epoch, "seconds": elapsed()})
-        sink.checkpoint(at_step, stem, size, meta)
-        return stem
+        # Host views of the environment's shared buffers (pinned on a GPU run). Observations keep their
+        # dtype on the device (uint8 boards stay a quarter of the bytes); the policy casts them to float.
+        host_obs = torch.from_numpy(env.observations)
+        host_act = torch.from_numpy(env.actions)
+        host_rew = torch.from_numpy(env.rewards)
+        self.done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)(
+            (self.agents,), np.dtype(np.uint8)
+        )
+        host_done = torch.from_numpy(self.done_array)
+        self.buf = buf = _Buffers.allocate(policy, host_obs, host_act, self.horizon, device)
 
-    try:
-        while step < tc.total_timesteps:
-            interrupt = sink.interrupt()
-            if interrupt == "cancel":
-                env.close()
-                return Result("cancelled", step, elapsed(), last_checkpoint=last_checkpoint)
-            if interrupt == "preempt":
-                env.close()
-                if step > saved_step:
-                    last_checkpoint = save(step)
-                return Result("preempted", step, elapsed(), last_checkpoint=last_checkpoint)
-            if tc.anneal_lr:
-                set_learning_rate(optimizer, tc.learning_rate * max(0.0, 1.0 - epoch / total_epochs))
+        # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
+        env.reset(self.seed + 7919 * self.epoch)
+        buf.next_obs.copy_(host_obs, non_blocking=True)
 
-            # Rollout. Per step the host replays the acting graph (forward, sampling, storing, the actions'
-            # copy into the environment's buffer), waits for the actions, steps the C environments, and
-            # replays the observing graph (the results' upload), which is queued behind and not waited on.
-            buf.begin_rollout()
-            for _ in range(horizon):
-                tick = time.perf_counter()
-                act()
-                split.wait()  # the actions are on the host from here on
-                tock = time.perf_counter()
-                split.forward += tock - tick
-                env.step()  # reads the action buffer written above in place
-                tick = time.perf_counter()
-                split.env += tick - tock
-                # The env's buffers are only rewritten by the next env.step, which comes after the next
-                # wait, by which time these copies (queued before it on the same stream) are done.
-                np.bitwise_or(env.terminals, env.truncations, out=done_array)
-                split.copy_begins()
-                observe()
-                split.copy_ends()
-                split.copy += time.perf_counter() - tick
-            step += batch
-            epoch += 1
-            window.add(env.log())
+        self.act = Graphed(partial(_act, policy, buf, host_act), self.graphs)
+        self.observe = Graphed(
+            partial(_observe, buf, host_obs, host_rew, host_done, tc.reward_clamp), self.graphs
+        )
+        self.prepare = Graphed(partial(_prepare, policy, buf, tc), self.graphs)
+        self.columns = max(1, tc.minibatch_size // self.horizon)
+        self.mb_index = torch.zeros(self.columns, dtype=torch.long, device=device)
+        # Capturing the optimizer step needs Adam's capturable mode; Muon runs eagerly. A last, smaller
+        # minibatch (agents not a multiple of the columns) runs eagerly too.
+        self.minibatch = Graphed(
+            partial(_minibatch, policy, self.optimizer, tc, buf, self.mb_index),
+            self.graphs and isinstance(self.optimizer, torch.optim.Adam),
+        )
 
+        self.window = _Window()
+        self.split = _Split(device)
+        self.stats = _Stats(device)
+        self.start = time.perf_counter()
+        self.last_flush, self.last_flush_step = self.start, self.step
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def anneal_learning_rate(self) -> None:
+        if self.tc.anneal_lr:
+            set_learning_rate(
+                self.optimizer, self.tc.learning_rate * max(0.0, 1.0 - self.epoch / self.total_epochs)
+            )
+
+    def rollout(self) -> None:
+        """`horizon` steps of every agent into the buffers. Per step the host replays the acting graph
+        (forward, sampling, storing, the actions' copy into the environment's buffer), waits for the actions,
+        steps the C environments, and replays the observing graph (the results' upload), which is queued
+        behind and not waited on."""
+        env, split = self.env, self.split
+        self.buf.begin_rollout()
+        for _ in range(self.horizon):
             tick = time.perf_counter()
-            if policy.obs_norm is not None:
-                policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
-            stats.add_explained_variance(prepare())
-            # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
-            for _ in range(tc.update_epochs):
-                order = torch.randperm(agents, device=device)
-                for begin in range(0, agents, columns):
-                    if begin + columns <= agents:
-                        mb_index.copy_(order[begin : begin + columns])
-                        stats.add(minibatch())
-                    else:
-                        stats.add(_minibatch(policy, optimizer, tc, buf, order[begin:]))
-            # The one read per update: it fails the run at this step, before any checkpoint of
-            # non-finite weights, and it drains the queue so the learn time is the update's own. The
-            # next action read would wait for the update anyway, so this costs no throughput.
-            if not stats.finite():
-                raise NonFinite(step, stats.what_is_not_finite())
-            split.learn += time.perf_counter() - tick
-            split.settle()
+            self.act()
+            split.wait()  # the actions are on the host from here on
+            tock = time.perf_counter()
+            split.forward += tock - tick
+            env.step()  # reads the action buffer written above in place
+            tick = time.perf_counter()
+            split.env += tick - tock
+            # The env's buffers are only rewritten by the next env.step, which comes after the next
+            # wait, by which time these copies (queued before it on the same stream) are done.
+            np.bitwise_or(env.terminals, env.truncations, out=self.done_array)
+            split.copy_begins()
+            self.observe()
+            split.copy_ends()
+            split.copy += time.perf_counter() - tick
+        self.step += self.batch
+        self.epoch += 1
+        self.window.add(env.log())
 
-            now = time.perf_counter()
-            if now - last_flush >= flush_seconds or step >= tc.total_timesteps:
-                row = {
-                    "SPS": (step - last_flush_step) / max(now - last_flush, 1e-9),
-                    "agent_steps": float(step),
-                    "uptime": elapsed(),
-                    "epoch": float(epoch),
-                    **window.drain(),
-                    **{f"losses/{k}": v for k, v in stats.drain().items()},
-                    **{f"performance/{k}": v for k, v in split.drain().items()},
-                    "performance/learning_rate": float(optimizer.param_groups[0]["lr"]),
-                    **(env.metrics() if selfplay is not None else {}),
-                }
-                sink.metrics(step, row)
-                last_flush, last_flush_step = now, step
-            if epoch % tc.checkpoint_interval == 0 and step < tc.total_timesteps:
-                last_checkpoint = save(step)
-            if selfplay is not None and epoch % selfplay.snapshot_interval == 0:
-                env.snapshot(step)
-    except NonFinite as e:
-        env.close()
-        return Result("failed", e.step, elapsed(), failure_reason=str(e), last_checkpoint=last_checkpoint)
-    env.close()
+    def update(self) -> None:
+        """Advantages, then `update_epochs` passes of minibatch PPO over the rollout; raises `NonFinite`."""
+        tick = time.perf_counter()
+        policy, buf, stats, columns = self.policy, self.buf, self.stats, self.columns
+        if policy.obs_norm is not None:
+            policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
+        stats.add_explained_variance(self.prepare())
+        # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
+        for _ in range(self.tc.update_epochs):
+            order = torch.randperm(self.agents, device=self.device)
+            for begin in range(0, self.agents, columns):
+                if begin + columns <= self.agents:
+                    self.mb_index.copy_(order[begin : begin + columns])
+                    stats.add(self.minibatch())
+                else:
+                    stats.add(_minibatch(policy, self.optimizer, self.tc, buf, order[begin:]))
+        # The one read per update: it fails the run at this step, before any checkpoint of
+        # non-finite weights, and it drains the queue so the learn time is the update's own. The
+        # next action read would wait for the update anyway, so this costs no throughput.
+        if not stats.finite():
+            raise NonFinite(self.step, stats.what_is_not_finite())
+        self.split.learn += time.perf_counter() - tick
+        self.split.settle()
 
-    if step > saved_step:
-        last_checkpoint = save(step)
-    score, raw = evaluate(policy, env_name, config, seed, device)
-    sink.metrics(step, {"eval/perf": score, "eval/score": raw})
-    return Result(
-        "succeeded", step, elapsed(), final_score=score, final_raw_score=raw, last_checkpoint=last_checkpoint
-    )
+    def log(self, flush_seconds: float) -> None:
+        """A metric row every `flush_seconds`, and one at the end."""
+        now = time.perf_counter()
+        if now - self.last_flush < flush_seconds and self.step < self.tc.total_timesteps:
+            return
+        row = {
+            "SPS": (self.step - self.last_flush_step) / max(now - self.last_flush, 1e-9),
+            "agent_steps": float(self.step),
+            "uptime": self.elapsed(),
+            "epoch": float(self.epoch),
+            **self.window.drain(),
+            **{f"losses/{k}": v for k, v in self.stats.drain().items()},
+            **{f"performance/{k}": v for k, v in self.split.drain().items()},
+            "performance/learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+            **(self.env.metrics() if self.config.selfplay is not None else {}),
+        }
+        self.sink.metrics(self.step, row)
+        self.last_flush, self.last_flush_step = now, self.step
+
+    def save(self) -> None:
+        """A checkpoint of the current step: weights and metadata, plus the trainer state to resume from."""
+        stem = checkpoint_stem(self.out_dir, self.step)
+        meta = {
+            "env": self.env_name,
+            "env_version": self.env.spec.version,
+            "env_config": self.config.env,
+            "env_spec": self.spec,
+            "hyperparameters": self.config.model_dump(),
+            "seed": self.seed,
+            "step": self.step,
+            "epoch": self.epoch,
+        }
+        size = ckpt.save_policy(stem, self.policy, meta)
+        ckpt.save_trainer_state(
+            stem, self.optimizer, {"step": self.step, "epoch": self.epoch, "seconds": self.elapsed()}
+        )
+        self.sink.checkpoint(self.step, stem, size, meta)
+        self.saved_step, self.last_checkpoint = self.step, stem
+
+    def interrupted(self, interrupt: Interrupt) -> Result:
+        """A cancelled run stops as it is; a preempted one checkpoints first, for another worker to resume."""
+        if interrupt == "cancel":
+            return Result(
+                "cancelled",
+                self.step,
+                self.elapsed(),
+                failure_kind=FailureKind.cancelled,
+                last_checkpoint=self.last_checkpoint,
+            )
+        if self.step > self.saved_step:
+            self.save()
+        return Result("preempted", self.step, self.elapsed(), last_checkpoint=self.last_checkpoint)
+
+    def finish(self) -> Result:
+        """The final checkpoint and the clean evaluation; call after the training environment is closed."""
+        if self.step > self.saved_step:
+            self.save()
+        score, raw = evaluate(self.policy, self.env_name, self.config, self.seed, self.device)
+        self.sink.metrics(self.step, {"eval/perf": score, "eval/score": raw})
+        return Result(
+            "succeeded",
+            self.step,
+            self.elapsed(),
+            final_score=score,
+            final_raw_score=raw,
+            last_checkpoint=self.last_checkpoint,
+        )
 
 
 def make_optimizer(policy: Policy, tc, graphs: bool = False) -> torch.optim.Optimizer:

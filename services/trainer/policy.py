@@ -184,17 +184,25 @@ class Policy(nn.Module):
 
     # Action distributions, written out rather than via torch.distributions to keep the hot path lean.
 
-    def sample(self, params: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def sample(
+        self, params: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Actions from the distributions `params`; the noise comes from `generator` (default: torch's
+        global one)."""
         if not self.nvec:
             if deterministic:
                 return params
-            return params + torch.randn_like(params) * self.log_std.exp()
+            noise = torch.randn(params.shape, dtype=params.dtype, device=params.device, generator=generator)
+            return params + noise * self.log_std.exp()
         actions = []
         for logits in params.split(self.nvec, dim=-1):
             if deterministic:
                 actions.append(logits.argmax(-1))
             else:
-                gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_min(1e-20)))
+                uniform = torch.rand(
+                    logits.shape, dtype=logits.dtype, device=logits.device, generator=generator
+                )
+                gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
                 actions.append((logits + gumbel).argmax(-1))
         return (
             actions[0]

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutting_down
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from envs_c.registry import ENVS
 from services.common import artifacts, outbox
 from services.common.celery_app import ELO_RATE_TASK, REAP_TASK, SWEEP_TICK_TASK, TRAIN_TASK, app
-from services.common.config import RunConfig
+from services.common.config import ConfigError, RunConfig
 from services.common.db import retrying, session_scope
+from services.common.failures import FailureKind
 from services.common.metrics import MetricWriter
 from services.common.models import Checkpoint, Run, RunStatus
 from services.common.runs import (
@@ -38,13 +40,14 @@ from services.common.runs import (
     claim,
     fence,
     finish,
-    heartbeat,
+    keep_alive,
     reap_stale,
     requeue,
     resend_lost,
 )
 from services.common.settings import get_settings
 from services.trainer import checkpoint as ckpt
+from services.trainer.league_db import DatabaseLeagueLink
 from services.trainer.loop import Interrupt, Result, train
 from services.trainer.replay import replay_gif
 
@@ -142,7 +145,7 @@ class Heartbeat(threading.Thread):
         while not self.done.wait(self.period):
             try:
                 with session_scope() as session:
-                    if heartbeat(session, self.run_id, self.sink.owner, self.sink.latest_step):
+                    if not keep_alive(session, self.run_id, self.sink.owner, self.sink.latest_step):
                         self.sink.cancel_requested.set()
             except Exception:
                 log.exception("heartbeat for run %s failed; retrying", self.run_id)
@@ -170,10 +173,12 @@ def _claim(run_id: int, owner: str) -> tuple[Run, Checkpoint | None, MetricWrite
         return run, resume_row, writer
 
 
-def _failure(e: Exception, step: int) -> str:
+def _failure(e: Exception, step: int) -> tuple[FailureKind, str]:
+    """The kind and the words of an exception that ended a run."""
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-        return f"disk full at step {step}"
-    return f"exception: {type(e).__name__}: {e}"
+        return FailureKind.crash, f"disk full at step {step}"
+    kind = FailureKind.invalid_config if isinstance(e, ConfigError | ValidationError) else FailureKind.crash
+    return kind, f"exception: {type(e).__name__}: {e}"
 
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
@@ -202,6 +207,7 @@ def train_run(run_id: int) -> None:
             sink,
             resume=artifacts.absolute(resume_row.path) if resume_row else None,
             flush_seconds=settings.metrics_flush_seconds,
+            league=DatabaseLeagueLink(run_id, run.env) if config.selfplay is not None else None,
         )
     except LostRun as e:
         log.warning("run %s: %s; this worker stops without writing anything more", run_id, e)
@@ -209,9 +215,8 @@ def train_run(run_id: int) -> None:
     except Exception as e:  # the run records why it failed; the worker lives on for the next run
         log.exception("run %s crashed", run_id)
         # The progress made stays recorded, and so do the checkpoints to resume from.
-        result = Result(
-            "failed", sink.latest_step, time.perf_counter() - started, _failure(e, sink.latest_step)
-        )
+        kind, reason = _failure(e, sink.latest_step)
+        result = Result("failed", sink.latest_step, time.perf_counter() - started, kind, reason)
     finally:
         beat.done.set()
         beat.join()
@@ -241,6 +246,7 @@ def _finish(run_id: int, owner: str, result: Result) -> None:
             run_id,
             owner,
             RunStatus(result.status),
+            failure_kind=result.failure_kind,
             failure_reason=result.failure_reason,
             final_score=result.final_score,
             final_raw_score=result.final_raw_score,

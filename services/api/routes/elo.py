@@ -11,30 +11,36 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy.orm import Session
 
-from envs_c.registry import ENVS
+from envs_c.registry import ENVS, unknown_env
 from services.api.auth import require_token
 from services.api.deps import JobId, RunId, db
+from services.api.errors import unprocessable
 from services.common import outbox
 from services.common.models import Run
-from services.common.schemas import MatchCreate, MatchJobOut
+from services.common.schemas import (
+    LeaderboardOut,
+    MatchCreate,
+    MatchJobOut,
+    MatchQueued,
+    MatrixOut,
+    RunEloOut,
+)
 from services.elo import store
+from services.elo.games import is_game
 
 router = APIRouter(tags=["elo"])
-UNPROCESSABLE = 422  # the constant's name differs between Starlette versions
 
 
 def _two_player_env(env: str, loc: list[str]) -> str:
     if env not in ENVS:
-        message = f"unknown environment {env!r}; known: {', '.join(sorted(ENVS))}"
-    elif not store.is_game(env):
-        games = sorted(name for name in ENVS if store.is_game(name))
-        message = f"{env!r} is not a two-player environment; ratings exist for {', '.join(games)}"
-    else:
-        return env
-    raise HTTPException(UNPROCESSABLE, [{"loc": loc, "msg": message, "type": "value_error"}])
+        raise unprocessable(loc, unknown_env(env))
+    if not is_game(env):
+        games = ", ".join(sorted(name for name in ENVS if is_game(name)))
+        raise unprocessable(loc, f"{env!r} is not a two-player environment; ratings exist for {games}")
+    return env
 
 
-@router.get("/leaderboard")
+@router.get("/leaderboard", response_model=LeaderboardOut)
 def get_leaderboard(
     env: Annotated[str, Query(max_length=64)], session: Session = Depends(db)
 ) -> dict[str, Any]:
@@ -42,13 +48,13 @@ def get_leaderboard(
     return store.leaderboard(session, _two_player_env(env, ["query", "env"]))
 
 
-@router.get("/leaderboard/{env}/matrix")
+@router.get("/leaderboard/{env}/matrix", response_model=MatrixOut)
 def get_matrix(env: str, session: Session = Depends(db)) -> dict[str, Any]:
     """Games and mean score (row against column, null without games), in leaderboard order."""
     return store.matrix(session, _two_player_env(env, ["path", "env"]))
 
 
-@router.get("/runs/{run_id}/elo")
+@router.get("/runs/{run_id}/elo", response_model=RunEloOut)
 def get_run_elo(run_id: RunId, session: Session = Depends(db)) -> dict[str, Any]:
     """The rating of each of the run's checkpoints, by step."""
     if session.get(Run, run_id) is None:
@@ -56,7 +62,12 @@ def get_run_elo(run_id: RunId, session: Session = Depends(db)) -> dict[str, Any]
     return store.run_elo(session, run_id)
 
 
-@router.post("/matches", status_code=status.HTTP_202_ACCEPTED, dependencies=[Depends(require_token)])
+@router.post(
+    "/matches",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(require_token)],
+    response_model=MatchQueued,
+)
 def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str, Any]:
     """Queue `games` games of a against b (batches for the elo workers); ratings refit when they end.
     Poll GET /matches/{job_id} (the answer's `status_url`) to see them played."""
@@ -67,25 +78,16 @@ def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str,
     for field in ("a", "b"):
         try:
             players.append(store.resolve(session, getattr(body, field), env))
+        except store.NoSuchCheckpoint as e:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
         except store.PlayerError as e:
-            detail = (
-                str(e)
-                if e.status == 404
-                else [{"loc": ["body", field], "msg": str(e), "type": "value_error"}]
-            )
-            raise HTTPException(e.status, detail) from None
+            raise unprocessable(["body", field], str(e)) from None
         env = env or players[-1].env
     a, b = players
     if a.env != b.env:
-        raise HTTPException(
-            UNPROCESSABLE,
-            [{"loc": ["body", "b"], "msg": f"b plays {b.env!r}, a plays {a.env!r}", "type": "value_error"}],
-        )
+        raise unprocessable(["body", "b"], f"b plays {b.env!r}, a plays {a.env!r}")
     if a.id == b.id:
-        raise HTTPException(
-            UNPROCESSABLE,
-            [{"loc": ["body", "b"], "msg": "a player cannot play itself", "type": "value_error"}],
-        )
+        raise unprocessable(["body", "b"], "a player cannot play itself")
     job, batches = store.create_job(session, a.env, [(a, b)], body.games)
     store.enqueue(session, batches)
     session.commit()

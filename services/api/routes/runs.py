@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from services.api.auth import require_token
 from services.api.deps import Offset, RunId, db
+from services.api.errors import unprocessable
 from services.common import outbox
 from services.common.db import session_scope
 from services.common.metrics import export_rows, read_series
@@ -146,10 +147,7 @@ def export_metrics(
     wanted = [k for k in keys.split(",") if k] if keys else list(metric_keys)
     unknown = [k for k in wanted if k not in metric_keys]
     if unknown:
-        raise HTTPException(
-            422,
-            [{"loc": ["query", "keys"], "msg": f"run {run_id} logged no {unknown}", "type": "value_error"}],
-        )
+        raise unprocessable(["query", "keys"], f"run {run_id} logged no {unknown}")
     columns = ["step", "time", *wanted]
     body = _csv(run_id, wanted, columns) if format == "csv" else _json(run_id, wanted, columns)
     return StreamingResponse(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
@@ -40,32 +40,37 @@ def _best(sweep: Sweep) -> BestTrial | None:
     return BestTrial(trial_id=trial.id, run_id=trial.run_id, score=trial.score) if trial else None
 
 
-def _left(sweep: Sweep, used: float) -> float | None:
-    return None if sweep.budget is None else max(0.0, sweep.budget - used)
+def _summary(sweep: Sweep, used: float) -> dict[str, Any]:
+    """The fields of SweepSummary, which SweepDetail extends."""
+    statuses = [TrialStatus(t.status) for t in sweep.trials]
+    return {
+        "id": sweep.id,
+        "env": sweep.env,
+        "status": sweep.status,
+        "metric": sweep.metric,
+        "goal": sweep.goal,
+        "cost_unit": sweep.cost_unit,
+        "max_runs": sweep.max_runs,
+        "parallelism": sweep.parallelism,
+        "budget": sweep.budget,
+        "budget_used": used,
+        "budget_left": None if sweep.budget is None else max(0.0, sweep.budget - used),
+        "created_at": sweep.created_at,
+        "best": _best(sweep),
+        "trials_finished": sum(s.observed for s in statuses),
+        "trials_running": sum(s.in_flight for s in statuses),
+    }
 
 
 def _detail(session: Session, sweep: Sweep) -> SweepDetail:
-    used = budget_used(session, [sweep])[sweep.id]
     return SweepDetail(
-        id=sweep.id,
-        env=sweep.env,
-        status=sweep.status,
-        metric=sweep.metric,
-        goal=sweep.goal,
-        cost_unit=sweep.cost_unit,
-        max_runs=sweep.max_runs,
-        parallelism=sweep.parallelism,
+        **_summary(sweep, budget_used(session, [sweep])[sweep.id]),
         max_cost=sweep.max_cost,
-        budget=sweep.budget,
-        budget_used=used,
-        budget_left=_left(sweep, used),
         space=sweep.space,
-        hyperparameters=sweep.base,
-        created_at=sweep.created_at,
+        hyperparameters=sweep.overrides,
         finished_at=sweep.finished_at,
         trials=[TrialOut.model_validate(t) for t in sweep.trials],
         pareto=pareto_trials(sweep),
-        best=_best(sweep),
     )
 
 
@@ -73,22 +78,7 @@ def _detail(session: Session, sweep: Sweep) -> SweepDetail:
     "", status_code=status.HTTP_201_CREATED, response_model=SweepDetail, dependencies=[Depends(require_token)]
 )
 def post_sweep(body: SweepCreate, session: Session = Depends(db)) -> SweepDetail:
-    sweep = create_sweep(
-        session,
-        body.env,
-        space=body.space,
-        base=body.hyperparameters,
-        metric=body.metric,
-        goal=body.goal,
-        max_runs=body.max_runs,
-        parallelism=body.parallelism,
-        max_cost=body.max_cost,
-        cost_unit=body.cost_unit,
-        budget=body.budget,
-        seed=body.seed,
-        max_retries=body.max_retries,
-        early_stopping=body.early_stopping,
-    )
+    sweep = create_sweep(session, body)
     outbox.stage(session, SWEEP_TICK_TASK, [sweep.id])
     session.commit()
     outbox.publish(session)
@@ -111,28 +101,7 @@ def list_sweeps(
         .offset(offset)
     ).all()
     used = budget_used(session, sweeps)
-    items = []
-    for sweep in sweeps:
-        statuses = [TrialStatus(t.status) for t in sweep.trials]
-        items.append(
-            SweepSummary(
-                id=sweep.id,
-                env=sweep.env,
-                status=sweep.status,
-                metric=sweep.metric,
-                goal=sweep.goal,
-                cost_unit=sweep.cost_unit,
-                max_runs=sweep.max_runs,
-                parallelism=sweep.parallelism,
-                budget=sweep.budget,
-                budget_used=used[sweep.id],
-                budget_left=_left(sweep, used[sweep.id]),
-                created_at=sweep.created_at,
-                trials_finished=sum(s.observed for s in statuses),
-                trials_running=sum(s.in_flight for s in statuses),
-                best=_best(sweep),
-            )
-        )
+    items = [SweepSummary(**_summary(sweep, used[sweep.id])) for sweep in sweeps]
     return SweepPage(items=items, total=total, limit=limit, offset=offset)
 
 

@@ -1,6 +1,9 @@
 // #/runs/{id}[?keys=a,b&log=c]: status (and why it failed), name and notes, a chart for every logged metric
 // (the picker chooses which; the layout and log axes stay in the URL), Elo, replay, hyperparameters,
 // checkpoints with download links, and the metrics as CSV or JSON.
+//
+// The page is a handful of sections, each built from the shared `page` ({ id, ctx, run, note }) and each with
+// a `refresh()`; runPage lays them out and `follow` refreshes them while the run is live.
 import { api, envs } from "../api.js";
 import { chartControls, keysParam, lineChart, metricPicker, orderKeys, prefs, setRouteParam, smoothingParam, startTime, xOf } from "../charts.js";
 import { badge, duration, flatten, h, kvTable, num, progress, steps, table, tags, unavailable, when } from "../ui.js";
@@ -11,64 +14,93 @@ const FIRST = "env/perf";
 
 export default async function runPage(root, ctx) {
   const id = Number(ctx.args[0]);
-  const metricsOf = (keys) => api(`/runs/${id}/metrics`, {
-    params: { keys: keys.join(","), max_points: MAX_POINTS, smoothing: smoothingParam() }, signal: ctx.signal });
   const chosen = keysParam(ctx.params);
   // The first chart is what the eye waits for: its series is asked for alongside the run, not after it.
-  const firstSeries = !chosen || chosen.includes(FIRST) ? metricsOf([FIRST]).catch(() => null) : null;
-  let run;
+  const firstSeries = !chosen || chosen.includes(FIRST) ? metricsOf(id, ctx, [FIRST]).catch(() => null) : null;
+  const page = { id, ctx, run: null, note: h("span", { class: "muted", "data-testid": "live" }) };
   try {
-    run = await api(`/runs/${id}`, { signal: ctx.signal });
+    page.run = await api(`/runs/${id}`, { signal: ctx.signal });
   } catch (e) {
     if (!e.aborted) root.append(unavailable(`run #${id}`, e));
     return;
   }
 
-  // Which keys are charted: those in the URL, else every key the run logged (new keys join while it runs).
-  const selected = new Set(chosen ?? orderKeys(run.metric_keys));
-  const logKeys = new Set(keysParam(ctx.params, "log") ?? []);
-  let followNew = chosen === null;
-  let knownKeys = orderKeys(run.metric_keys);
-
-  const header = h("div");
-  const grid = h("div", { class: "charts", "data-testid": "charts" });
-  const liveNote = h("span", { class: "muted", "data-testid": "live" });
-  const eloSection = h("div");
-  const replaySection = h("div");
-  const checkpoints = h("div");
-  const charts = new Map(); // metric key -> chart
-  let xMode = prefs().x;
-
-  const picker = metricPicker(knownKeys, selected, () => {
-    followNew = false;
-    setRouteParam("keys", orderKeys([...selected]).join(","));
-    layout();
-    refreshMetrics();
-  });
-
+  const sections = {
+    header: headerSection(page),
+    metrics: new MetricCharts(page, chosen),
+    checkpoints: checkpointsSection(page),
+    replay: replaySection(page),
+    elo: eloSection(page),
+  };
+  page.changed = () => sections.header.refresh();
   root.append(
-    header,
-    h("div", { class: "row export", "data-testid": "export" }, h("span", { class: "muted" }, "download metrics (every point):"),
-      h("a", { href: `/runs/${id}/metrics/export?format=csv`, download: `run-${id}-metrics.csv`, "data-testid": "export-csv" }, "CSV"),
-      h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON")),
-    picker,
-    chartControls(() => {
-      // The x axis changes the charts' axes, so they are rebuilt; smoothing only needs new data.
-      if (prefs().x !== xMode) {
-        xMode = prefs().x;
-        for (const chart of charts.values()) chart.destroy();
-        charts.clear();
-      }
-      refreshMetrics();
-    }),
-    liveNote, grid, eloSection,
+    sections.header.el,
+    exportLinks(id),
+    ...sections.metrics.els,
+    sections.elo.el,
     h("div", { class: "cols" },
-      h("div", {}, notesPanel(), h("h2", {}, "Hyperparameters"), hyperparameters(run)),
-      h("div", {}, replaySection, h("h2", {}, "Checkpoints"), checkpoints)));
+      h("div", {}, notesPanel(page), h("h2", {}, "Hyperparameters"), hyperparameters(page.run)),
+      h("div", {}, sections.replay.el, h("h2", {}, "Checkpoints"), sections.checkpoints.el)));
 
-  function renderHeader() {
+  sections.header.refresh();
+  sections.checkpoints.refresh();
+  await sections.metrics.load(firstSeries);
+  sections.replay.refresh();
+  sections.elo.refresh();
+  if (!FINISHED.has(page.run.status)) follow(page, sections);
+}
+
+/** Live: while the run is queued or running, poll every 2 s; every section updates in place. */
+function follow(page, sections) {
+  page.note.textContent = "live: updating every 2 s";
+  let polls = 0;
+  page.ctx.every(2000, async () => {
+    try {
+      page.run = await api(`/runs/${page.id}`, { signal: page.ctx.signal });
+    } catch (e) {
+      if (!e.aborted) page.note.textContent = `live update failed (${e.message}); retrying`;
+      return true;
+    }
+    sections.header.refresh();
+    sections.checkpoints.refresh();
+    sections.metrics.noteNewKeys();
+    await sections.metrics.refresh();
+    sections.replay.refresh();
+    // Checkpoints are rated while the run trains, so the Elo curve grows too; every 10 s is plenty.
+    if (++polls % 5 === 0) sections.elo.refresh();
+    if (FINISHED.has(page.run.status)) {
+      page.note.textContent = `finished: ${page.run.status}`;
+      sections.elo.refresh();
+      return false;
+    }
+    return true;
+  });
+}
+
+function metricsOf(id, ctx, keys) {
+  return api(`/runs/${id}/metrics`, {
+    params: { keys: keys.join(","), max_points: MAX_POINTS, smoothing: smoothingParam() }, signal: ctx.signal });
+}
+
+function writeError(what, e) {
+  return `${what}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`;
+}
+
+/** Title, status, failure reason, progress and the run's facts; a cancel button while it is active. */
+function headerSection(page) {
+  const el = h("div");
+  async function cancel() {
+    try {
+      page.run = await api(`/runs/${page.id}/cancel`, { method: "POST", signal: page.ctx.signal });
+      refresh();
+    } catch (e) {
+      if (!e.aborted) el.append(h("div", { class: "banner bad" }, writeError("cancel", e)));
+    }
+  }
+  function refresh() {
+    const run = page.run;
     const active = !FINISHED.has(run.status);
-    header.replaceChildren(
+    el.replaceChildren(
       h("h1", {}, `Run #${run.id}`, run.name ? h("span", { "data-testid": "run-name" }, run.name) : "",
         h("span", { class: "mono" }, run.env), badge(run.status), ...tags(run.tags),
         active ? h("button", { class: "danger", "data-testid": "cancel", onclick: cancel }, "cancel") : ""),
@@ -86,105 +118,146 @@ export default async function runPage(root, ctx) {
         run.sweep_id ? h("a", { href: `#/sweeps/${run.sweep_id}` }, `sweep #${run.sweep_id}`) : "",
         h("span", { class: "muted mono", title: "environment code version" }, `env ${run.env_version}`)));
   }
+  return { el, refresh };
+}
 
-  function writeError(what, e) {
-    return `${what}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`;
-  }
+function exportLinks(id) {
+  return h("div", { class: "row export", "data-testid": "export" }, h("span", { class: "muted" }, "download metrics (every point):"),
+    h("a", { href: `/runs/${id}/metrics/export?format=csv`, download: `run-${id}-metrics.csv`, "data-testid": "export-csv" }, "CSV"),
+    h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON"));
+}
 
-  async function cancel() {
+/** The run's name and notes, saved with PATCH /runs/{id}. */
+function notesPanel(page) {
+  const name = h("input", { value: page.run.name || "", placeholder: "a name for this run", size: 32, maxlength: 128, "data-testid": "name-input" });
+  const notes = h("textarea", { rows: 3, placeholder: "notes: what you tried, what you saw", "data-testid": "notes-input" });
+  notes.value = page.run.notes || "";
+  const said = h("span", { class: "muted", "data-testid": "notes-status" });
+  const save = async () => {
     try {
-      run = await api(`/runs/${id}/cancel`, { method: "POST", signal: ctx.signal });
-      renderHeader();
+      page.run = await api(`/runs/${page.id}`, { method: "PATCH", body: { name: name.value.trim() || null, notes: notes.value || null }, signal: page.ctx.signal });
+      said.textContent = "saved";
+      page.changed();
     } catch (e) {
-      if (!e.aborted) header.append(h("div", { class: "banner bad" }, writeError("cancel", e)));
+      if (!e.aborted) said.textContent = writeError("save", e);
     }
+  };
+  return h("div", {}, h("h2", {}, "Name and notes"),
+    h("div", { class: "panel notes" }, name, notes,
+      h("div", { class: "row" }, h("button", { class: "primary", "data-testid": "save-notes", onclick: save }, "save"), said)));
+}
+
+/** A chart per selected metric key. Which keys: those in the URL, else every key the run logged (new keys
+ *  join while it runs, until the user picks). */
+class MetricCharts {
+  constructor(page, chosen) {
+    this.page = page;
+    this.selected = new Set(chosen ?? orderKeys(page.run.metric_keys));
+    this.logKeys = new Set(keysParam(page.ctx.params, "log") ?? []);
+    this.followNew = chosen === null;
+    this.knownKeys = orderKeys(page.run.metric_keys);
+    this.charts = new Map(); // metric key -> chart
+    this.xMode = prefs().x;
+    this.t0 = Infinity; // the wall-time axis starts at the run's first logged point
+    this.grid = h("div", { class: "charts", "data-testid": "charts" });
+    this.picker = metricPicker(this.knownKeys, this.selected, () => {
+      this.followNew = false;
+      setRouteParam("keys", orderKeys([...this.selected]).join(","));
+      this.layout();
+      this.refresh();
+    });
+    const controls = chartControls(() => {
+      // The x axis changes the charts' axes, so they are rebuilt; smoothing only needs new data.
+      if (prefs().x !== this.xMode) {
+        this.xMode = prefs().x;
+        for (const chart of this.charts.values()) chart.destroy();
+        this.charts.clear();
+      }
+      this.refresh();
+    });
+    this.els = [this.picker, controls, page.note, this.grid];
   }
 
-  /** The run's name and notes, saved with PATCH /runs/{id}. */
-  function notesPanel() {
-    const name = h("input", { value: run.name || "", placeholder: "a name for this run", size: 32, maxlength: 128, "data-testid": "name-input" });
-    const notes = h("textarea", { rows: 3, placeholder: "notes: what you tried, what you saw", "data-testid": "notes-input" });
-    notes.value = run.notes || "";
-    const said = h("span", { class: "muted", "data-testid": "notes-status" });
-    const save = async () => {
-      try {
-        run = await api(`/runs/${id}`, { method: "PATCH", body: { name: name.value.trim() || null, notes: notes.value || null }, signal: ctx.signal });
-        said.textContent = "saved";
-        renderHeader();
-      } catch (e) {
-        if (!e.aborted) said.textContent = writeError("save", e);
-      }
-    };
-    return h("div", {}, h("h2", {}, "Name and notes"),
-      h("div", { class: "panel notes" }, name, notes,
-        h("div", { class: "row" }, h("button", { class: "primary", "data-testid": "save-notes", onclick: save }, "save"), said)));
+  /** The first draw: the prefetched first series (if any) before the rest. */
+  async load(firstSeries) {
+    const keys = this.layout();
+    if (keys[0] === FIRST && firstSeries) {
+      await this.refresh([FIRST], firstSeries);
+      await this.refresh(keys.slice(1));
+    } else {
+      await this.refresh(keys);
+    }
   }
 
   /** Charts for the selected keys, in reading order; charts of unselected keys go. */
-  function layout() {
-    const wanted = orderKeys(knownKeys.filter((k) => selected.has(k)));
-    for (const [key, chart] of charts) {
-      if (!selected.has(key)) {
+  layout() {
+    const wanted = orderKeys(this.knownKeys.filter((k) => this.selected.has(k)));
+    for (const [key, chart] of this.charts) {
+      if (!this.selected.has(key)) {
         chart.destroy();
-        charts.delete(key);
+        this.charts.delete(key);
       }
     }
-    for (const key of wanted) if (charts.has(key)) grid.append(charts.get(key).box);
+    for (const key of wanted) if (this.charts.has(key)) this.grid.append(this.charts.get(key).box);
     if (!wanted.length) {
-      grid.replaceChildren(h("div", { class: "unavailable", "data-testid": "no-charts" },
-        knownKeys.length ? "No metric chosen: pick some under Metrics above."
-          : FINISHED.has(run.status) ? "This run logged no metrics." : "Waiting for the first metrics…"));
+      this.grid.replaceChildren(h("div", { class: "unavailable", "data-testid": "no-charts" },
+        this.knownKeys.length ? "No metric chosen: pick some under Metrics above."
+          : FINISHED.has(this.page.run.status) ? "This run logged no metrics." : "Waiting for the first metrics…"));
     } else {
-      grid.querySelector("[data-testid=no-charts]")?.remove();
+      this.grid.querySelector("[data-testid=no-charts]")?.remove();
     }
     return wanted;
   }
 
-  function chartFor(key) {
-    if (!charts.has(key)) {
-      charts.set(key, lineChart(grid, {
-        name: key, title: key, xMode, log: logKeys.has(key),
+  chartFor(key) {
+    if (!this.charts.has(key)) {
+      this.charts.set(key, lineChart(this.grid, {
+        name: key, title: key, xMode: this.xMode, log: this.logKeys.has(key),
         lines: [{ label: key, color: "#2762c9", band: true }],
         onLog: (on) => {
-          on ? logKeys.add(key) : logKeys.delete(key);
-          setRouteParam("log", logKeys.size ? [...logKeys].join(",") : null);
+          on ? this.logKeys.add(key) : this.logKeys.delete(key);
+          setRouteParam("log", this.logKeys.size ? [...this.logKeys].join(",") : null);
         },
       }));
     }
-    return charts.get(key);
+    return this.charts.get(key);
   }
 
   /** Fetch (or take the prefetched answer for) `keys` and draw them; new keys get a chart. */
-  async function refreshMetrics(keys = layout(), pending = null) {
+  async refresh(keys = this.layout(), pending = null) {
     if (!keys.length) return;
+    const { id, ctx } = this.page;
     let data;
     try {
-      data = (await pending) || (await metricsOf(keys));
+      data = (await pending) || (await metricsOf(id, ctx, keys));
     } catch (e) {
-      if (!e.aborted) liveNote.textContent = `metrics: ${e.message}`;
+      if (!e.aborted) this.page.note.textContent = `metrics: ${e.message}`;
       return;
     }
     if (!ctx.alive) return;
-    t0 = Math.min(t0, startTime(data.series));
+    this.t0 = Math.min(this.t0, startTime(data.series));
     for (const key of keys) {
       const series = data.series[key];
-      if (!series || !selected.has(key)) continue;
-      chartFor(key).setData(xOf(series, xMode, t0), [series]);
+      if (!series || !this.selected.has(key)) continue;
+      this.chartFor(key).setData(xOf(series, this.xMode, this.t0), [series]);
     }
-    layout();
-  }
-  let t0 = Infinity; // the wall-time axis starts at the run's first logged point
-
-  function noteNewKeys() {
-    const next = orderKeys(run.metric_keys);
-    if (next.length === knownKeys.length) return;
-    for (const key of next) if (followNew && !knownKeys.includes(key)) selected.add(key);
-    knownKeys = next;
-    picker.setKeys(knownKeys);
+    this.layout();
   }
 
-  function renderCheckpoints() {
-    checkpoints.replaceChildren(run.checkpoints.length
+  noteNewKeys() {
+    const next = orderKeys(this.page.run.metric_keys);
+    if (next.length === this.knownKeys.length) return;
+    for (const key of next) if (this.followNew && !this.knownKeys.includes(key)) this.selected.add(key);
+    this.knownKeys = next;
+    this.picker.setKeys(this.knownKeys);
+  }
+}
+
+function checkpointsSection(page) {
+  const el = h("div");
+  function refresh() {
+    const { checkpoints } = page.run;
+    el.replaceChildren(checkpoints.length
       ? h("div", { "data-testid": "checkpoints" }, table([
         { label: "id", value: (c) => String(c.id) },
         { label: "step", class: "num", value: (c) => num(c.step) },
@@ -194,89 +267,62 @@ export default async function runPage(root, ctx) {
         { label: "download", value: (c) => h("span", {},
           h("a", { href: c.download_url, download: "", "data-testid": "checkpoint-download" }, "weights"), " · ",
           h("a", { href: `${c.download_url}?part=meta`, download: "" }, "meta")) },
-      ], [...run.checkpoints].reverse()))
+      ], [...checkpoints].reverse()))
       : h("div", { class: "muted" }, "No checkpoint yet."));
   }
+  return { el, refresh };
+}
 
-  let replayUrl = null;
-  async function refreshReplay() {
+function replaySection(page) {
+  const el = h("div");
+  let shown = null;
+  async function refresh() {
     try {
-      const { url } = await api(`/runs/${id}/replay`, { signal: ctx.signal });
-      if (url === replayUrl) return;
-      replayUrl = url;
-      replaySection.replaceChildren(url
-        ? h("div", {}, h("h2", {}, "Replay of the latest checkpoint"), h("img", { class: "replay", src: url, alt: `replay of run ${id}`, "data-testid": "replay" }))
+      const { url } = await api(`/runs/${page.id}/replay`, { signal: page.ctx.signal });
+      if (url === shown) return;
+      shown = url;
+      el.replaceChildren(url
+        ? h("div", {}, h("h2", {}, "Replay of the latest checkpoint"), h("img", { class: "replay", src: url, alt: `replay of run ${page.id}`, "data-testid": "replay" }))
         : "");
     } catch {
       /* no replay is the common case; nothing to show */
     }
   }
+  return { el, refresh };
+}
 
-  // Elo only means something for environments with seats to play; other envs skip the request.
-  let eloChart = null;
-  async function refreshElo() {
+/** Elo over training. It only means something for environments with seats to play; other envs skip the request. */
+function eloSection(page) {
+  const el = h("div");
+  let chart = null;
+  async function refresh() {
     let twoPlayer = true;
     try {
-      twoPlayer = !!(await envs()).find((e) => e.name === run.env)?.players;
+      twoPlayer = !!(await envs()).find((e) => e.name === page.run.env)?.players;
     } catch {
       /* unknown: ask the Elo endpoint anyway */
     }
     if (!twoPlayer) return;
     let elo;
     try {
-      elo = await api(`/runs/${id}/elo`, { signal: ctx.signal });
+      elo = await api(`/runs/${page.id}/elo`, { signal: page.ctx.signal });
     } catch (e) {
-      if (!e.aborted) eloSection.replaceChildren(h("h2", {}, "Elo over training"), unavailable("Elo", e));
+      if (!e.aborted) el.replaceChildren(h("h2", {}, "Elo over training"), unavailable("Elo", e));
       return;
     }
     if (!elo.points?.length) return;
     const points = elo.points;
-    if (!eloChart) {
+    if (!chart) {
       const box = h("div", { class: "charts" });
-      eloSection.replaceChildren(h("h2", {}, "Elo over training"), box);
+      el.replaceChildren(h("h2", {}, "Elo over training"), box);
       // The x axis spans the run's steps: one checkpoint is a point at its step, not a line to 2x.
-      const end = Math.max(run.total_timesteps, ...points.map((p) => p.step));
-      eloChart = lineChart(box, { name: "elo", title: "Elo of this run's checkpoints (interval band)", xRange: [0, end], sync: "elo",
+      const end = Math.max(page.run.total_timesteps, ...points.map((p) => p.step));
+      chart = lineChart(box, { name: "elo", title: "Elo of this run's checkpoints (interval band)", xRange: [0, end], sync: "elo",
         lines: [{ label: "elo", color: "#6a4fb3", band: true }] });
     }
-    eloChart.setData(points.map((p) => p.step), [{ value: points.map((p) => p.elo), min: points.map((p) => p.lo), max: points.map((p) => p.hi) }]);
+    chart.setData(points.map((p) => p.step), [{ value: points.map((p) => p.elo), min: points.map((p) => p.lo), max: points.map((p) => p.hi) }]);
   }
-
-  renderHeader();
-  renderCheckpoints();
-  const keys = layout();
-  if (keys[0] === FIRST && firstSeries) {
-    await refreshMetrics([FIRST], firstSeries);
-    await refreshMetrics(keys.slice(1));
-  } else {
-    await refreshMetrics(keys);
-  }
-  refreshReplay();
-  refreshElo();
-
-  // Live: while the run is queued or running, poll every 2 s; the charts get new data in place.
-  if (!FINISHED.has(run.status)) {
-    liveNote.textContent = "live: updating every 2 s";
-    ctx.every(2000, async () => {
-      try {
-        run = await api(`/runs/${id}`, { signal: ctx.signal });
-      } catch (e) {
-        if (!e.aborted) liveNote.textContent = `live update failed (${e.message}); retrying`;
-        return true;
-      }
-      renderHeader();
-      renderCheckpoints();
-      noteNewKeys();
-      await refreshMetrics();
-      refreshReplay();
-      if (FINISHED.has(run.status)) {
-        liveNote.textContent = `finished: ${run.status}`;
-        refreshElo();
-        return false;
-      }
-      return true;
-    });
-  }
+  return { el, refresh };
 }
 
 /** The resolved config with the user's overrides marked, so "what did I change" is visible at a glance. */

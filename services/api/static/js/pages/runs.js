@@ -8,20 +8,38 @@ const PAGE = 50;
 const MAX_CONFIG_COLUMNS = 8;
 
 export default async function runsPage(root, ctx) {
-  const filters = {
-    env: ctx.params.get("env") || "",
-    status: ctx.params.get("status") || "",
-    tag: ctx.params.get("tag") || "",
-    q: ctx.params.get("q") || "",
-    sort: ctx.params.get("sort") || "",
-    offset: Number(ctx.params.get("offset") || 0),
+  const page = {
+    ctx,
+    filters: {
+      env: ctx.params.get("env") || "",
+      status: ctx.params.get("status") || "",
+      tag: ctx.params.get("tag") || "",
+      q: ctx.params.get("q") || "",
+      sort: ctx.params.get("sort") || "",
+      offset: Number(ctx.params.get("offset") || 0),
+    },
+    selected: new Set(),
+    list: h("div", { "data-testid": "runs-table" }),
+    message: h("div"),
+    loading: null,
   };
-  const selected = new Set();
-  const list = h("div", { "data-testid": "runs-table" });
-  const message = h("div");
-  const compareButton = h("button", { class: "primary", disabled: true, "data-testid": "compare-selected",
-    onclick: () => (location.hash = `#/compare?ids=${[...selected].join(",")}`) }, "Compare selected");
+  page.update = (patch) => update(page, patch);
+  page.load = () => load(page);
+  page.compareButton = h("button", { class: "primary", disabled: true, "data-testid": "compare-selected",
+    onclick: () => (location.hash = `#/compare?ids=${[...page.selected].join(",")}`) }, "Compare selected");
 
+  root.append(
+    h("h1", {}, "Runs"),
+    h("div", { class: "row panel" }, ...filterControls(page), h("span", { class: "grow" }), page.compareButton),
+    page.message, page.list);
+
+  await page.load();
+  // Statuses and progress move on their own; a light refresh keeps the list honest.
+  ctx.every(5000, page.load);
+}
+
+/** The env, status and tag filters and the search box; each change reloads the list. */
+function filterControls({ filters, update }) {
   const envSelect = h("select", { "data-testid": "filter-env", onchange: () => update({ env: envSelect.value }) },
     h("option", { value: "" }, "all envs"));
   if (filters.env) envSelect.append(h("option", { value: filters.env, selected: true }, filters.env));
@@ -36,108 +54,100 @@ export default async function runsPage(root, ctx) {
   let typing;
   const search = h("input", { type: "search", placeholder: "search name, env, tag, failure reason", value: filters.q, size: 32,
     "data-testid": "search", oninput: () => { clearTimeout(typing); typing = setTimeout(() => update({ q: search.value.trim() }), 250); } });
+  return [envSelect, statusSelect, tagInput, search];
+}
 
-  root.append(
-    h("h1", {}, "Runs"),
-    h("div", { class: "row panel" }, envSelect, statusSelect, tagInput, search, h("span", { class: "grow" }), compareButton),
-    message, list);
+function update(page, patch) {
+  Object.assign(page.filters, { offset: 0 }, patch);
+  // Keep the filters in the address (shareable) without a hashchange, which would rebuild the page.
+  const query = new URLSearchParams(Object.entries(page.filters).filter(([, v]) => v));
+  history.replaceState(null, "", `#/runs${query.size ? `?${query}` : ""}`);
+  page.load();
+}
 
-  function update(patch) {
-    Object.assign(filters, { offset: 0 }, patch);
-    // Keep the filters in the address (shareable) without a hashchange, which would rebuild the page.
-    const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
-    history.replaceState(null, "", `#/runs${query.size ? `?${query}` : ""}`);
-    load();
+async function cancel(page, run) {
+  try {
+    await api(`/runs/${run.id}/cancel`, { method: "POST", signal: page.ctx.signal });
+    page.message.replaceChildren();
+    page.load();
+  } catch (e) {
+    if (!e.aborted) page.message.replaceChildren(h("div", { class: "banner bad" }, `cancel #${run.id}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`));
   }
+}
 
-  async function cancel(run) {
-    try {
-      await api(`/runs/${run.id}/cancel`, { method: "POST", signal: ctx.signal });
-      message.replaceChildren();
-      load();
-    } catch (e) {
-      if (!e.aborted) message.replaceChildren(h("div", { class: "banner bad" }, `cancel #${run.id}: ${e.message}${e.status === 401 ? " (paste the token from `shoal up` above)" : ""}`));
-    }
+function toggle({ selected, compareButton }, id, on) {
+  on ? selected.add(id) : selected.delete(id);
+  compareButton.disabled = selected.size < 1;
+  compareButton.textContent = `Compare selected${selected.size ? ` (${selected.size})` : ""}`;
+}
+
+// Summary columns sort on the server (across every page); hyperparameter columns ("config.train.gamma")
+// sort the runs on this page.
+const columns = (page, configKeys) => [
+  { label: "", value: (r) => h("input", { type: "checkbox", checked: page.selected.has(r.id), onchange: (e) => toggle(page, r.id, e.target.checked) }) },
+  { label: "run", sort: "id", value: (r) => h("span", {}, h("a", { href: `#/runs/${r.id}` }, `#${r.id}`)) },
+  { label: "name", sort: "name", value: (r) => r.name ? h("a", { href: `#/runs/${r.id}`, "data-testid": "run-name", title: r.notes || "" }, r.name) : "" },
+  { label: "env", sort: "env", value: (r) => r.env },
+  { label: "status", sort: "status", value: (r) => h("span", {}, badge(r.status),
+    r.failure_reason ? h("div", { class: "reason", "data-testid": "failure-reason" }, r.failure_reason) : null) },
+  { label: "tags", value: (r) => h("span", {}, tags(r.tags)) },
+  { label: "progress", sort: "progress_steps", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
+  { label: "score", sort: "final_score", class: "num", title: "final_score: the clean evaluation at the end", value: (r) => num(r.final_score) },
+  ...configKeys.map((key) => ({
+    label: key.split(".").pop(), sort: `config.${key}`, class: "num mono hp", title: `${key} (resolved config; sorts this page)`,
+    value: (r) => {
+      const v = configValue(r, key);
+      return v === undefined ? "–" : param(v);
+    },
+  })),
+  { label: "seed", sort: "seed", class: "num", value: (r) => String(r.seed) },
+  { label: "cost", sort: "cost_seconds", class: "num", value: (r) => duration(r.cost_seconds) },
+  { label: "created", sort: "created_at", value: (r) => h("span", { title: r.created_at }, when(r.created_at)) },
+  { label: "", value: (r) => (r.status === "running" || r.status === "queued")
+    ? h("button", { class: "danger", "data-testid": "cancel", onclick: () => cancel(page, r) }, "cancel") : "" },
+];
+
+function onSort({ filters, update }, key) {
+  // First click: descending for numbers people rank (score, progress...), ascending for names.
+  const ascendingFirst = ["name", "env", "status"].includes(key);
+  const next = filters.sort === key ? `-${key}` : filters.sort === `-${key}` ? key : ascendingFirst ? key : `-${key}`;
+  // A server-side sort starts again at the first page; sorting this page's hyperparameters keeps it.
+  update({ sort: next, ...(key.startsWith("config.") ? { offset: filters.offset } : {}) });
+}
+
+async function load(page) {
+  const { filters, list } = page;
+  const pageSort = filters.sort.replace(/^-/, "").startsWith("config.");
+  const params = { ...filters, sort: pageSort ? "" : filters.sort, limit: PAGE };
+  const mine = (page.loading = api("/runs", { params, signal: page.ctx.signal }));
+  let answer;
+  try {
+    answer = await mine;
+  } catch (e) {
+    if (!e.aborted) list.replaceChildren(unavailable("runs", e));
+    return;
   }
-
-  function toggle(id, on) {
-    on ? selected.add(id) : selected.delete(id);
-    compareButton.disabled = selected.size < 1;
-    compareButton.textContent = `Compare selected${selected.size ? ` (${selected.size})` : ""}`;
+  if (mine !== page.loading) return; // a newer filter change already answered
+  if (!answer.items.length) {
+    list.replaceChildren(h("div", { class: "unavailable" }, answer.total ? "No runs on this page." : "No runs match. Start one with `shoal up --demo` or POST /runs."));
+    return;
   }
+  const failed = answer.items.filter((r) => r.status === "failed").length;
+  const rows = pageSort ? sortByConfig(answer.items, filters.sort) : answer.items;
+  list.replaceChildren(
+    failed ? h("div", { class: "banner bad", "data-testid": "failed-summary" }, `${failed} failed run${failed > 1 ? "s" : ""} on this page`) : "",
+    table(columns(page, differing(answer.items)), rows, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id }),
+      { current: filters.sort || "-id", onSort: (key) => onSort(page, key) }),
+    pager(page, answer));
+}
 
-  // Summary columns sort on the server (across every page); hyperparameter columns ("config.train.gamma")
-  // sort the runs on this page.
-  const columns = (configKeys) => [
-    { label: "", value: (r) => h("input", { type: "checkbox", checked: selected.has(r.id), onchange: (e) => toggle(r.id, e.target.checked) }) },
-    { label: "run", sort: "id", value: (r) => h("span", {}, h("a", { href: `#/runs/${r.id}` }, `#${r.id}`)) },
-    { label: "name", sort: "name", value: (r) => r.name ? h("a", { href: `#/runs/${r.id}`, "data-testid": "run-name", title: r.notes || "" }, r.name) : "" },
-    { label: "env", sort: "env", value: (r) => r.env },
-    { label: "status", sort: "status", value: (r) => h("span", {}, badge(r.status),
-      r.failure_reason ? h("div", { class: "reason", "data-testid": "failure-reason" }, r.failure_reason) : null) },
-    { label: "tags", value: (r) => h("span", {}, tags(r.tags)) },
-    { label: "progress", sort: "progress_steps", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
-    { label: "score", sort: "final_score", class: "num", title: "final_score: the clean evaluation at the end", value: (r) => num(r.final_score) },
-    ...configKeys.map((key) => ({
-      label: key.split(".").pop(), sort: `config.${key}`, class: "num mono hp", title: `${key} (resolved config; sorts this page)`,
-      value: (r) => {
-        const v = configValue(r, key);
-        return v === undefined ? "–" : param(v);
-      },
-    })),
-    { label: "seed", sort: "seed", class: "num", value: (r) => String(r.seed) },
-    { label: "cost", sort: "cost_seconds", class: "num", value: (r) => duration(r.cost_seconds) },
-    { label: "created", sort: "created_at", value: (r) => h("span", { title: r.created_at }, when(r.created_at)) },
-    { label: "", value: (r) => (r.status === "running" || r.status === "queued")
-      ? h("button", { class: "danger", "data-testid": "cancel", onclick: () => cancel(r) }, "cancel") : "" },
-  ];
-
-  function onSort(key) {
-    // First click: descending for numbers people rank (score, progress...), ascending for names.
-    const ascendingFirst = ["name", "env", "status"].includes(key);
-    const next = filters.sort === key ? `-${key}` : filters.sort === `-${key}` ? key : ascendingFirst ? key : `-${key}`;
-    // A server-side sort starts again at the first page; sorting this page's hyperparameters keeps it.
-    update({ sort: next, ...(key.startsWith("config.") ? { offset: filters.offset } : {}) });
-  }
-
-  let loading = null;
-  async function load() {
-    const pageSort = filters.sort.replace(/^-/, "").startsWith("config.");
-    const params = { ...filters, sort: pageSort ? "" : filters.sort, limit: PAGE };
-    const mine = (loading = api("/runs", { params, signal: ctx.signal }));
-    let page;
-    try {
-      page = await mine;
-    } catch (e) {
-      if (!e.aborted) list.replaceChildren(unavailable("runs", e));
-      return;
-    }
-    if (mine !== loading) return; // a newer filter change already answered
-    if (!page.items.length) {
-      list.replaceChildren(h("div", { class: "unavailable" }, page.total ? "No runs on this page." : "No runs match. Start one with `shoal up --demo` or POST /runs."));
-      return;
-    }
-    const failed = page.items.filter((r) => r.status === "failed").length;
-    const configKeys = differing(page.items);
-    const rows = pageSort ? sortByConfig(page.items, filters.sort) : page.items;
-    list.replaceChildren(
-      failed ? h("div", { class: "banner bad", "data-testid": "failed-summary" }, `${failed} failed run${failed > 1 ? "s" : ""} on this page`) : "",
-      table(columns(configKeys), rows, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id }),
-        { current: filters.sort || "-id", onSort }),
-      pager(page));
-  }
-
-  function pager(page) {
-    const to = Math.min(page.offset + page.items.length, page.total);
-    return h("div", { class: "row", style: { marginTop: "8px" } },
-      h("span", { class: "muted" }, `${page.offset + 1}–${to} of ${page.total}`),
-      h("button", { disabled: page.offset === 0, onclick: () => { filters.offset = Math.max(0, page.offset - PAGE); load(); } }, "‹ newer"),
-      h("button", { disabled: to >= page.total, onclick: () => { filters.offset = page.offset + PAGE; load(); } }, "older ›"));
-  }
-
-  await load();
-  // Statuses and progress move on their own; a light refresh keeps the list honest.
-  ctx.every(5000, load);
+function pager(page, answer) {
+  const to = Math.min(answer.offset + answer.items.length, answer.total);
+  const go = (offset) => { page.filters.offset = offset; page.load(); };
+  return h("div", { class: "row", style: { marginTop: "8px" } },
+    h("span", { class: "muted" }, `${answer.offset + 1}–${to} of ${answer.total}`),
+    h("button", { disabled: answer.offset === 0, onclick: () => go(Math.max(0, answer.offset - PAGE)) }, "‹ newer"),
+    h("button", { disabled: to >= answer.total, onclick: () => go(answer.offset + PAGE) }, "older ›"));
 }
 
 function configValue(run, key) {
