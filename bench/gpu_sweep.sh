@@ -5,7 +5,8 @@
 #   bash ../shared/anchors/pufferlib3/prepare_carry.sh .carry   # here, once: .carry (PufferLib 3.0)
 #   run(kind="nvidia-h200", carry=[".whl", ".carry"], timeout_s=600, command="bash bench/gpu_sweep.sh")
 # SWEEP_BUDGET: training seconds per method (default 180). SWEEP_METHODS: "ours,protein" (default, in
-# that order), or one of them, to give one method a whole call. WALL: seconds the command may take
+# that order), or one of them, to give one method a whole call. SWEEP_ARGS: more gpu_sweep.py options
+# (e.g. "--steps-min 2e6 --steps-mean 6e6", a centre that is too short to solve). WALL: seconds the command may take
 # (default 585); the sweep script caps each method's wall clock so that both report within it.
 # Back in $OUT: gpu_sweep.json (every trial), summary.txt (the tables), logs.tgz (platform, Protein and
 # setup logs, the platform's SQLite database).
@@ -42,7 +43,7 @@ log "sweeps: budget ${SWEEP_BUDGET:-180}s per method, ${LEFT}s of wall clock lef
 nvidia-smi dmon -s u -d 2 > $R/dmon.txt 2>&1 & DM=$!
 timeout --signal=TERM --kill-after=15 $(( LEFT - 8 )) python3 bench/gpu_sweep.py \
   --methods "${SWEEP_METHODS:-ours,protein}" --wall $(( LEFT - 25 )) --scratch /tmp/gs \
-  --out $OUT/gpu_sweep.json > $R/gpu_sweep.log 2>&1
+  --out $OUT/gpu_sweep.json ${SWEEP_ARGS:-} > $R/gpu_sweep.log 2>&1
 log "gpu_sweep rc=$?"
 kill $DM 2>/dev/null
 sed -n '/^### breakout sweep/,$p' $R/gpu_sweep.log | tee -a $R/summary.txt

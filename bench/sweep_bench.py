@@ -71,11 +71,17 @@ class Ours:
     budget_aware = True
 
     def __init__(self, family: Family, seed: int, budget: float, **options: Any) -> None:
-        from services.sweeper.pareto import ParetoSearch
+        from services.sweeper.pareto import ParetoSearch, SearchOptions
 
-        kw = {"goal": "maximize", "cost_param": COST_PARAM, "seed": seed, **options}
-        kw.setdefault("score_transform", "logit" if family.nines else "minmax")
-        self.search = ParetoSearch(family.space, budget=budget, **kw)
+        options = {"score_transform": "logit" if family.nines else "minmax", **options}
+        self.search = ParetoSearch(
+            family.space,
+            goal="maximize",
+            cost_param=COST_PARAM,
+            seed=seed,
+            budget=budget,
+            options=SearchOptions(**options),
+        )
 
     def ask(self) -> dict[str, Any]:
         from services.sweeper.pareto import BudgetSpent
@@ -355,10 +361,11 @@ def metrics(family: Family, h: dict[str, Any]) -> dict[str, float]:
 
 def latency_at(n_obs: int = 500, repeats: int = 3, options: dict[str, Any] | None = None) -> float:
     """Ours: median suggest() time after n_obs random observations of ppo_classic (no budget)."""
-    from services.sweeper.pareto import ParetoSearch
+    from services.sweeper.pareto import ParetoSearch, SearchOptions
 
     family = FAMILIES["ppo_classic"]
-    search = ParetoSearch(family.space, seed=0, cost_param=COST_PARAM, **(options or {}))
+    options = SearchOptions(**(options or {}))
+    search = ParetoSearch(family.space, seed=0, cost_param=COST_PARAM, options=options)
     rng = np.random.default_rng(123)
     for _ in range(n_obs):
         params = family.params(rng.uniform(-1, 1, family.space.dim))
@@ -614,7 +621,7 @@ def main() -> None:
     ap.add_argument("--max-trials", type=int, default=500)
     ap.add_argument("--quick", action="store_true", help="2 seeds, no GP sampler nor Protein: a smoke test")
     ap.add_argument(
-        "--ours-kw", type=parse_kw, default={}, help="ParetoSearch options, e.g. explore=1,top_k=3"
+        "--ours-kw", type=parse_kw, default={}, help="SearchOptions fields, e.g. explore=1,top_k=3"
     )
     ap.add_argument("--save", type=Path, help="keep each sweep's history here as JSON and reuse those found")
     ap.add_argument("--reuse-ours", action="store_true", help="reuse saved histories of ours too")

@@ -11,7 +11,7 @@ import torch
 from scipy.stats import skew
 
 from services.sweeper.gp import GP
-from services.sweeper.pareto import BudgetSpent, ParetoSearch, _Warp, pareto_front
+from services.sweeper.pareto import BudgetSpent, ParetoSearch, SearchOptions, _Warp, pareto_front
 from services.sweeper.space import Space, SpaceError
 
 SPEC = {
@@ -204,6 +204,23 @@ def test_forgotten_trials_count_against_the_budget_and_survive_a_rebuild() -> No
     assert ParetoSearch.from_state(SPEC, search.state(), seed=0, budget=1e7).remaining == 7e6
     with pytest.raises(ValueError, match="budget"):
         ParetoSearch(SPEC, budget=0.0)
+
+
+def test_search_options_are_one_validated_frozen_value() -> None:
+    with pytest.raises(ValueError, match="score_transform"):
+        SearchOptions(score_transform="rank")
+    with pytest.raises(ValueError, match="failure_model"):
+        SearchOptions(failure_model="ignore")
+    options = SearchOptions(n_init=4)
+    with pytest.raises(AttributeError):
+        options.n_init = 5  # type: ignore[misc]
+    search = ParetoSearch(SPEC, seed=0, options=options)
+    proposals = []
+    for _ in range(6):
+        params, info = search.suggest()
+        proposals.append(info["proposal"])
+        search.observe(params, float(params["train"]["learning_rate"]), 1.0)
+    assert proposals[:4] == ["centre", "sobol", "sobol", "sobol"] and set(proposals[4:]) == {"pareto"}
 
 
 # ----- Pareto front ---------------------------------------------------------------------------------------

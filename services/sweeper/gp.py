@@ -99,8 +99,8 @@ class GP:
 
     ``linear`` adds a linear mean and a linear kernel term. That suits log cost, which is close to linear in
     the (log-scaled) cost parameter: the model keeps extrapolating towards budgets not tried yet, where a
-    constant mean would fall back to average. The score has no such global trend, and without the linear
-    term the score GP found better settings on every task of bench/sweep_bench.py (20 seeds).
+    constant mean would fall back to average. The score has no such global trend: there a linear term
+    pulls the model towards the edges of the space.
     """
 
     def __init__(

@@ -80,8 +80,84 @@ class _Obs:
     failed: bool
 
 
+@dataclass(frozen=True)
+class _Models:
+    """Both GPs and what they were fitted on, for one set of observations (successes in canonical order)."""
+
+    score_gp: GP
+    cost_gp: GP  # of (log cost - log cost parameter - cost_mean) / cost_scale
+    cost_mean: float
+    cost_scale: float
+    cost_calibration: float  # how much wider the cost GP's leave-one-out errors are than it claims, >= 1
+    x: np.ndarray  # the successes in the cube
+    y: np.ndarray  # their oriented scores, min-max scaled to [0, 1]
+    log_cost: np.ndarray
+    front: list[int]  # indices into x of the cost/score Pareto front
+    warp: _Warp
+    v_range: tuple[float, float]  # the oriented scores' range, to map predictions back
+    f_fail: np.ndarray  # the failures' features
+
+
 def _key(u: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.round(u, 9))
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How `ParetoSearch` searches. Every default was chosen on the tuning half of bench/sweep_bench.py;
+    BENCHMARKS.md ("Sweeps") has the figures behind each. The comments say why each holds in general."""
+
+    # With a budget no trial may cost more than cost_growth times what the sweep has committed so far
+    # (spent plus reserved): the doubling trick. The front grows from cheap to expensive, so the sweep has a
+    # useful answer at every moment, and the dearest trials come last, when the model has learnt the most;
+    # the cheapest to the dearest trial of a 3-decade range takes about log(1000)/log(1 + cost_growth) trials.
+    cost_growth: float = 0.5
+    # A trial counts at its upper-bound cost, mean + cost_margin standard deviations of the log-cost model,
+    # when deciding whether it fits the budget: overrunning is worse than a little slack.
+    cost_margin: float = 3.0
+    # Trials before the GPs take over (the centre, then a Sobol design).
+    n_init: int = 10
+    # The initial design's share of the cost range, from its cheap end: the first trials are for learning.
+    init_cost_span: float = 0.5
+    # The initial design fills a box around the user's config, init_radius of each ordered range wide: a
+    # sweep starts from a config that runs, and in 7-16 dimensions a design over the whole cube lands almost
+    # every trial far below it. It is a bet that the config is reasonable (BENCHMARKS.md: what it costs when
+    # the config is far from the optimum).
+    init_radius: float = 0.25
+    score_transform: str = "minmax"
+    # Failed trials teach a kernel classifier of P(success), and until impute_until successes they also
+    # read as the worst score in the score GP, which steers its mean away while data is scarce.
+    failure_model: str = "both"
+    impute_until: int = 30
+    # UCB's width, in warped-score standard deviations. Starting from the user's config, exploiting is cheap
+    # and exploring is what finds the rest.
+    explore: float = 2.0
+    candidates: int = 256
+    top_k: int = 5
+    # Cost targets lie in the upper part of the reachable cost range (0.6-1.0, widened by expansion), where
+    # final scores are made; one shuffled bag of cost_bag targets at a time.
+    expansion: float = 0.1
+    cost_bag: int = 6
+    fit_steps: int = 50
+    # The GPs fit on at most max_fit_points trials (the front, the best, then a random rest): exact GPs are
+    # cubic in the points, and suggest() must stay under a second at 500 observations.
+    max_fit_points: int = 96
+    pareto_min_gain: float = 0.005
+    # Pending trials push candidates away within this fraction of the score GP's lengthscales.
+    spread: float = 0.3
+    stop_quantile: float = 0.3
+    stop_min_trials: int = 10
+    stop_min_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.score_transform not in SCORE_TRANSFORMS:
+            raise ValueError(f"score_transform must be one of {SCORE_TRANSFORMS}: {self.score_transform!r}")
+        if self.failure_model not in FAILURE_MODELS:
+            raise ValueError(f"failure_model must be one of {FAILURE_MODELS}: {self.failure_model!r}")
+
+    @property
+    def cost_targets(self) -> np.ndarray:
+        return np.linspace(0.6, 1.0, self.cost_bag) * (1.0 + self.expansion)
 
 
 class ParetoSearch:
@@ -96,83 +172,23 @@ class ParetoSearch:
         seed: int = 0,
         *,
         budget: float | None = None,
-        cost_growth: float = 0.5,
-        cost_margin: float = 3.0,
-        n_init: int = 10,
-        init_cost_span: float = 0.5,
-        init_radius: float = 0.25,
-        score_transform: str = "minmax",
-        failure_model: str = "both",
-        impute_until: int = 30,
-        explore: float = 2.0,
-        candidates: int = 256,
-        top_k: int = 5,
-        expansion: float = 0.1,
-        cost_bag: int = 6,
-        fit_steps: int = 50,
-        max_fit_points: int = 96,
-        pareto_min_gain: float = 0.005,
-        spread: float = 0.3,
-        stop_quantile: float = 0.3,
-        stop_min_trials: int = 10,
-        stop_min_fraction: float = 0.25,
+        options: SearchOptions = SearchOptions(),
     ) -> None:
         self.space = space if isinstance(space, Space) else Space(space)
         if goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
-        if score_transform not in SCORE_TRANSFORMS:
-            raise ValueError(f"score_transform must be one of {SCORE_TRANSFORMS}, got {score_transform!r}")
-        if failure_model not in FAILURE_MODELS:
-            raise ValueError(f"failure_model must be one of {FAILURE_MODELS}, got {failure_model!r}")
         if budget is not None and not (math.isfinite(budget) and budget > 0):
             raise ValueError(f"budget must be a finite positive cost, got {budget!r}")
         self.cost_index = None if cost_param is None else self.space.index(cost_param)
         self.budget = None if budget is None else float(budget)
-        # With a budget, no trial may cost more than cost_growth times what the sweep has committed so far
-        # (spent plus reserved): the doubling trick. The front then grows from cheap to expensive, so the
-        # sweep has a useful answer at every moment, and the dearest trials come last, when the model has
-        # learnt the most; going from the cheapest to the dearest trial of a 3-decade range takes about
-        # log(1000)/log(1 + cost_growth) trials.
-        self.cost_growth = cost_growth
-        # A trial's cost counts at its upper bound, mean + cost_margin standard deviations of the log-cost
-        # model, when deciding whether it fits the budget: overrunning is worse than a little slack.
-        self.cost_margin = cost_margin
         self.goal, self.sign = goal, (1.0 if goal == "maximize" else -1.0)
         self.max_cost, self.seed = max_cost, int(seed)
-        # The initial design fills a box around the user's config, init_radius of the range wide in each
-        # ordered setting: a sweep starts from a config that runs, and in 7-16 dimensions a design over the
-        # whole cube lands almost every trial far below it. On the tuning half of bench/sweep_bench.py
-        # (sequential, 4 seeds) 0.25 raised the median final best from 0.565 to 0.648 (0.5: 0.638) and the
-        # AUC from 0.227 to 0.257; at P=8 it raised the AUC from 0.150 to 0.160 for a final best 0.02 lower.
-        self.n_init, self.init_cost_span, self.init_radius = n_init, init_cost_span, init_radius
-        self.score_transform, self.failure_model, self.impute_until = (
-            score_transform,
-            failure_model,
-            impute_until,
-        )
-        # UCB's width, in warped-score standard deviations. With the search started from the user's config,
-        # exploiting is cheap and exploring is what finds the rest: over 20 seeds of bench/sweep_bench.py,
-        # 2 beat 1 on the sequential median best of every task (0.5 lost everywhere) and on how many runs
-        # reached 95% of the maximum (31 against 13 of 60).
-        self.explore, self.n_candidates, self.top_k = explore, candidates, top_k
-        # Targets in the upper part of the cost range, where the final scores are made: spread down to the
-        # cheapest budgets (from 0.16), the median best score of bench/sweep_bench.py fell by 0.02-0.10
-        # on every task, sequential and parallel, for a better cost-efficiency (AUC).
-        self.cost_targets = np.linspace(0.6, 1.0, cost_bag) * (1.0 + expansion)
-        # The GPs fit on at most max_fit_points trials (the front, the best, then a random rest): at 500
-        # observations 96 keeps suggest() under a second on a 2-core machine (0.85 s, against 1.6-1.7 s with
-        # 112-192). No sweep of bench/sweep_bench.py reached 103 trials, so its figures hardly depend on it.
-        self.fit_steps, self.max_fit_points = fit_steps, max_fit_points
-        self.pareto_min_gain, self.spread = pareto_min_gain, spread
-        self.stop_quantile, self.stop_min_trials, self.stop_min_fraction = (
-            stop_quantile,
-            stop_min_trials,
-            stop_min_fraction,
-        )
+        self.options = options
+        self.cost_targets = options.cost_targets
         self._obs: list[_Obs] = []
         self._pending: list[tuple[float, ...]] = []
         self._charged = 0.0
-        self._models: tuple[int, dict[str, Any]] | None = None
+        self._models: tuple[int, _Models] | None = None
 
     # ----- bookkeeping -------------------------------------------------------------------------------
 
@@ -251,14 +267,14 @@ class ParetoSearch:
 
     def _oriented(self, scores: np.ndarray) -> np.ndarray:
         """Scores mapped so that larger is better, in the space the score GP models."""
-        if self.score_transform == "logit":
+        if self.options.score_transform == "logit":
             p = np.clip(scores, 1e-6, 1 - 1e-6)
             scores = np.log(p / (1 - p))
         return self.sign * scores
 
     def _from_oriented(self, v: float) -> float:
         v = self.sign * v
-        return float(1 / (1 + math.exp(-v))) if self.score_transform == "logit" else float(v)
+        return float(1 / (1 + math.exp(-v))) if self.options.score_transform == "logit" else float(v)
 
     # ----- budget --------------------------------------------------------------------------------------
 
@@ -299,18 +315,18 @@ class ParetoSearch:
         u = np.atleast_2d(u)
         if len(self._successes()) >= 3:
             m = self._fit()
-            inside, offset = self._cost_inputs(u, m["x"])
-            mu, sd = m["cost_gp"].predict(self.space.features(inside))
-            mean, scale = m["c_stats"]
-            noise = float(m["cost_gp"].likelihood.noise.detach())
+            inside, offset = self._cost_inputs(u, m.x)
+            mu, sd = m.cost_gp.predict(self.space.features(inside))
+            mean, scale = m.cost_mean, m.cost_scale
+            noise = float(m.cost_gp.likelihood.noise.detach())
             # The GP's spread, widened by how much larger its leave-one-out errors are than it claims: a
             # cost that hinges on a few settings (hidden size, epochs) fools a GP fitted on few trials.
             # Until the trials outnumber the dimensions they cannot tell which settings drive the cost (a
             # design around the user's config barely moves them), so the spread is at least COST_SD_PRIOR;
             # then the spread of the observed costs per unit, shrinking as the trials outnumber them.
-            n, d = len(m["x"]), self.space.feature_dim
+            n, d = len(m.x), self.space.feature_dim
             prior = (scale if n >= d else max(scale, COST_SD_PRIOR)) * math.sqrt(min(1.0, d / n))
-            honest = scale * np.sqrt(sd**2 + noise) * m["cost_calibration"]
+            honest = scale * np.sqrt(sd**2 + noise) * m.cost_calibration
             sd_total = np.maximum(honest, max(prior, COST_SD_FLOOR))
             return mean + scale * mu + offset, sd_total
         known = [o for o in self._obs if o.cost > 0]
@@ -345,7 +361,7 @@ class ParetoSearch:
         if pred is None:
             return None
         mu, sd = pred
-        return np.exp(mu + self.cost_margin * sd)
+        return np.exp(mu + self.options.cost_margin * sd)
 
     # ----- suggestion ----------------------------------------------------------------------------------
 
@@ -369,7 +385,7 @@ class ParetoSearch:
 
     def _suggest(self) -> tuple[np.ndarray, dict[str, Any]]:
         k = len(self._obs) + len(self._pending)
-        if k < self.n_init or len(self._successes()) < 3:
+        if k < self.options.n_init or len(self._successes()) < 3:
             return self._initial(k)
         return self._model_based(k)
 
@@ -379,13 +395,13 @@ class ParetoSearch:
         ordered = ~self.space.categorical
         if self.cost_index is not None:
             ordered[self.cost_index] = False  # the cost keeps its own low span (_hold_cost_low)
-        u[..., ordered] = centre[ordered] + self.init_radius * (u[..., ordered] - centre[ordered])
+        u[..., ordered] = centre[ordered] + self.options.init_radius * (u[..., ordered] - centre[ordered])
         return u
 
     def _hold_cost_low(self, u: np.ndarray) -> np.ndarray:
         if self.cost_index is not None:
             c = self.cost_index
-            u[..., c] = -1.0 + (u[..., c] + 1.0) * 0.5 * self.init_cost_span
+            u[..., c] = -1.0 + (u[..., c] + 1.0) * 0.5 * self.options.init_cost_span
         return u
 
     def _affordable(self, u: np.ndarray, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -409,8 +425,8 @@ class ParetoSearch:
         taken = self._taken()
         if k == 0:
             # The user's config as it is, at its own cost: the run they would launch anyway, and the most
-            # informative single trial. Held at a low cost like the design after it, it lost 0.13 of median
-            # final best on the tuning half of bench/sweep_bench.py (sequential, 3 families, 4 seeds).
+            # informative single trial. Held at a low cost like the design after it, the search starts far
+            # below what the user already knows works.
             u = self.space.centre()
             info = {"proposal": "centre", "predicted_score": None, "predicted_cost": None}
             return self._affordable(self.space.snap(u), info)
@@ -426,7 +442,7 @@ class ParetoSearch:
         u = self.space.snap(self._rng(1).uniform(-1.0, 1.0, self.space.dim))
         return self._affordable(u, {"proposal": "random", "predicted_score": None, "predicted_cost": None})
 
-    def _fit(self) -> dict[str, Any]:
+    def _fit(self) -> _Models:
         """Fit both GPs on the observations; cached per observation count (a pure function of the data)."""
         n = len(self._obs)
         if self._models is not None and self._models[0] == n:
@@ -442,48 +458,52 @@ class ParetoSearch:
         c_mean, c_scale = float(resid.mean()), float(resid.std()) or 1.0
 
         front = pareto_front(
-            [(o.cost, float(s)) for o, s in zip(succ, y, strict=True)], "maximize", self.pareto_min_gain
+            [(o.cost, float(s)) for o, s in zip(succ, y, strict=True)],
+            "maximize",
+            self.options.pareto_min_gain,
         )
         keep = self._subsample(len(succ), front, y)
         warp = _Warp(y)
         x_fit, y_fit = f_s[keep], warp.w[keep]
-        impute = self.failure_model in ("impute", "both") and fail and len(succ) < self.impute_until
+        opt = self.options
+        impute = opt.failure_model in ("impute", "both") and fail and len(succ) < opt.impute_until
         if impute:
             # Failures read as the worst score seen, which steers the GP mean away while data is scarce.
             x_fit = np.vstack([x_fit, self.space.features(np.array([o.u for o in fail]))])
             y_fit = np.concatenate([y_fit, np.full(len(fail), warp.w.min())])
-        score_gp = GP(x_fit, y_fit, steps=self.fit_steps)
-        cost_gp = GP(f_s[keep], (resid[keep] - c_mean) / c_scale, steps=self.fit_steps, linear=True)
-        models = {
-            "score_gp": score_gp,
-            "cost_gp": cost_gp,
-            "c_stats": (c_mean, c_scale),
-            "cost_calibration": max(1.0, cost_gp.loo_calibration()),
-            "x": x_s,
-            "y": y,
-            "log_cost": log_c,
-            "front": front,
-            "warp": warp,
-            "v_range": (v_lo, v_hi),
-            "f_fail": self.space.features(np.array([o.u for o in fail]).reshape(-1, self.space.dim)),
-        }
+        score_gp = GP(x_fit, y_fit, steps=self.options.fit_steps)
+        cost_gp = GP(f_s[keep], (resid[keep] - c_mean) / c_scale, steps=self.options.fit_steps, linear=True)
+        models = _Models(
+            score_gp=score_gp,
+            cost_gp=cost_gp,
+            cost_mean=c_mean,
+            cost_scale=c_scale,
+            cost_calibration=max(1.0, cost_gp.loo_calibration()),
+            x=x_s,
+            y=y,
+            log_cost=log_c,
+            front=front,
+            warp=warp,
+            v_range=(v_lo, v_hi),
+            f_fail=self.space.features(np.array([o.u for o in fail]).reshape(-1, self.space.dim)),
+        )
         self._models = (n, models)
         return models
 
     def _subsample(self, n: int, front: list[int], y: np.ndarray) -> np.ndarray:
         """Indices to fit on: everything up to max_fit_points, else the front, the best and a random rest."""
-        if n <= self.max_fit_points:
+        if n <= self.options.max_fit_points:
             return np.arange(n)
-        must = set(front) | set(np.argsort(-y)[: self.top_k * 4].tolist())
+        must = set(front) | set(np.argsort(-y)[: self.options.top_k * 4].tolist())
         rest = np.array(sorted(set(range(n)) - must))
-        room = max(self.max_fit_points - len(must), 0)
+        room = max(self.options.max_fit_points - len(must), 0)
         picked = self._rng(2).choice(rest, size=min(room, len(rest)), replace=False)
         return np.array(sorted(must | set(picked.tolist())))
 
-    def _candidates(self, m: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-        x, y = m["x"], m["y"]
-        centres = [x[i] for i in m["front"]]
-        for i in np.argsort(-y)[: self.top_k]:
+    def _candidates(self, m: _Models, rng: np.random.Generator) -> np.ndarray:
+        x, y = m.x, m.y
+        centres = [x[i] for i in m.front]
+        for i in np.argsort(-y)[: self.options.top_k]:
             c = x[i].copy()
             if self.cost_index is not None:
                 # The best runs, cheaper: the cheapest place to learn whether their settings still hold.
@@ -492,12 +512,12 @@ class ParetoSearch:
         # The runs that did best *for their cost* (largest residual over a least-squares line of score on
         # log cost): where score mostly grows with budget, the front and the top scores are just the longest
         # runs, whatever their settings; these are the settings worth carrying to other budgets.
-        log_c = m["log_cost"]
+        log_c = m.log_cost
         design = np.column_stack([np.ones_like(log_c), log_c])
         coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        centres.extend(x[i] for i in np.argsort(-(y - design @ coef))[: self.top_k])
+        centres.extend(x[i] for i in np.argsort(-(y - design @ coef))[: self.options.top_k])
         centres_arr = np.clip(np.array(centres), -1.0, 1.0)
-        n = self.n_candidates
+        n = self.options.candidates
         noise = rng.uniform(-1.0, 1.0, (len(centres_arr), n, self.space.dim)) * self.space.scales
         # Half the draws search the full scale, half refine locally: the GP argmax needs both.
         noise[:, n // 2 :] *= 0.2
@@ -514,9 +534,7 @@ class ParetoSearch:
             local[..., cat] = np.where(switch, fresh, np.repeat(centres_arr[:, None, :], n, axis=1))[..., cat]
         if self.cost_index is not None:
             # Refinements take any budget and the cost target picks among them. Held near their centre's
-            # budget, they lost to cruder candidates whenever the target lay elsewhere: over 40 seeds of
-            # bench/sweep_bench.py, freeing it raised the AUC on every task (by 0.05 where the score stops
-            # growing with budget) for the same median best.
+            # budget, they lose to cruder candidates whenever the target lies elsewhere.
             local[:, n // 2 :, self.cost_index] = rng.uniform(-1.0, 1.0, (len(centres_arr), n - n // 2))
         local = local.reshape(-1, self.space.dim)
         broad = rng.uniform(-1.0, 1.0, (n, self.space.dim))
@@ -531,7 +549,7 @@ class ParetoSearch:
         rng = self._rng(3)
         cand = self._candidates(m, rng)
         f_cand = self.space.features(cand)
-        score_gp: GP = m["score_gp"]
+        score_gp = m.score_gp
         pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
         f_pending = self.space.features(pending) if len(pending) else np.empty((0, self.space.feature_dim))
         if len(pending):
@@ -552,14 +570,12 @@ class ParetoSearch:
             feasible &= pred_cost < self.max_cost
         remaining = self.remaining
         if remaining is not None:
-            feasible &= np.exp(log_mu + self.cost_margin * log_sd) <= remaining
+            feasible &= np.exp(log_mu + self.options.cost_margin * log_sd) <= remaining
             if not feasible.any():
                 raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
             # The growth cap binds the trial, not only its target: a candidate far dearer than the target
             # can still win on score, and early in a sweep its cost is the model's least reliable guess.
-            # On the tuning half (4 seeds) the median final best went from 0.648 to 0.712 at P=1 and from
-            # 0.521 to 0.532 at P=8 (AUC 0.257 to 0.251, 0.160 to 0.166).
-            within_cap = log_mu <= math.log(self.cost_growth * (self.budget - remaining))
+            within_cap = log_mu <= math.log(self.options.cost_growth * (self.budget - remaining))
             if (feasible & within_cap).any():
                 feasible &= within_cap
         reachable = log_mu[feasible] if feasible.any() else log_mu
@@ -574,9 +590,9 @@ class ParetoSearch:
         target = lo + ratio * (hi - lo)
         closeness = np.clip(1.0 - np.abs(target - log_mu) / max(hi - lo, 1e-9), 0.0, None)
         lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
-        warp: _Warp = m["warp"]
-        weight = np.clip(warp.inverse(mu + self.explore * sd), 0.0, None)
-        weight *= self._success_probability(f_cand, self.space.features(m["x"]), m["f_fail"], lengthscales)
+        warp = m.warp
+        weight = np.clip(warp.inverse(mu + self.options.explore * sd), 0.0, None)
+        weight *= self._success_probability(f_cand, self.space.features(m.x), m.f_fail, lengthscales)
         if len(pending):
             weight *= self._spread(f_cand, f_pending, lengthscales)
         weight *= feasible
@@ -587,7 +603,7 @@ class ParetoSearch:
         for i in np.argsort(-ranked, kind="stable"):
             if _key(cand[i]) not in taken:
                 break
-        v_lo, v_hi = m["v_range"]
+        v_lo, v_hi = m.v_range
         info = {
             "proposal": "pareto",
             "predicted_score": self._from_oriented(v_lo + float(warp.inverse(mu[i])) * (v_hi - v_lo)),
@@ -600,7 +616,7 @@ class ParetoSearch:
         self, cand: np.ndarray, x_ok: np.ndarray, x_fail: np.ndarray, lengthscales: np.ndarray
     ) -> np.ndarray:
         """Kernel estimate of P(success), shrunk to the overall success rate by one pseudo-trial."""
-        if self.failure_model == "impute" or not len(x_fail):
+        if self.options.failure_model == "impute" or not len(x_fail):
             return np.ones(len(cand))
         overall = len(x_ok) / (len(x_ok) + len(x_fail))
         w_ok = _rbf(cand, x_ok, lengthscales).sum(1)
@@ -609,7 +625,7 @@ class ParetoSearch:
 
     def _spread(self, cand: np.ndarray, pending: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
         """Multiplier that is ~0 on a pending trial and ~1 a fraction of a lengthscale away."""
-        return np.prod(1.0 - _rbf(cand, pending, lengthscales * self.spread), axis=1)
+        return np.prod(1.0 - _rbf(cand, pending, lengthscales * self.options.spread), axis=1)
 
     # ----- early stopping ------------------------------------------------------------------------------
 
@@ -623,10 +639,10 @@ class ParetoSearch:
             self._oriented(np.array([o.score for o in succ])).tolist(),
             float(cost_so_far),
             float(self._oriented(np.array([float(score_so_far)]))[0]),
-            q=self.stop_quantile,
-            min_trials=self.stop_min_trials,
+            q=self.options.stop_quantile,
+            min_trials=self.options.stop_min_trials,
             budget=budget,
-            min_fraction=self.stop_min_fraction,
+            min_fraction=self.options.stop_min_fraction,
         )
 
 
