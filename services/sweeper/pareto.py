@@ -562,14 +562,16 @@ class ParetoSearch:
         finally:
             if len(pending):
                 score_gp.condition(np.empty((0, self.space.feature_dim)), np.empty(0))
-        log_mu, log_sd = self._cost_log(cand)
+        cost_log = self._cost_log(cand)
+        assert cost_log is not None  # the models are fitted, so costs are known
+        log_mu, log_sd = cost_log
         pred_cost = np.exp(log_mu)
 
         feasible = np.ones(len(cand), dtype=bool)
         if self.max_cost is not None:
             feasible &= pred_cost < self.max_cost
         remaining = self.remaining
-        if remaining is not None:
+        if remaining is not None and self.budget is not None:
             feasible &= np.exp(log_mu + self.options.cost_margin * log_sd) <= remaining
             if not feasible.any():
                 raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
