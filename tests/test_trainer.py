@@ -183,3 +183,31 @@ def test_evaluation_of_an_arena_counts_every_agents_first_life_not_the_first_dea
     torch.manual_seed(123)
     perf, _ = loop.evaluate(policy, "snake", config, 5, torch.device("cpu"))
     assert perf == pytest.approx(expected, abs=0.03)
+
+
+def test_an_evaluation_that_sees_no_episode_end_fails_the_run_with_the_reason(tmp_path, monkeypatch):
+    """It used to score 0.0, which reads as a policy that lost, not as an evaluation that counted nothing."""
+    config = small()
+    torch.manual_seed(0)
+    policy = Policy((4,), envs_c.make_spec("cartpole").to_dict()["action"], config.policy)
+    # A cartpole episode lasts at least a handful of steps, so none ends within two.
+    with pytest.raises(loop.EvaluationError, match=r"no episode of cartpole ended within 2 steps"):
+        loop.evaluate(policy, "cartpole", config, 0, torch.device("cpu"), max_steps=2)
+
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *args: real(*args, max_steps=2))
+    result = loop.train("cartpole", config, 1, tmp_path, Recorder())
+    assert (result.status, result.failure_kind) == ("failed", "crash")
+    assert result.failure_reason.startswith("evaluation: no episode of cartpole ended")
+    assert result.final_score is None and result.last_checkpoint is not None
+
+
+def test_a_bench_run_stopped_by_its_budget_is_still_evaluated(tmp_path):
+    """`shoal bench train` once reported snake's final eval as empty: its budget cancelled the run, and a
+    cancelled run has no evaluation. The budget now stops training and the evaluation follows."""
+    from services.trainer.bench import run_env
+
+    overrides = {"train": {"total_timesteps": 10**9, "num_envs": 16, "num_steps": 128, "eval_episodes": 4}}
+    result = run_env("cartpole", 1, 0.5, tmp_path, overrides)
+    assert result.final_perf is not None and 0.0 <= result.final_perf <= 1.0
+    assert result.steps < 10**9

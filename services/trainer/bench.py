@@ -2,8 +2,9 @@
 
 Each environment trains under a wall-clock budget. The curve is the training-time perf (episodes finished
 in each logging window), as PufferLib reports it; "solved" is the first uptime at which that curve reaches
-the environment's threshold. The clean end-of-training evaluation is reported beside it when the run
-finishes inside its budget.
+the environment's threshold. The clean end-of-training evaluation is reported beside it: a run still
+training when its budget runs out stops there and is evaluated as it stands (a cancelled run used to
+report no evaluation at all, which read as an evaluation that counted nothing).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CurveSink:
         pass
 
     def interrupt(self) -> Interrupt:
-        return "cancel" if time.perf_counter() - self.started > self.budget_seconds else None
+        return "stop" if time.perf_counter() - self.started > self.budget_seconds else None
 
 
 @dataclass
