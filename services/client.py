@@ -256,7 +256,7 @@ class Client:
         With pandas: a DataFrame indexed by step with one column per key (the bucket means). Without, or
         with as_frame=False: {key: {"step": [...], "time": [...], "value": [...], "min", "max", "count"}}.
         """
-        params = {"max_points": max_points, "smoothing": smoothing}
+        params: dict[str, Any] = {"max_points": max_points, "smoothing": smoothing}
         if keys:
             params["keys"] = ",".join(keys)
         series = self._json("GET", f"/runs/{run_id}/metrics", params=params)["series"]
@@ -343,9 +343,11 @@ class Client:
 
     # ---- ratings -----------------------------------------------------------------------------------------
 
-    def leaderboard(self, env: str, *, as_frame: bool | None = None):
-        """Rated players of a two-player env, strongest first (elo, lo, hi, games, run_id, step)."""
-        players = self._json("GET", "/leaderboard", params={"env": env})["players"]
+    def leaderboard(self, env: str, *, limit: int = 100, offset: int = 0, as_frame: bool | None = None):
+        """Rated players of a two-player env, strongest first (elo, lo, hi, games, run_id, step): one page
+        of `limit` (at most 500) from `offset`."""
+        params = {"env": env, "limit": limit, "offset": offset}
+        players = self._json("GET", "/leaderboard", params=params)["players"]
         pandas = _pandas(as_frame)
         return players if pandas is None else pandas.DataFrame(players)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from shoal.client import AuthError, Client, InvalidRequest, NotFound, Unavailable
-from tests.conftest import Platform, free_port, wait_for
+from tests.helpers import Platform, free_port, wait_for
 
 SMALL = {"train": {"num_envs": 8, "num_steps": 64, "minibatch_size": 256, "eval_episodes": 4}}
 
@@ -115,3 +115,5 @@ def test_matches_are_played_and_polled_and_the_leaderboard_read(client: Client) 
     board = wait_for(lambda: client.leaderboard("pong", as_frame=False), 120, 1.0, "pong ratings")
     assert {"random", "scripted"} <= {p["id"] for p in board}
     assert isinstance(client.leaderboard("pong"), pd.DataFrame)
+    (second,) = client.leaderboard("pong", limit=1, offset=1, as_frame=False)
+    assert second == board[1]

@@ -12,6 +12,7 @@ import base64
 import csv
 import io
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from services.common.metrics import MetricWriter
 from services.common.models import RunStatus
 from services.common.runs import create_run
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import CI, ROOT, TOKEN, Platform, wait_for
+from tests.helpers import CI, ROOT, TOKEN, Platform, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_CHART_KEYS = ["env/perf", "env/score", "SPS", "losses/policy", "losses/value"]
@@ -224,6 +225,8 @@ def test_every_page_loads_without_console_errors(
 
 
 def test_run_page_draws_each_curve_with_its_envelope(page: Page, runs: dict[str, int]) -> None:
+    asked = []  # max_points of each metrics request
+    page.on("request", lambda r: asked.extend(re.findall(r"/metrics\?.*max_points=(\d+)", r.url)))
     open_page(page, f"/runs/{runs['done']}")
     for key in RUN_CHART_KEYS:
         wait_for_chart(page, key, 100)
@@ -232,6 +235,8 @@ def test_run_page_draws_each_curve_with_its_envelope(page: Page, runs: dict[str,
         assert drawn["series"] == 4 and drawn["lines"] == 1, (key, drawn["series"])
         assert drawn["x"][-1] == 400 * 2048
     page.wait_for_function("performance.getEntriesByName('first-chart').length > 0")
+    # Two points per pixel of a chart (three 472 px columns at 1440 px), not a flat 2000 per series.
+    assert asked and set(asked) == {"944"}, asked
     assert page.locator("[data-testid=hyperparameters]").inner_text().count("learning_rate") == 1
     no_console_errors(page)
 
@@ -339,17 +344,29 @@ def test_benchmarks_page_shows_the_figure_and_the_time_to_solved_table(
     docs.mkdir(exist_ok=True)
     (docs / "bench_train.csv").write_text("env,solved_at_steps,seconds\ncartpole,300000,18.5\npong,,\n")
     (docs / "bench_train.png").write_bytes(PNG_1X1)
+    measured = {"hardware": "one NVIDIA H200", "date": "2026-11-21", "command": "shoal bench train"}
+    (docs / "bench_train.json").write_text(json.dumps(measured))
     try:
         open_page(page, "/benchmarks")
         assert page.get_by_test_id("bench-table").locator("tbody tr").count() == 2
         page.wait_for_function("document.querySelector('[data-testid=bench-figure]')?.naturalWidth === 1")
+        # Where and when: the hardware and the date of the figures, and the command that made them.
+        assert page.get_by_test_id("bench-hardware").inner_text() == "one NVIDIA H200"
+        assert page.get_by_test_id("bench-date").inner_text() == "2026-11-21"
+        assert "shoal bench train" in page.get_by_test_id("bench-measured").inner_text()
+        # Table headers read as words, not snake_case.
+        headers = page.get_by_test_id("bench-table").locator("th").all_text_contents()
+        assert "solved at steps" in headers and not any("_" in t for t in headers), headers
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-benchmarks.png", full_page=True)
     finally:
-        (docs / "bench_train.csv").unlink()
-        (docs / "bench_train.png").unlink()
+        for name in ("bench_train.csv", "bench_train.png", "bench_train.json"):
+            (docs / name).unlink()
     page.reload()
     page.wait_for_selector("h2")
     assert page.get_by_test_id("unavailable").count() == 0
     assert "No benchmark results yet" in page.inner_text("main")
+    assert "not recorded" in page.get_by_test_id("bench-measured").inner_text()
     no_console_errors(page)
 
 
@@ -624,7 +641,9 @@ def test_runs_table_sorts_and_shows_hyperparameters_names_and_notes(
     no_console_errors(page)
 
 
-def test_metrics_and_checkpoints_can_be_downloaded(page: Page, runs: dict[str, int]) -> None:
+def test_metrics_and_checkpoints_can_be_downloaded(
+    page: Page, embedded_platform: Platform, runs: dict[str, int]
+) -> None:
     open_page(page, f"/runs/{runs['done']}")
     href = page.get_by_test_id("export-csv").get_attribute("href")
     exported = page.request.get(href)
@@ -634,6 +653,12 @@ def test_metrics_and_checkpoints_can_be_downloaded(page: Page, runs: dict[str, i
     assert len(rows) == 401
     as_json = page.request.get(page.get_by_test_id("export-json").get_attribute("href")).json()
     assert len(as_json["rows"]) == 400
+    # TensorBoard: the command to run, pointed at this server.
+    command = page.get_by_test_id("export-tensorboard").inner_text()
+    assert command.startswith(f"shoal export tensorboard {runs['done']} ")
+    assert (
+        command.endswith(f"--url {embedded_platform.url}") or embedded_platform.url == "http://127.0.0.1:8000"
+    )
     no_console_errors(page)
 
 
@@ -673,3 +698,83 @@ def test_sweep_parallel_coordinates_fill_their_card_with_every_label_inside(page
     assert fit["outside"] == 0, fit
     assert "Predictions start" in page.get_by_test_id("predicted-note").inner_text()
     no_console_errors(page)
+
+
+X_RANGES = "(keys) => keys.map((k) => { const x = shoal.charts.get(k).scales.x; return [x.min, x.max]; })"
+
+
+def drag_across(page: Page, chart_name: str, start: float, end: float) -> None:
+    """Drag across the plot of a chart from `start` to `end` (fractions of its width)."""
+    box = page.locator(f"[data-chart='{chart_name}'] .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + start * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + end * box["width"], y, steps=6)
+    page.mouse.up()
+
+
+def test_drag_zooms_every_chart_to_one_x_range_and_reset_restores_it(
+    page: Page, runs: dict[str, int]
+) -> None:
+    open_page(page, f"/runs/{runs['done']}")
+    for key in RUN_CHART_KEYS:
+        wait_for_chart(page, key, 100)
+    full = page.evaluate(X_RANGES, RUN_CHART_KEYS)
+    assert page.get_by_test_id("zoom-reset").first.is_hidden()
+
+    drag_across(page, "env/perf", 0.25, 0.5)
+    page.wait_for_function(
+        "(max) => shoal.charts.get('SPS').scales.x.max < max", arg=full[0][1] * 0.9, timeout=5_000
+    )
+    zoomed = page.evaluate(X_RANGES, RUN_CHART_KEYS)
+    assert all(r == zoomed[0] for r in zoomed), zoomed  # every chart shows the same x range
+    lo, hi = full[0]
+    assert zoomed[0][0] == pytest.approx(lo + 0.25 * (hi - lo), rel=0.05)
+    assert zoomed[0][1] == pytest.approx(lo + 0.5 * (hi - lo), rel=0.05)
+    reset = page.locator("[data-chart='SPS'] [data-testid=zoom-reset]")
+    assert reset.is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "dashboard-run-zoomed.png", full_page=True)
+
+    # New data (smoothing off) keeps the zoom; resetting on any chart resets them all.
+    page.get_by_test_id("smoothing-toggle").uncheck()
+    page.wait_for_timeout(500)
+    assert page.evaluate(X_RANGES, RUN_CHART_KEYS) == zoomed
+    reset.click()
+    page.wait_for_function("(max) => shoal.charts.get('env/perf').scales.x.max === max", arg=full[0][1])
+    assert page.evaluate(X_RANGES, RUN_CHART_KEYS) == full
+    assert reset.is_hidden()
+
+    # A double-click on a plot resets too.
+    drag_across(page, "losses/value", 0.1, 0.3)
+    page.wait_for_function("(max) => shoal.charts.get('SPS').scales.x.max < max", arg=full[0][1] * 0.5)
+    page.locator("[data-chart='SPS'] .u-over").dblclick()
+    page.wait_for_function("(max) => shoal.charts.get('env/perf').scales.x.max === max", arg=full[0][1])
+    assert page.evaluate(X_RANGES, RUN_CHART_KEYS) == full
+    no_console_errors(page)
+
+
+def test_tensorboard_export_writes_every_point_as_event_files(
+    embedded_platform: Platform, runs: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`shoal export tensorboard RUN_ID... DIR`: one event file per run, read back record by record (the
+    CRC-32C of each is checked), holding every logged point at its step."""
+    from services.cli import main
+    from services.tensorboard import read_events
+
+    ids = [runs["done"], runs["long"]]
+    assert main(["export", "tensorboard", *map(str, ids), str(tmp_path), "--url", embedded_platform.url]) == 0
+    assert "tensorboard --logdir" in capsys.readouterr().out
+    with embedded_platform.client() as client:
+        for run_id in ids:
+            table = client.get(f"/runs/{run_id}/metrics/export", params={"format": "json"}).json()
+            name = "run-long-run" if run_id == runs["long"] else "run"
+            (path,) = (tmp_path / name.replace("run", f"run-{run_id}", 1)).glob("events.out.tfevents.*")
+            events = read_events(path)
+            assert events[0]["file_version"] == "brain.Event:2"
+            assert [e["step"] for e in events[1:]] == [row[0] for row in table["rows"]]
+            for event, row in zip(events[1:], table["rows"], strict=True):
+                assert event["wall_time"] == pytest.approx(row[1])
+                expected = {k: v for k, v in zip(table["columns"][2:], row[2:], strict=True) if v is not None}
+                assert event["values"] == pytest.approx(expected, rel=1e-6)  # float32 in the file
+    assert "custom/once" in {k for e in read_events(path)[1:] for k in e.get("values", {})}

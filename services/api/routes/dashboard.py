@@ -7,14 +7,18 @@ itself: no CDN and no build step, so it works offline and from an installed whee
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.api.auth import reader
+from services.api.deps import RunId
+from services.api.errors import responses
 from services.common import artifacts
 from services.common.settings import get_settings
 
@@ -56,17 +60,19 @@ def docs_dir() -> Path:
     return get_settings().docs_dir or REPO / "docs"
 
 
-def _versioned(url: str, path: Path) -> str | None:
+def _versioned(url: str, path: Path | None) -> str | None:
     """The URL with the file's mtime as a cache buster, or None when the file is absent. The dashboard asks
     for this first, so an absent file never costs it a 404 (which browsers log as a console error)."""
+    if path is None:
+        return None
     try:
         return f"{url}?v={path.stat().st_mtime_ns}"
     except FileNotFoundError:
         return None
 
 
-def _file(path: Path, media_type: str, what: str) -> FileResponse:
-    if not path.is_file():
+def _file(path: Path | None, media_type: str, what: str) -> FileResponse:
+    if path is None or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
     # Revalidate every time: the trainer rewrites the replay for each newer checkpoint.
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
@@ -77,22 +83,30 @@ def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def _replay_path(run_id: int) -> Path:
-    return artifacts.run_dir(run_id) / "replay.gif"
+def _replay_path(run_id: int) -> Path | None:
+    try:
+        return artifacts.absolute(f"runs/{run_id}/replay.gif")
+    except ValueError:  # resolved out of the artifact store (a symlink): no replay to serve
+        return None
 
 
-@router.get("/runs/{run_id}/replay.gif", response_class=FileResponse)
-def replay_gif(run_id: int) -> FileResponse:
+# The page, its assets and /docs stay public; what they show is a read like any other.
+READ = [Depends(reader)]
+FILE = responses(401, 404, 429, 503)
+
+
+@router.get("/runs/{run_id}/replay.gif", response_class=FileResponse, dependencies=READ, responses=FILE)
+def replay_gif(run_id: RunId) -> FileResponse:
     """The replay GIF the trainer renders from the run's latest checkpoint; 404 until there is one."""
     return _file(_replay_path(run_id), "image/gif", f"replay for run {run_id}")
 
 
-@router.get("/runs/{run_id}/replay")
-def replay_info(run_id: int) -> dict[str, str | None]:
+@router.get("/runs/{run_id}/replay", dependencies=READ, responses=FILE)
+def replay_info(run_id: RunId) -> dict[str, str | None]:
     return {"url": _versioned(f"/runs/{run_id}/replay.gif", _replay_path(run_id))}
 
 
-@router.get("/benchmarks")
+@router.get("/benchmarks", dependencies=READ, responses=FILE)
 def benchmarks() -> list[dict[str, Any]]:
     """The rows of docs/bench_train.csv (time to solved per environment); [] when it is absent."""
     path = docs_dir() / "bench_train.csv"
@@ -102,14 +116,29 @@ def benchmarks() -> list[dict[str, Any]]:
         return [{k: _number(v) for k, v in row.items() if k} for row in csv.DictReader(f)]
 
 
-@router.get("/benchmarks/figure.png", response_class=FileResponse)
+@router.get("/benchmarks/figure.png", response_class=FileResponse, dependencies=READ, responses=FILE)
 def benchmarks_figure() -> FileResponse:
     return _file(docs_dir() / "bench_train.png", "image/png", "benchmark figure (run bench/ first)")
 
 
-@router.get("/benchmarks/figure")
-def benchmarks_figure_info() -> dict[str, str | None]:
-    return {"url": _versioned("/benchmarks/figure.png", docs_dir() / "bench_train.png")}
+@router.get("/benchmarks/figure", dependencies=READ, responses=FILE)
+def benchmarks_figure_info() -> dict[str, Any]:
+    """The figure's URL, and where and when the figure and table were measured (docs/bench_train.json:
+    hardware, date, command); `measured` is null when that file is absent or unreadable."""
+    return {
+        "url": _versioned("/benchmarks/figure.png", docs_dir() / "bench_train.png"),
+        "measured": _measured(docs_dir() / "bench_train.json"),
+    }
+
+
+def _measured(path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: str(data[k]) for k in ("hardware", "date", "command") if data.get(k) is not None}
 
 
 def _number(text: str | None) -> Any:

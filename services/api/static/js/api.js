@@ -1,4 +1,5 @@
-// Talking to the shoal API: JSON in and out, the bearer token for writes, errors as ApiError.
+// Talking to the shoal API: JSON in and out, the bearer token on every request that has one (reads too,
+// for deployments with SHOAL_READ_REQUIRES_TOKEN), errors as ApiError.
 
 const TOKEN_KEY = "shoal.token";
 
@@ -25,7 +26,7 @@ export async function api(path, { method = "GET", body, params, signal } = {}) {
   }
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && token.get()) headers.Authorization = `Bearer ${token.get()}`;
+  if (token.get()) headers.Authorization = `Bearer ${token.get()}`;
   let response;
   try {
     response = await fetch(url, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });

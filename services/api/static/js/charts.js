@@ -1,6 +1,7 @@
 // Line charts on uPlot (vendored, global `uPlot`), the x-axis / smoothing controls they share, and the metric
 // picker. Axes are sized to their labels (never clipped) and abbreviate (355k, 12.5M); a chart can switch to a
-// log scale; legends show each line's latest value until hovered; the crosshair is synced across charts.
+// log scale; legends show each line's latest value until hovered; the crosshair is synced across charts, and so
+// is the x zoom (drag across any chart; double-click or "reset zoom" undoes it).
 import { duration, h, num } from "./ui.js";
 
 // Every live chart by name, for debugging from the console and for the browser tests.
@@ -54,7 +55,7 @@ export function chartControls(onChange) {
     h("label", {}, "x axis", axis),
     h("label", { title: "Debiased EMA, computed on the server over the full-resolution points before downsampling" },
       toggle, "smoothing", slider, shown),
-    h("span", { class: "muted" }, "band: min/max of the raw points in each pixel · drag to zoom, double-click to reset"));
+    h("span", { class: "muted" }, "band: min/max of the raw points in each pixel · drag across a chart to zoom every chart, double-click to reset"));
 }
 
 // ---- number formats -------------------------------------------------------------------------------------
@@ -138,20 +139,50 @@ function xAuto(u, min, max) {
   return min === max ? [min - 1, max + 1] : [min, max];
 }
 
+// ---- x zoom, shared by the charts of one sync group ------------------------------------------------------
+
+const zoomGroups = new Map(); // sync key -> { range: [min, max] | null, members: Set<{ box, apply }> }
+
+/** The zoom group `key`, with the charts of pages no longer shown dropped (a new page starts unzoomed). */
+function zoomGroup(key) {
+  let group = zoomGroups.get(key);
+  if (!group) zoomGroups.set(key, (group = { range: null, members: new Set() }));
+  for (const m of group.members) if (!m.box.isConnected) group.members.delete(m);
+  if (!group.members.size) group.range = null;
+  return group;
+}
+
+/** Zoom every chart of group `key` to the x range [min, max]; null resets them to their full range. */
+export function zoomX(key, range) {
+  const group = zoomGroup(key);
+  group.range = range && range[1] > range[0] ? [range[0], range[1]] : null;
+  for (const m of group.members) m.apply(group.range);
+}
+
+/** A drag across the plot: the x range it covers, or null for a click. */
+function selectedRange(u) {
+  const { left, width } = u.select;
+  if (width < 3) return null;
+  return [u.posToVal(left, "x"), u.posToVal(left + width, "x")];
+}
+
 /**
  * A chart titled `title` in `parent` with one line per entry of `lines` ({label, color, band}); a line with
  * band: true is drawn with a shaded min..max envelope. Feed it with setData(x, [{value, min, max}, ...]) or
  * setTables. Options: xMode ("step" | "time"), log (start on a log scale), onLog(on) (the toggle was
- * clicked), xRange ([min, max] for the x axis, e.g. [0, total steps]), sync (crosshair group).
+ * clicked), xRange ([min, max] for the x axis, e.g. [0, total steps]), sync (the group whose crosshair and x zoom it shares).
  */
 export function lineChart(parent, { name, title, xMode = "step", lines, height = 220, log = false, onLog, xRange, sync = "shoal" }) {
+  const zoomKey = `${sync}:${xMode}`;
+  const resetButton = h("button", { class: "chip zoom-reset", "data-testid": "zoom-reset", title: "show the whole x range on every chart",
+    onclick: () => zoomX(zoomKey, null) }, "reset zoom");
   const logButton = h("button", { class: "chip", "data-testid": "log-toggle", title: "logarithmic y axis (symmetric log when values go to zero or below)",
     onclick: () => {
       setLog(!log);
       onLog?.(log);
     } }, "log y");
   const box = h("div", { class: "chart", "data-chart": name, "data-lines": String(lines.length) },
-    h("div", { class: "chart-head" }, h("span", { class: "title", title }, title), logButton));
+    h("div", { class: "chart-head" }, h("span", { class: "title", title }, title), resetButton, logButton));
   parent.append(box);
   const xfmt = xMode === "time" ? duration : short;
   let columns = [[], ...lines.flatMap((l) => (l.band ? [[], [], []] : [[]]))];
@@ -194,19 +225,41 @@ export function lineChart(parent, { name, title, xMode = "step", lines, height =
     u = new uPlot({
       width: width(), height, series, bands,
       scales: {
-        x: { time: false, ...(xRange ? { range: () => xRange } : { range: xAuto }) },
+        // Zoomed, the x range is the one asked for; otherwise xRange, or the data's.
+        x: { time: false, range: (self, min, max) => (zoomGroup(zoomKey).range ? [min, max] : xRange || xAuto(self, min, max)) },
         y: yScale(),
       },
       axes: [
         { space: xSpace, size: 40, values: (_u, ticks, _a, _s, incr) => (xMode === "time" ? ticks.map(duration) : tickLabels(ticks, incr)) },
         { size: fitLabels, values: (_u, ticks, _a, _s, incr) => tickLabels(ticks, log ? 0 : incr) },
       ],
-      cursor: { drag: { x: true, y: false }, sync: { key: `${sync}:${xMode}` } },
-      hooks: { draw: [markFirstPaint] },
+      cursor: {
+        // The drag selects; setSelect below zooms the whole group to it, and a double-click resets the group.
+        drag: { x: true, y: false, setScale: false },
+        sync: { key: zoomKey },
+        bind: { dblclick: () => () => void zoomX(zoomKey, null) },
+      },
+      hooks: { draw: [markFirstPaint], setSelect: [onSelect] },
     }, columns, box);
     charts.set(name, u);
+    const range = zoomGroup(zoomKey).range;
+    if (range) showZoom(range);
     box.classList.toggle("log", log);
     logButton.classList.toggle("on", log);
+  }
+
+  function onSelect(self) {
+    const range = selectedRange(self);
+    if (!range) return;
+    self.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    zoomX(zoomKey, range);
+  }
+
+  /** Show `range` of x (null: the data's full range, or xRange). */
+  function showZoom(range) {
+    box.classList.toggle("zoomed", !!range);
+    if (range) u.setScale("x", { min: range[0], max: range[1] });
+    else if (u.data[0]?.length) u.setData(u.data, true);
   }
 
   function setLog(on) {
@@ -223,12 +276,17 @@ export function lineChart(parent, { name, title, xMode = "step", lines, height =
       for (let i = col.length - 1; i >= 0; i--) if (col[i] != null) return void (latest[si] = col[i]);
     });
     // A log scale's kind (log or symmetric log) depends on the data's sign, so it is rebuilt, not updated.
+    // Zoomed: new points arrive without the x axis jumping back to the full range.
+    const range = zoomGroup(zoomKey).range;
     if (log) build();
-    else u.setData(data);
+    else u.setData(data, !range);
+    if (range) showZoom(range);
     u.setLegend({ idx: u.cursor.idx ?? null });
   }
 
   build();
+  const member = { box, apply: showZoom };
+  zoomGroup(zoomKey).members.add(member);
   // Follow the grid's column width (window resizes, the sidebar of a narrow screen).
   const resize = new ResizeObserver(() => u.width !== width() && u.setSize({ width: width(), height }));
   resize.observe(box);
@@ -252,6 +310,7 @@ export function lineChart(parent, { name, title, xMode = "step", lines, height =
     },
     destroy() {
       resize.disconnect();
+      zoomGroups.get(zoomKey)?.members.delete(member);
       u.destroy();
       box.remove();
       if (charts.get(name) === u) charts.delete(name);

@@ -10,6 +10,7 @@ import { badge, duration, flatten, h, kvTable, num, progress, steps, table, tags
 
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const MAX_POINTS = 2000;
+const MIN_POINTS = 500;
 const FIRST = "env/perf";
 
 export default async function runPage(root, ctx) {
@@ -79,7 +80,17 @@ function follow(page, sections) {
 
 function metricsOf(id, ctx, keys) {
   return api(`/runs/${id}/metrics`, {
-    params: { keys: keys.join(","), max_points: MAX_POINTS, smoothing: smoothingParam() }, signal: ctx.signal });
+    params: { keys: keys.join(","), max_points: maxPoints(), smoothing: smoothingParam() }, signal: ctx.signal });
+}
+
+/** Points per series to ask for: two per device pixel of a chart's width, between 500 and 2000. Each
+ *  bucket keeps its min and max (the band), so more points would not show; fewer bytes draw sooner on long
+ *  runs. Charts are at least 440 px wide, 12 px apart (app.css's .charts grid). */
+function maxPoints() {
+  const width = document.getElementById("view")?.clientWidth || innerWidth;
+  const columns = Math.max(1, Math.floor((width + 12) / 452));
+  const chart = (width - 12 * (columns - 1)) / columns;
+  return Math.max(MIN_POINTS, Math.min(MAX_POINTS, Math.ceil(2 * chart * devicePixelRatio)));
 }
 
 function writeError(what, e) {
@@ -124,7 +135,15 @@ function headerSection(page) {
 function exportLinks(id) {
   return h("div", { class: "row export", "data-testid": "export" }, h("span", { class: "muted" }, "download metrics (every point):"),
     h("a", { href: `/runs/${id}/metrics/export?format=csv`, download: `run-${id}-metrics.csv`, "data-testid": "export-csv" }, "CSV"),
-    h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON"));
+    h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON"),
+    h("span", { class: "muted", title: "writes TensorBoard event files through this API; then tensorboard --logdir tb" },
+      "· TensorBoard: ", h("code", { "data-testid": "export-tensorboard" }, tensorboardCommand(id))));
+}
+
+/** The command that writes this run's metrics as TensorBoard event files, through this server. */
+function tensorboardCommand(id) {
+  const url = location.origin === "http://127.0.0.1:8000" ? "" : ` --url ${location.origin}`;
+  return `shoal export tensorboard ${id} tb${url}`;
 }
 
 /** The run's name and notes, saved with PATCH /runs/{id}. */
