@@ -1,4 +1,4 @@
-"""The `shoal` command: up, api, worker, train, replay, bench, migrate, env."""
+"""The `shoal` command: up, api, worker, train, replay, bench, migrate, token, env."""
 
 from __future__ import annotations
 
@@ -42,6 +42,24 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("migrate", help="bring the database schema up to date")
 
+    token = commands.add_parser("token", help="API tokens: create, list, revoke (on the database directly)")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    token_create = token_actions.add_parser("create", help="a new token; its secret is printed once")
+    token_create.add_argument("name", help="who or what holds it; the audit log names it")
+    token_create.add_argument("--scope", choices=("read", "write", "admin"), default="write")
+    token_actions.add_parser("list", help="every token, revoked ones too (never their secrets)")
+    token_revoke = token_actions.add_parser("revoke", help="refuse a token from its next request on")
+    token_revoke.add_argument("token", help="its id or name")
+
+    export = commands.add_parser("export", help="a run's metrics in another tool's format")
+    export_kinds = export.add_subparsers(dest="kind", required=True)
+    export_tb = export_kinds.add_parser(
+        "tensorboard", help="TensorBoard event files, one directory per run (tensorboard --logdir DIR)"
+    )
+    export_tb.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID")
+    export_tb.add_argument("dir", help="where run-<id>/ directories are written")
+    export_tb.add_argument("--url", default=os.environ.get("SHOAL_URL", "http://127.0.0.1:8000"))
+
     train = commands.add_parser("train", help="train one environment here, no services needed")
     train.add_argument("env")
     train.add_argument("--seed", type=int, default=0)
@@ -79,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(args)
     if args.command == "migrate":
         return cmd_migrate()
+    if args.command == "token":
+        return cmd_token(args, token)
     if args.command == "replay":
         return cmd_replay(args, replay)
+    if args.command == "export":
+        return cmd_export_tensorboard(args)
     if args.command == "bench":
         return cmd_bench_train(args, bench_train)
     if args.command == "env":
@@ -93,6 +115,49 @@ def cmd_migrate() -> int:
 
     upgrade()
     print(f"database schema is up to date ({_redacted(get_settings().database_url)})")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from services.common import tokens
+    from services.common.db import session_scope
+    from services.common.models import Scope
+
+    with session_scope() as session:
+        if args.action == "create":
+            if not 1 <= len(args.name) <= 64:
+                parser.error("name: 1 to 64 characters")
+            token, secret = tokens.create(session, args.name, Scope(args.scope))
+            print(f"token {token.id} ({token.name}, scope {token.scope}); its secret, shown only now:")
+            print(secret)
+        elif args.action == "list":
+            print(f"{'id':>4}  {'scope':<6} {'created':<20} {'revoked':<20} name")
+            for t in tokens.listing(session):
+                revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
+                created = t.created_at.strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{t.id:>4}  {t.scope:<6} {created:<20} {revoked:<20} {t.name}")
+        else:
+            try:
+                token = tokens.find(session, args.token)
+            except LookupError as e:
+                parser.error(f"token: {e}")
+            tokens.revoke(session, token)
+            print(f"token {token.id} ({token.name}) is revoked")
+    return 0
+
+
+def cmd_export_tensorboard(args: argparse.Namespace) -> int:
+    from services.client import Client, ShoalError
+    from services.tensorboard import export_runs
+
+    try:
+        done = export_runs(Client(args.url), args.run_ids, args.dir)
+    except ShoalError as e:
+        print(f"shoal export: {e}", file=sys.stderr)
+        return 1
+    for run_id, path, events in done:
+        print(f"run {run_id}: {events:,} steps -> {path}")
+    print(f"view them with: tensorboard --logdir {args.dir}")
     return 0
 
 
@@ -109,6 +174,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import importlib
 
+    from services.common import workers  # noqa: F401  (its worker_ready hook starts the liveness beat)
     from services.common.celery_app import QUEUE_MODULES, app
 
     for module in QUEUE_MODULES[args.queue]:
@@ -215,7 +281,8 @@ def _wait_healthy(base: str, children: list[subprocess.Popen], timeout: float = 
         if any(child.poll() is not None for child in children):
             raise SystemExit("a shoal process exited during start-up; see its output above")
         try:
-            if _request(f"{base}/healthz")["status"] == "ok":
+            # 200 ("ok", or "degraded" while the workers start up): the API serves.
+            if _request(f"{base}/healthz")["status"] in ("ok", "degraded"):
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             pass

@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -159,10 +159,30 @@ def test_valid_run_is_created_queued_with_resolved_config(client):
     assert client.get("/runs/99999").status_code == 404
 
 
-def test_cancelling_a_queued_run_is_immediate(client):
+def test_cancelling_a_queued_run_is_immediate_and_no_worker_trains_it(client, monkeypatch):
+    from services.common import artifacts
+    from services.common.db import session_scope
+    from services.common.runs import resend_lost
+    from services.trainer import tasks
+
     run = client.post("/runs", json={"env": "cartpole"}, headers=AUTH).json()
     cancelled = client.post(f"/runs/{run['id']}/cancel", headers=AUTH).json()
     assert cancelled["status"] == "cancelled"
+
+    def train(*args, **kwargs):
+        raise AssertionError("a worker trained a run cancelled while queued")
+
+    # Its task is already with the broker: the worker that receives it skips the run, and the reaper,
+    # which sends the task again for runs queued too long (a broker that lost it), passes over it.
+    monkeypatch.setattr(tasks, "train", train)
+    tasks.train_run(run["id"])
+    with session_scope() as session:
+        assert resend_lost(session, after_seconds=0) == []
+    after = client.get(f"/runs/{run['id']}").json()
+    assert after["status"] == "cancelled" and after["failure_kind"] == "cancelled"
+    assert after["attempts"] == 0 and after["started_at"] is None and after["progress_steps"] == 0
+    assert after["metric_keys"] == [] and after["checkpoints"] == []
+    assert not artifacts.run_dir(run["id"]).exists()
 
 
 def test_envs_lists_specs_and_defaults(client):
@@ -174,7 +194,11 @@ def test_envs_lists_specs_and_defaults(client):
 
 
 def test_healthz_and_docs(client):
-    assert client.get("/healthz").json()["status"] == "ok"
+    health = client.get("/healthz")
+    # No worker runs in this test: the API serves (200), and says which queues have no live worker.
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["down"] == ["workers:train", "workers:sweeper", "workers:elo"]
     assert client.get("/docs").status_code == 200
     assert "/runs" in client.get("/openapi.json").json()["paths"]
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, TRAIN_TASK, app
 from services.common.db import session_scope
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 from tests.test_elo_match import make_checkpoint
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -197,7 +197,7 @@ def test_leaderboard_refuses_unknown_and_single_player_envs(platform):
         assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["query", "env"]
     assert client.get("/leaderboard/cartpole/matrix").status_code == 422
     assert client.get("/leaderboard", params={"env": "reversi"}).json() == {
-        "env": "reversi", "anchor": "random", "players": [],
+        "env": "reversi", "anchor": "random", "players": [], "total": 0, "limit": 100, "offset": 0,
     }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from tests.conftest import TOKEN, Platform, _platform_env, free_port
+from tests.helpers import TOKEN, Platform, free_port, platform_env
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLOSED_BROKER = "redis://127.0.0.1:{port}/0"
@@ -23,7 +23,7 @@ def _configure(monkeypatch: pytest.MonkeyPatch, tmp_path, database_url: str, bro
     """In-process settings on the given database and broker, with a Celery app that uses that broker."""
     from services.common import celery_app, db, settings
 
-    for key, value in _platform_env(tmp_path, database_url, broker_url).items():
+    for key, value in platform_env(tmp_path, database_url, broker_url).items():
         if key.startswith("SHOAL_"):
             monkeypatch.setenv(key, value)
     for cached in (settings.get_settings, db.get_engine, db._sessions):
@@ -121,7 +121,10 @@ def test_an_unreachable_database_is_503_not_500(tmp_path, monkeypatch):
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     # /healthz names what is down without the error's text (hosts, ports).
     assert health.status_code == 503
-    assert health.json() == {"status": "unhealthy", "database": "unavailable", "broker": "unavailable"}
+    body = health.json()
+    assert body["status"] == "unhealthy" and body["down"] == ["database", "broker"]
+    assert body["database"] == body["broker"] == "unavailable" and body["workers"] is None
+    assert "127.0.0.1" not in health.text
 
 
 async def _burst(base: str, clients: int, seconds: float) -> tuple[list[int], list[float]]:
@@ -144,7 +147,7 @@ async def _burst(base: str, clients: int, seconds: float) -> tuple[list[int], li
 def test_a_burst_beyond_the_pool_queues_instead_of_stalling(pg_url, redis_url, tmp_path):
     """60 clients against a pool of 4: before the admission gate, threads waiting for a connection starved
     the requests holding one of a thread to finish on, and everyone waited for the pool's 30 s timeout."""
-    env = _platform_env(tmp_path, pg_url, redis_url, SHOAL_DB_POOL_SIZE="2", SHOAL_DB_MAX_OVERFLOW="2")
+    env = platform_env(tmp_path, pg_url, redis_url, SHOAL_DB_POOL_SIZE="2", SHOAL_DB_MAX_OVERFLOW="2")
     platform = Platform(env, tmp_path)
     try:
         platform.start_api()

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from services.api import deps, errors
+from services.api import auth, deps, errors
 from services.api.routes import checkpoints, dashboard, elo, envs, health, runs, sweeps
 from services.common.config import ConfigError, RunConfig, UnknownEnv
 from services.common.settings import get_settings
@@ -84,6 +84,7 @@ def create_app() -> FastAPI:
     dashboard.mount_static(app)
     errors.install(app)
     deps.install_gate(app)
+    auth.install_limits(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(errors.NoNulBytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().allowed_hosts)

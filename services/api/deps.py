@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
@@ -28,8 +29,9 @@ def install_gate(app: FastAPI) -> None:
     app.state.db_gate = anyio.Semaphore(pool_capacity())
 
 
-async def db(request: Request) -> AsyncIterator[Session]:
-    """A session for one request, admitted only while the pool has a connection for it.
+@asynccontextmanager
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """Hold one of the pool's connections' admissions, or answer 503 when none frees up in time.
 
     Sync endpoints run on a thread pool wider than the connection pool. Unbounded, the threads beyond the
     pool's size block waiting for a connection, while the requests that hold connections wait for a thread
@@ -46,7 +48,12 @@ async def db(request: Request) -> AsyncIterator[Session]:
             headers={"Retry-After": RETRY_AFTER},
         )
     try:
-        async with contextmanager_in_threadpool(session_scope()) as session:
-            yield session
+        yield
     finally:
         gate.release()
+
+
+async def db(request: Request) -> AsyncIterator[Session]:
+    """A session for one request, admitted only while the pool has a connection for it."""
+    async with admitted(request), contextmanager_in_threadpool(session_scope()) as session:
+        yield session

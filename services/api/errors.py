@@ -7,10 +7,12 @@ broker being unreachable or saturated).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as BrokerError
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -19,6 +21,32 @@ from services.api.deps import RETRY_AFTER
 log = logging.getLogger(__name__)
 # By number: the constant's name differs between Starlette versions (and the old one warns on every 422).
 UNPROCESSABLE = 422
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+WHY = {
+    401: "no token, or a wrong or revoked one (reads only when SHOAL_READ_REQUIRES_TOKEN is set)",
+    403: "a read token, or a write token changing what another token created",
+    404: "no such row or file",
+    413: "the body is over 1 MiB",
+    429: "over the token's write rate or queued-run cap, or too many requests with a wrong token from the "
+    "address; retry after Retry-After seconds",
+    503: "the database or the broker is unavailable or saturated; retry after Retry-After seconds",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error statuses an operation can answer, for the OpenAPI document (FastAPI documents 422)."""
+    return {code: {"model": Problem, "description": WHY[code]} for code in codes}
+
+
+# What every write can answer besides its own 404: the guards of services/api/auth.py and the body limit.
+WRITE = responses(401, 403, 413, 429, 503)
+READ = responses(401, 429, 503)
+NOT_FOUND = responses(404)
 
 
 def field_errors(loc: list[str], msg: str) -> list[dict[str, object]]:

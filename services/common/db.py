@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -88,6 +88,12 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+def affected(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE matched. Session.execute is typed as returning any Result; for
+    these statements it is a CursorResult, which has the count."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 
 
@@ -108,8 +114,12 @@ def retrying(fn: Callable[[], T], what: str, tolerance: float | None = None) -> 
             delay = min(2 * delay, 5.0)
 
 
-def ping(url: str | None = None) -> None:
+def health_engine(url: str | None = None) -> Engine:
+    """The engine health checks use: PostgreSQL's own small pool, SQLite's only engine."""
     url = normalise_url(url or get_settings().database_url)
-    engine = get_engine(url) if url.startswith("sqlite") else _health_engine(url)
-    with engine.connect() as connection:
+    return get_engine(url) if url.startswith("sqlite") else _health_engine(url)
+
+
+def ping(url: str | None = None) -> None:
+    with health_engine(url).connect() as connection:
         connection.execute(text("SELECT 1"))

@@ -70,6 +70,11 @@ class Run(Base):
     # The sweep trial whose hyperparameters this run was promoted from, copied verbatim. A plain id, not a
     # foreign key: trials already reference runs, and a cycle would complicate every migration.
     promoted_from: Mapped[int | None] = mapped_column(Integer, index=True)
+    # The API token that created it (None: the bootstrap admin, or a sweep's trial); a write token changes
+    # only what it created.
+    created_by_token: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), index=True
+    )
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -166,6 +171,58 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Scope(StrEnum):
+    read = "read"
+    write = "write"  # creates runs, sweeps and matches; changes only what it created
+    admin = "admin"  # changes anything
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Scope.read
+
+
+class ApiToken(Base):
+    """A bearer token of `shoal token create`. Only the SHA-256 of its secret is kept: the secret is shown
+    once, and a copy of the database authenticates nobody. Revoked tokens stay, so the audit log and the
+    runs they created keep naming them."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8))  # a Scope
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """One write that took effect: written in the write's own transaction, so a refused or failed request
+    leaves no entry and an accepted one always has its entry."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), index=True)
+    # The token's name at the time ("bootstrap" for SHOAL_API_TOKEN).
+    actor: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+
+
+class WorkerBeat(Base):
+    """A worker process's last sign of life, refreshed every few seconds by a thread of its own, so /healthz
+    can count live workers per queue on any broker (the embedded one cannot broadcast a ping) and a train
+    worker busy in its solo pool still counts."""
+
+    __tablename__ = "worker_beats"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the Celery node, queue-pid@host
+    queue: Mapped[str] = mapped_column(String(16))
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class SweepStatus(StrEnum):
     running = "running"
     finished = "finished"
@@ -212,6 +269,7 @@ class Sweep(Base):
     max_retries: Mapped[int] = mapped_column(Integer, default=2)
     early_stopping: Mapped[bool] = mapped_column(Boolean, default=True)
     seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_by_token: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

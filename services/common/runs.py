@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 import envs_c
 from services.common.celery_app import TRAIN_TASK
 from services.common.config import ConfigError, resolve
+from services.common.db import affected
 from services.common.failures import FailureKind
 from services.common.models import Checkpoint, Run, RunStatus, RunTag, utcnow
 from services.common.outbox import stage
@@ -30,6 +31,7 @@ def create_run(
     *,
     name: str | None = None,
     notes: str | None = None,
+    created_by: int | None = None,
 ) -> Run:
     """Validate and insert a queued run (raises ConfigError naming the field) and stage its train task.
     The caller commits, then publishes: a worker never sees a run id that is not yet committed, and a
@@ -51,6 +53,7 @@ def create_run(
         tags=[RunTag(tag=t) for t in sorted(set(tags or []))],
         name=name,
         notes=notes,
+        created_by_token=created_by,
     )
     session.add(run)
     session.flush()
@@ -102,19 +105,21 @@ def fence(session: Session, run_id: int, worker: str) -> None:
     Worker-side writes (metrics, checkpoints) call this first in their transaction: the row lock holds a
     reaper or a new claim back until they commit, so a write never lands after another worker took over.
     """
-    owned = session.execute(
+    owned = affected(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=utcnow()),
     )
-    if owned.rowcount != 1:
+    if owned != 1:
         raise LostRun(f"run {run_id} is no longer owned by {worker}")
 
 
 def claim(session: Session, run_id: int, worker: str) -> bool:
     """Take a queued run for this worker; False if someone else has it or it is finished/cancelled."""
     now = utcnow()
-    result = session.execute(
+    matched = affected(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.queued, Run.cancel_requested.is_(False))
         .values(
@@ -123,9 +128,9 @@ def claim(session: Session, run_id: int, worker: str) -> bool:
             heartbeat_at=now,
             attempts=Run.attempts + 1,
             started_at=func.coalesce(Run.started_at, now),
-        )
+        ),
     )
-    if result.rowcount == 1:
+    if matched == 1:
         return True
     session.execute(
         update(Run)
@@ -141,35 +146,38 @@ def keep_alive(session: Session, run_id: int, worker: str, progress_steps: int |
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress_steps is not None:
         values["progress_steps"] = progress_steps
-    result = session.execute(
+    matched = affected(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
-        .values(**values)
+        .values(**values),
     )
-    if result.rowcount == 0:
+    if matched == 0:
         return False
     return not session.scalar(select(Run.cancel_requested).where(Run.id == run_id))
 
 
 def finish(session: Session, run_id: int, worker: str, status: RunStatus, **fields: Any) -> bool:
     """Record the outcome, only if this worker still owns the running run."""
-    result = session.execute(
+    matched = affected(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
-        .values(status=status, finished_at=utcnow(), **fields)
+        .values(status=status, finished_at=utcnow(), **fields),
     )
-    return result.rowcount == 1
+    return matched == 1
 
 
 def requeue(session: Session, run_id: int, worker: str) -> bool:
     """Hand a preempted run back to the queue, its task staged (the caller commits and publishes). The
     attempt is not counted: the worker stopped cleanly after a checkpoint, the run did nothing wrong."""
-    result = session.execute(
+    matched = affected(
+        session,
         update(Run)
         .where(Run.id == run_id, Run.worker == worker, Run.status == RunStatus.running)
-        .values(status=RunStatus.queued, worker=None, attempts=Run.attempts - 1)
+        .values(status=RunStatus.queued, worker=None, attempts=Run.attempts - 1),
     )
-    if result.rowcount != 1:
+    if matched != 1:
         return False
     enqueue(session, run_id)
     return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -80,7 +80,10 @@ RUN_SORTS = (
     "progress_steps",
     "total_timesteps",
 )
-RunSort = Literal[RUN_SORTS + tuple(f"-{field}" for field in RUN_SORTS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal built at run time is no type to mypy; to it, a sort key is a string
+    RunSort = str
+else:
+    RunSort = Literal[RUN_SORTS + tuple(f"-{field}" for field in RUN_SORTS)]
 
 
 class CheckpointOut(BaseModel):
@@ -300,7 +303,10 @@ class RatedPlayer(BaseModel):
 class LeaderboardOut(BaseModel):
     env: str
     anchor: str = Field(description="the player pinned at 1000")
-    players: list[RatedPlayer] = Field(description="strongest first")
+    players: list[RatedPlayer] = Field(description="strongest first, a page of them")
+    total: int = Field(description="rated players of the env")
+    limit: int
+    offset: int
 
 
 class MatrixOut(BaseModel):
@@ -310,6 +316,7 @@ class MatrixOut(BaseModel):
     labels: list[str]
     games: list[list[int]]
     score: list[list[float | None]] = Field(description="row's mean score against column; null without games")
+    total: int = Field(description="rated players of the env; the matrix holds the `limit` strongest")
 
 
 class EloPoint(BaseModel):

@@ -29,7 +29,44 @@ class Settings(BaseSettings):
         description="Celery broker; redis://host:6379/0 for Redis",
     )
     artifacts: Path = Field(default=HOME / "artifacts", description="checkpoint and replay store")
-    api_token: str | None = Field(default=None, description="accepted as an admin bearer token")
+    api_token: str | None = Field(
+        default=None,
+        description="the bootstrap admin bearer token; more tokens come from `shoal token create`",
+    )
+    read_requires_token: bool = Field(
+        default=False,
+        description="whether reads (GET) need a token of any scope; writes always need write or admin",
+    )
+    write_rate: float = Field(
+        default=5.0,
+        gt=0,
+        le=10_000,
+        description="writes per second a write token may sustain (per API process)",
+    )
+    write_burst: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        description="writes a write token may make at once before write_rate binds",
+    )
+    auth_failures_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=1_000_000,
+        description="requests with a missing or wrong token one client address may make per minute (per API "
+        "process) before they get 429 instead of 401; requests with a valid token are never counted",
+    )
+    max_queued_runs_per_token: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="queued runs a write token may have; beyond, POST /runs is 429",
+    )
+    min_free_disk_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="free space under the artifact store below which /healthz reports disk low",
+    )
     heartbeat_timeout: float = Field(
         default=60.0, gt=0, description="seconds without a heartbeat before a run is presumed lost"
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 import envs_c
 from services.common import artifacts, outbox
 from services.common.celery_app import ELO_PLAY_TASK
+from services.common.db import affected
 from services.common.models import (
     BatchStatus,
     Checkpoint,
@@ -298,7 +299,7 @@ def claim_batch(session: Session, batch_id: int) -> BatchWork | None:
     batch = session.get(MatchBatch, batch_id)
     if batch is None or batch.status != BatchStatus.queued:
         return None
-    a, b = session.get(EloPlayer, batch.player_a), session.get(EloPlayer, batch.player_b)
+    a, b = session.get_one(EloPlayer, batch.player_a), session.get_one(EloPlayer, batch.player_b)
     (source_a, refused_a), (source_b, refused_b) = _source(session, a), _source(session, b)
     return BatchWork(
         batch.id, batch.job_id, batch.env, batch.games, batch.seed, a.id, b.id, source_a, source_b,
@@ -323,12 +324,13 @@ def record_batch(
     already recorded (a duplicate delivery) changes nothing.
     """
     now = utcnow()
-    moved = session.execute(
+    moved = affected(
+        session,
         update(MatchBatch)
         .where(MatchBatch.id == work.batch_id, MatchBatch.status == BatchStatus.queued)
-        .values(status=status, reason=reason, seconds=seconds, finished_at=now)
+        .values(status=status, reason=reason, seconds=seconds, finished_at=now),
     )
-    if moved.rowcount != 1:
+    if moved != 1:
         return None
     if games:
         version = envs_c.version(work.env)
@@ -367,7 +369,7 @@ def record_batch(
     ).scalar_one()
     if pending > 0:
         return None
-    job = session.get(MatchJob, work.job_id)
+    job = session.get_one(MatchJob, work.job_id)
     job.finished_at = now
     return job
 
@@ -390,7 +392,7 @@ def refit(session: Session, env: str, bootstrap: int = 200, seed: int = 0) -> di
         .values(env=env, env_version=version, through_match_id=0)
         .on_conflict_do_nothing(index_elements=["env"])
     )
-    fit = session.scalar(select(RatingFit).where(RatingFit.env == env).with_for_update())
+    fit = session.scalars(select(RatingFit).where(RatingFit.env == env).with_for_update()).one()
     current = (Match.env == env) & (Match.env_version == version)
     newest = session.scalar(select(func.max(Match.id)).where(current)) or 0
     if fit.fitted_at is not None and fit.env_version == version and fit.through_match_id >= newest:
@@ -401,8 +403,12 @@ def refit(session: Session, env: str, bootstrap: int = 200, seed: int = 0) -> di
         .group_by(Match.player_a, Match.player_b, Match.score_a)
     ).all()
     matches = [(a, b, float(score)) for a, b, score, n in rows for _ in range(n)]
-    ratings = fit_ratings(
-        matches, anchor=random_player.id, anchor_rating=ANCHOR_RATING, bootstrap=bootstrap, seed=seed
+    # The players of these matches are player row ids.
+    ratings = cast(
+        dict[int, Rating],
+        fit_ratings(
+            matches, anchor=random_player.id, anchor_rating=ANCHOR_RATING, bootstrap=bootstrap, seed=seed
+        ),
     )
     now = utcnow()
     values = [
@@ -448,31 +454,46 @@ def _public(player: EloPlayer, rating: EloRating) -> dict[str, Any]:
     }
 
 
-def _board(session: Session, env: str) -> list[tuple[EloPlayer, EloRating]]:
+def _board(session: Session, env: str, limit: int, offset: int = 0) -> list[tuple[EloPlayer, EloRating]]:
     return list(
         session.execute(
             select(EloPlayer, EloRating)
             .join(EloRating, EloRating.player_id == EloPlayer.id)
             .where(EloRating.env == env)
             .order_by(EloRating.elo.desc(), EloPlayer.id)
+            .limit(limit)
+            .offset(offset)
         ).all()
     )
 
 
-def leaderboard(session: Session, env: str) -> dict[str, Any]:
-    return {"env": env, "anchor": ANCHOR, "players": [_public(p, r) for p, r in _board(session, env)]}
+def _rated(session: Session, env: str) -> int:
+    return session.scalar(select(func.count()).select_from(EloRating).where(EloRating.env == env)) or 0
 
 
-def matrix(session: Session, env: str) -> dict[str, Any]:
-    """Games and mean score of row against column over the current version's matches (leaderboard order)."""
-    board = [p for p, _ in _board(session, env)]
+def leaderboard(session: Session, env: str, limit: int, offset: int = 0) -> dict[str, Any]:
+    """A page of the rated players, strongest first, and how many there are."""
+    players = [_public(p, r) for p, r in _board(session, env, limit, offset)]
+    page = {"total": _rated(session, env), "limit": limit, "offset": offset}
+    return {"env": env, "anchor": ANCHOR, "players": players, **page}
+
+
+def matrix(session: Session, env: str, limit: int) -> dict[str, Any]:
+    """Games and mean score of row against column over the current version's matches, between the `limit`
+    strongest players (leaderboard order): the matrix grows as the square of the players."""
+    board = [p for p, _ in _board(session, env, limit)]
     index = {p.id: i for i, p in enumerate(board)}
     n = len(board)
     games = np.zeros((n, n), dtype=np.int64)
     points = np.zeros((n, n))
     rows = session.execute(
         select(Match.player_a, Match.player_b, func.count(), func.sum(Match.score_a))
-        .where(Match.env == env, Match.env_version == envs_c.version(env))
+        .where(
+            Match.env == env,
+            Match.env_version == envs_c.version(env),
+            Match.player_a.in_(list(index)),
+            Match.player_b.in_(list(index)),
+        )
         .group_by(Match.player_a, Match.player_b)
     ).all()
     for a, b, count, score in rows:
@@ -482,12 +503,13 @@ def matrix(session: Session, env: str) -> dict[str, Any]:
             games[j, i] += count
             points[i, j] += float(score)
             points[j, i] += count - float(score)
-    score = [[float(points[i, j] / games[i, j]) if games[i, j] else None for j in range(n)] for i in range(n)]
+    mean = [[float(points[i, j] / games[i, j]) if games[i, j] else None for j in range(n)] for i in range(n)]
     return {
         "players": [p.name for p in board],
         "labels": [p.label for p in board],
         "games": games.tolist(),
-        "score": score,
+        "score": mean,
+        "total": _rated(session, env),
     }
 
 

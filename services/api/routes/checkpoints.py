@@ -8,12 +8,19 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
+from services.api.auth import reader
 from services.api.deps import db
+from services.api.errors import NOT_FOUND, READ
 from services.common import artifacts
 from services.common.models import Checkpoint
 from services.common.schemas import INT4_MAX
 
-router = APIRouter(prefix="/checkpoints", tags=["checkpoints"])
+router = APIRouter(
+    prefix="/checkpoints",
+    tags=["checkpoints"],
+    dependencies=[Depends(reader)],
+    responses={**READ, **NOT_FOUND},
+)
 SUFFIX = {"weights": ".safetensors", "meta": ".json"}
 
 
@@ -27,9 +34,12 @@ def download(
     checkpoint = session.get(Checkpoint, checkpoint_id)
     if checkpoint is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"checkpoint {checkpoint_id} does not exist")
-    path = artifacts.absolute(checkpoint.path)
-    path = path.with_name(path.name + SUFFIX[part])
-    if not path.is_file():
+    try:
+        # The file itself is resolved, not only its stem: a .json symlinked out of the store is refused.
+        path = artifacts.absolute(checkpoint.path + SUFFIX[part])
+    except ValueError:
+        path = None
+    if path is None or not path.is_file():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"checkpoint {checkpoint_id}'s {part} file is gone from the store"
         )

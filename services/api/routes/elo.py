@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from sqlalchemy.orm import Session
 
 from envs_c.registry import ENVS, unknown_env
-from services.api.auth import require_token
-from services.api.deps import JobId, RunId, db
-from services.api.errors import unprocessable
+from services.api.auth import Writer, reader
+from services.api.deps import JobId, Offset, RunId, db
+from services.api.errors import NOT_FOUND, READ, WRITE, unprocessable
 from services.common import outbox
 from services.common.models import Run
 from services.common.schemas import (
@@ -28,7 +28,7 @@ from services.common.schemas import (
 from services.elo import store
 from services.elo.games import is_game
 
-router = APIRouter(tags=["elo"])
+router = APIRouter(tags=["elo"], dependencies=[Depends(reader)], responses=READ)
 
 
 def _two_player_env(env: str, loc: list[str]) -> str:
@@ -42,19 +42,28 @@ def _two_player_env(env: str, loc: list[str]) -> str:
 
 @router.get("/leaderboard", response_model=LeaderboardOut)
 def get_leaderboard(
-    env: Annotated[str, Query(max_length=64)], session: Session = Depends(db)
+    env: Annotated[str, Query(max_length=64)],
+    session: Session = Depends(db),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Every rated player of `env`, strongest first, with 95% bootstrap intervals (random = 1000)."""
-    return store.leaderboard(session, _two_player_env(env, ["query", "env"]))
+    """The rated players of `env`, strongest first, a page at a time, with 95% bootstrap intervals
+    (random = 1000)."""
+    return store.leaderboard(session, _two_player_env(env, ["query", "env"]), limit, offset)
 
 
 @router.get("/leaderboard/{env}/matrix", response_model=MatrixOut)
-def get_matrix(env: str, session: Session = Depends(db)) -> dict[str, Any]:
-    """Games and mean score (row against column, null without games), in leaderboard order."""
-    return store.matrix(session, _two_player_env(env, ["path", "env"]))
+def get_matrix(
+    env: Annotated[str, Path(max_length=64)],
+    session: Session = Depends(db),
+    limit: Annotated[int, Query(ge=2, le=100, description="the strongest players it covers")] = 50,
+) -> dict[str, Any]:
+    """Games and mean score (row against column, null without games) between the `limit` strongest
+    players, in leaderboard order."""
+    return store.matrix(session, _two_player_env(env, ["path", "env"]), limit)
 
 
-@router.get("/runs/{run_id}/elo", response_model=RunEloOut)
+@router.get("/runs/{run_id}/elo", response_model=RunEloOut, responses=NOT_FOUND)
 def get_run_elo(run_id: RunId, session: Session = Depends(db)) -> dict[str, Any]:
     """The rating of each of the run's checkpoints, by step."""
     if session.get(Run, run_id) is None:
@@ -65,10 +74,10 @@ def get_run_elo(run_id: RunId, session: Session = Depends(db)) -> dict[str, Any]
 @router.post(
     "/matches",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Depends(require_token)],
     response_model=MatchQueued,
+    responses={**WRITE, **NOT_FOUND},
 )
-def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str, Any]:
+def post_matches(body: MatchCreate, _: Writer, session: Session = Depends(db)) -> dict[str, Any]:
     """Queue `games` games of a against b (batches for the elo workers); ratings refit when they end.
     Poll GET /matches/{job_id} (the answer's `status_url`) to see them played."""
     env = body.env
@@ -103,7 +112,7 @@ def post_matches(body: MatchCreate, session: Session = Depends(db)) -> dict[str,
     }
 
 
-@router.get("/matches/{job_id}", response_model=MatchJobOut)
+@router.get("/matches/{job_id}", response_model=MatchJobOut, responses=NOT_FOUND)
 def get_match_job(job_id: JobId, session: Session = Depends(db)) -> MatchJobOut:
     """Poll a POST /matches job: queued, running or finished, with its games played so far."""
     job = store.job_status(session, job_id)

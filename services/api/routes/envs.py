@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 import envs_c
 from envs_c.pyenvs.definition import spec_problems
 from envs_c.registry import ENVS
+from services.api.auth import reader
+from services.api.errors import responses
 from services.common.config import resolve
 
-router = APIRouter(tags=["envs"])
+router = APIRouter(tags=["envs"], dependencies=[Depends(reader)], responses=responses(401, 429, 503))
 
 
 @router.get("/envs")

@@ -11,17 +11,17 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.api.auth import require_token
+from services.api.auth import RunCreator, Writer, reader, require_owner
 from services.api.deps import Offset, RunId, db
-from services.api.errors import unprocessable
-from services.common import outbox
+from services.api.errors import NOT_FOUND, READ, WRITE, unprocessable
+from services.common import outbox, tokens
 from services.common.db import session_scope
 from services.common.metrics import export_rows, read_series
 from services.common.models import Run, RunStatus, RunTag
 from services.common.runs import create_run, describe, request_cancel
 from services.common.schemas import MetricsOut, RunCreate, RunDetail, RunOut, RunPage, RunSort, RunUpdate
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], dependencies=[Depends(reader)], responses=READ)
 
 
 def _get(session: Session, run_id: int) -> Run:
@@ -31,10 +31,8 @@ def _get(session: Session, run_id: int) -> Run:
     return run
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=RunDetail, dependencies=[Depends(require_token)]
-)
-def post_run(body: RunCreate, session: Session = Depends(db)) -> RunDetail:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunDetail, responses=WRITE)
+def post_run(body: RunCreate, principal: RunCreator, session: Session = Depends(db)) -> RunDetail:
     run = create_run(
         session,
         body.env,
@@ -44,6 +42,7 @@ def post_run(body: RunCreate, session: Session = Depends(db)) -> RunDetail:
         body.tags,
         name=body.name,
         notes=body.notes,
+        created_by=principal.token_id,
     )
     session.commit()
     outbox.publish(session)
@@ -87,12 +86,12 @@ def list_runs(
     return RunPage(items=[RunOut.of(r) for r in runs], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{run_id}", response_model=RunDetail)
+@router.get("/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
 def get_run(run_id: RunId, session: Session = Depends(db)) -> RunDetail:
     return RunDetail.of(_get(session, run_id))
 
 
-@router.get("/{run_id}/metrics", response_model=MetricsOut)
+@router.get("/{run_id}/metrics", response_model=MetricsOut, responses=NOT_FOUND)
 def get_metrics(
     run_id: RunId,
     session: Session = Depends(db),
@@ -113,24 +112,26 @@ def get_metrics(
     return MetricsOut(run_id=run_id, max_points=max_points, series=series)
 
 
-@router.post("/{run_id}/cancel", response_model=RunDetail, dependencies=[Depends(require_token)])
-def cancel_run(run_id: RunId, session: Session = Depends(db)) -> RunDetail:
+@router.post("/{run_id}/cancel", response_model=RunDetail, responses={**WRITE, **NOT_FOUND})
+def cancel_run(run_id: RunId, principal: Writer, session: Session = Depends(db)) -> RunDetail:
     run = _get(session, run_id)
+    require_owner(principal, f"run {run_id}", *tokens.run_owners(session, run))
     request_cancel(session, run)
     session.commit()
     return RunDetail.of(run)
 
 
-@router.patch("/{run_id}", response_model=RunDetail, dependencies=[Depends(require_token)])
-def patch_run(run_id: RunId, body: RunUpdate, session: Session = Depends(db)) -> RunDetail:
+@router.patch("/{run_id}", response_model=RunDetail, responses={**WRITE, **NOT_FOUND})
+def patch_run(run_id: RunId, body: RunUpdate, principal: Writer, session: Session = Depends(db)) -> RunDetail:
     """Name a run, write its notes or replace its tags; fields left out are kept, null clears."""
     run = _get(session, run_id)
+    require_owner(principal, f"run {run_id}", *tokens.run_owners(session, run))
     describe(session, run, body.model_dump(include=body.model_fields_set))
     session.commit()
     return RunDetail.of(_get(session, run_id))
 
 
-@router.get("/{run_id}/metrics/export", response_class=StreamingResponse)
+@router.get("/{run_id}/metrics/export", response_class=StreamingResponse, responses=NOT_FOUND)
 def export_metrics(
     run_id: RunId,
     session: Session = Depends(db),

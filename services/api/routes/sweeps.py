@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.api.auth import require_token
+from services.api.auth import RunCreator, Writer, reader, require_owner
 from services.api.deps import Offset, SweepId, db
+from services.api.errors import NOT_FOUND, READ, WRITE
 from services.common import outbox
 from services.common.celery_app import SWEEP_TICK_TASK
 from services.common.models import Sweep, Trial, TrialStatus
@@ -23,7 +24,7 @@ from services.common.schemas import (
 )
 from services.sweeper.service import best_trial, budget_used, create_sweep, pareto_trials, promote, stop
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[Depends(reader)], responses=READ)
 
 
 def _get(session: Session, sweep_id: int) -> Sweep:
@@ -74,11 +75,10 @@ def _detail(session: Session, sweep: Sweep) -> SweepDetail:
     )
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=SweepDetail, dependencies=[Depends(require_token)]
-)
-def post_sweep(body: SweepCreate, session: Session = Depends(db)) -> SweepDetail:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepDetail, responses=WRITE)
+def post_sweep(body: SweepCreate, principal: Writer, session: Session = Depends(db)) -> SweepDetail:
     sweep = create_sweep(session, body)
+    sweep.created_by_token = principal.token_id
     outbox.stage(session, SWEEP_TICK_TASK, [sweep.id])
     session.commit()
     outbox.publish(session)
@@ -105,14 +105,15 @@ def list_sweeps(
     return SweepPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{sweep_id}", response_model=SweepDetail)
+@router.get("/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)
 def get_sweep(sweep_id: SweepId, session: Session = Depends(db)) -> SweepDetail:
     return _detail(session, _get(session, sweep_id))
 
 
-@router.post("/{sweep_id}/stop", response_model=SweepDetail, dependencies=[Depends(require_token)])
-def stop_sweep(sweep_id: SweepId, session: Session = Depends(db)) -> SweepDetail:
+@router.post("/{sweep_id}/stop", response_model=SweepDetail, responses={**WRITE, **NOT_FOUND})
+def stop_sweep(sweep_id: SweepId, principal: Writer, session: Session = Depends(db)) -> SweepDetail:
     sweep = _get(session, sweep_id)
+    require_owner(principal, f"sweep {sweep_id}", sweep.created_by_token)
     stop(session, sweep)
     session.commit()
     return _detail(session, sweep)
@@ -122,14 +123,18 @@ def stop_sweep(sweep_id: SweepId, session: Session = Depends(db)) -> SweepDetail
     "/{sweep_id}/promote",
     status_code=status.HTTP_201_CREATED,
     response_model=RunDetail,
-    dependencies=[Depends(require_token)],
+    responses={**WRITE, **NOT_FOUND},
 )
-def promote_trial(sweep_id: SweepId, body: Promote, session: Session = Depends(db)) -> RunDetail:
+def promote_trial(
+    sweep_id: SweepId, body: Promote, principal: RunCreator, session: Session = Depends(db)
+) -> RunDetail:
+    """A new run, owned by the promoting token, with the trial's exact hyperparameters."""
     sweep = _get(session, sweep_id)
     try:
         run = promote(session, sweep, body.trial_id, body.total_timesteps)
     except LookupError as e:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+    run.created_by_token = principal.token_id
     session.commit()
     outbox.publish(session)
     session.refresh(run)
