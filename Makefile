@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # from pulling GBs of CUDA packages there. Override on a GPU host: make up TORCH="torch==2.13.0 --index-url ..."
 TORCH  ?= torch==2.13.0
 
-.PHONY: install up test test-asan lint format services browsers clean
+.PHONY: install up test test-asan lint typecheck format services browsers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test-asan:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy on services/ and envs_c/, as [tool.mypy] in pyproject.toml configures it.
+typecheck: install
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .

@@ -198,6 +198,8 @@ def _readable(stderr: str, work: Path) -> str:
 
 def _import(env: EnvDef, module: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module, path)
+    # Always a spec with a loader: the path is an existing extension module's, not a directory.
+    assert spec is not None and spec.loader is not None
     try:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from envs_c import cdriver
 from envs_c.build import EnvBuildError, cache_dir, load, module_key
@@ -39,9 +40,9 @@ def expect(ok: bool, message: str) -> None:
 def random_actions(env: VecEnv, rng: np.random.Generator) -> np.ndarray:
     """Uniform valid actions, shaped and typed like the action buffer."""
     space = env.spec.action_space
-    if env.actions.dtype == np.float32:
+    if isinstance(space, spaces.Box):
         return rng.uniform(space.low[0], space.high[0], env.actions.shape).astype(np.float32)
-    high = space.n if hasattr(space, "n") else space.nvec.max()
+    high = space.n if isinstance(space, spaces.Discrete) else space.nvec.max()
     return rng.integers(0, high, env.actions.shape).astype(np.int32)
 
 
@@ -254,7 +255,7 @@ def sanitized(name: str, settings: Settings | None = None, steps: int = 100_000,
     env = lookup(name)
     cc = os.environ.get("CC", "cc")
     sets = [f"--set={k}={v}" for k, v in (settings or {}).items()]
-    modes = [[]]
+    modes: list[list[str]] = [[]]
     if env.players is not None and "opponent" not in (settings or {}):
         modes.append(["--set=opponent=1"])
     with tempfile.TemporaryDirectory(prefix="shoal-asan-") as tmp:

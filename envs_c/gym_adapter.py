@@ -44,7 +44,8 @@ class GymnasiumVecEnv(VectorEnv):
             info["log"] = log
         return obs.copy(), rewards.copy(), terminals.astype(bool), truncations.astype(bool), info
 
-    def render(self) -> np.ndarray:
+    # The first environment's frame, where Gymnasium's signature has a tuple of every sub-environment's.
+    def render(self) -> np.ndarray:  # type: ignore[override]
         return self.env.render(0)
 
     def close_extras(self, **kwargs: Any) -> None:

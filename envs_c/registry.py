@@ -87,8 +87,29 @@ class Action:
         return "float32" if self.kind == "continuous" else "int32"
 
 
+class Settings:
+    """The settings of an environment definition (C or Python), validated by name against its params."""
+
+    name: str
+    params: tuple[Param, ...]
+
+    def config(self, kwargs: Kwargs) -> dict[str, int | float]:
+        """Defaults overlaid with validated user kwargs; unknown names are refused."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown setting {unknown[0]!r}; known: {sorted(known) or 'none'}")
+        return {name: p.coerce(self.name, kwargs.get(name, p.default)) for name, p in known.items()}
+
+    def game_config(self, kwargs: Kwargs) -> dict[str, int | float]:
+        """The settings that define the game itself (the `game = false` ones left out), for deciding
+        whether two agents played the same game; unknown names are refused."""
+        config = self.config(kwargs)
+        return {p.name: config[p.name] for p in self.params if p.game}
+
+
 @dataclass(frozen=True)
-class EnvDef:
+class EnvDef(Settings):
     name: str
     header: str
     struct: str
@@ -113,20 +134,6 @@ class EnvDef:
     # The spec's semantic content (training defaults left out), hashed into the version.
     canonical: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
-
-    def config(self, kwargs: Kwargs) -> dict[str, int | float]:
-        """Defaults overlaid with validated user kwargs; unknown names are refused."""
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(kwargs) - set(known))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown setting {unknown[0]!r}; known: {sorted(known) or 'none'}")
-        return {name: p.coerce(self.name, kwargs.get(name, p.default)) for name, p in known.items()}
-
-    def game_config(self, kwargs: Kwargs) -> dict[str, int | float]:
-        """The settings that define the game itself (the `game = false` ones left out), for deciding
-        whether two agents played the same game; unknown names are refused."""
-        config = self.config(kwargs)
-        return {p.name: config[p.name] for p in self.params if p.game}
 
     @property
     def sources(self) -> tuple[Path, ...]:

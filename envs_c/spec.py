@@ -76,6 +76,7 @@ def make_spec(name: str, **kwargs: Any) -> EnvSpec:
     env = lookup(name)
     config = env.config(kwargs)
     act = env.action
+    action_space: spaces.Discrete | spaces.MultiDiscrete | spaces.Box
     if act.kind == "discrete":
         action_space = spaces.Discrete(act.nvec[0])
     elif act.kind == "multidiscrete":

@@ -106,13 +106,15 @@ class VecEnv:
         self._act_dtype = self.actions.dtype
         self._act_shape = self.actions.shape
         self._result = (self.observations, self.rewards, self.terminals, self.truncations)
+        # The arguments of the C step call: its signature depends on whether a pool steps the shards.
+        self._step_args: tuple[Any, ...]
         if self._pool is None:
             self._step_call, self._step_args = self._fn["vec_step"], (self._envs, 0, num_envs)
         else:
             self._step_call = lib.shoal_pool_run
             self._step_args = (self._pool, self._step_any, self._envs, num_envs)
         self._row_bytes = self.actions.nbytes // num_envs
-        self._copy_step_args = (
+        self._copy_step_args: tuple[Any, ...] = (
             self._pool if self._pool is not None else ffi.NULL,
             ffi.addressof(lib, f"{name}_vec_step_any"),
             self._envs,

@@ -12,7 +12,7 @@ from itertools import combinations
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import wait_for, wait_for_run
+from tests.helpers import wait_for, wait_for_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

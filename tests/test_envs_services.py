@@ -12,7 +12,7 @@ import pytest
 
 from envs_c.pyenvs import allowlist
 from envs_c.scaffold import scaffold
-from tests.conftest import Platform, _platform_env, wait_for, wait_for_run
+from tests.helpers import Platform, platform_env, wait_for, wait_for_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator[Platform
     twice = tmp / "twice"
     for directory in (envs, twice):
         scaffold("twin", directory)
-    env = _platform_env(
+    env = platform_env(
         tmp,
         pg_url,
         redis_url,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import Platform, _platform_env, free_port, wait_for
+from tests.helpers import Platform, free_port, platform_env, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 OUTAGE_SECONDS = 8
@@ -101,7 +101,7 @@ def cut_off(pg_url: str, redis_url: str, tmp_path) -> Iterator[tuple[Platform, P
     _idle(pg_url)
     pg, rd = urlsplit(pg_url), urlsplit(redis_url)
     pg_proxy, redis_proxy = Proxy((pg.hostname, pg.port)), Proxy((rd.hostname, rd.port))
-    env = _platform_env(
+    env = platform_env(
         tmp_path,
         _via(pg_url, pg_proxy),
         _via(redis_url, redis_proxy),

@@ -14,7 +14,7 @@ import torch
 from sqlalchemy import create_engine, text
 
 from services.trainer.checkpoint import load_policy
-from tests.conftest import wait_for, wait_for_run
+from tests.helpers import END_STATES, wait_for, wait_for_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def test_cartpole_run_succeeds_with_live_metrics_and_a_safe_checkpoint(services_
                     "series"
                 ]
                 seen_while_running.update(series.get("SPS", {}).get("time", []))
-            if state["status"] in ("succeeded", "failed", "cancelled"):
+            if state["status"] in END_STATES:
                 break
             assert time.monotonic() - started < 180, "run did not finish within 3 minutes"
             time.sleep(0.5)

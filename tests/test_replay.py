@@ -10,7 +10,7 @@ from PIL import Image, ImageSequence
 
 from services.common.config import resolve
 from services.trainer import loop
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.test_trainer import Recorder
 
 

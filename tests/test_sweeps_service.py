@@ -10,7 +10,7 @@ import time
 import pytest
 
 from services.sweeper.front import pareto_front
-from tests.conftest import wait_for
+from tests.helpers import END_STATES, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -134,7 +134,8 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
             runs = [client.get(f"/runs/{t['run_id']}").json() for t in trials if t["status"] == "running"]
             return sum(r["status"] == "running" for r in runs)
 
-        wait_for(lambda: training() == 2, 60, what="two trials training")
+        # Both trainers must be free: under a loaded CI machine a run of an earlier test can hold one a while.
+        wait_for(lambda: training() == 2, 180, what="two trials training")
         alive = [p for p in platform.processes if p.poll() is None and "worker" in str(p.args)]
         sweeper = next(p for p in alive if "sweeper" in str(p.args))
         trainer = next(p for p in alive if "train" in str(p.args))
@@ -196,7 +197,7 @@ def test_a_step_budget_ends_the_sweep_once_spent_and_never_overruns(sweep_platfo
         summary = next(s for s in client.get("/sweeps").json()["items"] if s["id"] == sweep_id)
 
     assert sweep["budget"] == budget and sweep["max_runs"] == 10_000, "the budget alone ends this sweep"
-    assert all(r["status"] in ("succeeded", "cancelled", "failed") for r in runs), "a run outlived its sweep"
+    assert all(r["status"] in END_STATES for r in runs), "a run outlived its sweep"
     # Every step any trial trained counts, early-stopped runs' last epochs included.
     assert sweep["budget_used"] == sum(r["cost_steps"] for r in runs)
     assert 0.9 * budget <= sweep["budget_used"] <= budget, sweep["budget_used"]

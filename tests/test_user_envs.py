@@ -20,7 +20,7 @@ import envs_c
 from envs_c import build, checks
 from envs_c.registry import ENVS, lookup
 from envs_c.scaffold import scaffold
-from tests.conftest import ROOT, Platform, _platform_env, wait_for_run
+from tests.helpers import ROOT, Platform, platform_env, wait_for_run
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_user_env_trains_through_the_api_and_a_broken_one_fails_the_run(tmp_path
     scaffold("walker", envs)
     scaffold("broken", envs)
     _edit(envs / "broken.h", "env->tick += 1;", "env->tick += 1")
-    env = _platform_env(
+    env = platform_env(
         tmp_path,
         f"sqlite:///{tmp_path}/shoal.db",
         f"sqla+sqlite:///{tmp_path}/broker.db",

@@ -55,12 +55,16 @@ class Flattener:
         self.box = isinstance(space, spaces.Box)
 
     def __call__(self, obs: Any, out: np.ndarray) -> None:
-        flat = np.asarray(obs).reshape(-1) if self.box else spaces.flatten(self.space, obs)
+        # flatten() gives an array for every space it can flatten (dicts and tuples of boxes included).
+        flat = np.asarray(obs).reshape(-1) if self.box else np.asarray(spaces.flatten(self.space, obs))
         np.copyto(out, flat, casting="unsafe")
 
 
 class ActionReader:
     """One agent's action row as the environment expects it, after the checks C would make."""
+
+    start: int | np.ndarray  # the first action: one number (Discrete) or one per coordinate
+    high: np.ndarray
 
     def __init__(self, space: spaces.Space):
         self.space = space
@@ -110,6 +114,8 @@ class GymnasiumAdapter:
     def __init__(self, recipe: Recipe, rows: Rows, opponent: int = 0):
         self.env = recipe.construct()
         self.rows = rows
+        # vector.py sets the bounds from the spec's returns, which every environment but a game has.
+        assert recipe.perf_low is not None and recipe.perf_high is not None
         self.low, self.high = recipe.perf_low, recipe.perf_high
         self.write = Flattener(self.env.observation_space)
         self.read = ActionReader(self.env.action_space)
@@ -163,6 +169,8 @@ class ParallelAdapter:
         self.rows = rows
         self.names = list(self.env.possible_agents)
         self.agents = len(self.names)
+        # vector.py sets the bounds from the spec's returns, which every environment but a game has.
+        assert recipe.perf_low is not None and recipe.perf_high is not None
         self.low, self.high = recipe.perf_low, recipe.perf_high
         self.write = Flattener(self.env.observation_space(self.names[0]))
         self.read = ActionReader(self.env.action_space(self.names[0]))
@@ -203,7 +211,7 @@ class ParallelAdapter:
             self._observe(obs)
             return
         mean = float(self.returns.mean())
-        rows.log += (perf_of(mean, self.low, self.high), mean, mean, self.length, self.invalid, 1.0)
+        rows.log += np.array((perf_of(mean, self.low, self.high), mean, mean, self.length, self.invalid, 1.0))
         ended = rows.terminals | rows.truncations
         rows.terminals[~ended.astype(bool)] = 1  # agents that ended earlier: the episode is over for all
         obs, _ = self.env.reset()
@@ -330,4 +338,9 @@ class TurnGameAdapter:
         self.env.close()
 
 
-ADAPTERS = {"gymnasium": GymnasiumAdapter, "parallel": ParallelAdapter, "game": TurnGameAdapter}
+Adapter = GymnasiumAdapter | ParallelAdapter | TurnGameAdapter
+ADAPTERS: dict[str, type[Adapter]] = {
+    "gymnasium": GymnasiumAdapter,
+    "parallel": ParallelAdapter,
+    "game": TurnGameAdapter,
+}

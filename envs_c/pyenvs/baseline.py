@@ -44,7 +44,8 @@ def measure(recipe: Recipe) -> float:
     env = recipe.construct()
     try:
         env.action_space.seed(SEED)
-        returns, total, steps = [], 0.0, 0
+        returns: list[float] = []
+        total, steps = 0.0, 0
         env.reset(seed=SEED)
         while len(returns) < EPISODES and steps < MAX_STEPS:
             _, reward, terminated, truncated, _ = env.step(env.action_space.sample())

@@ -31,7 +31,7 @@ from gymnasium import spaces
 from envs_c.pyenvs import allowlist
 from envs_c.pyenvs.adapters import GAME_LOG, SINGLE_LOG, obs_dtype
 from envs_c.pyenvs.recipe import Recipe, pettingzoo_module
-from envs_c.registry import Action, Kwargs, Param, env_path
+from envs_c.registry import Action, Kwargs, Param, Settings, env_path
 
 HERE = Path(__file__).resolve().parent
 SPEC_SUFFIX = ".pyenv.toml"
@@ -62,7 +62,7 @@ class SpecFile:
 
 
 @dataclass(frozen=True)
-class PyEnvDef:
+class PyEnvDef(Settings):
     """A Python environment, shaped like registry.EnvDef where the rest of shoal reads one."""
 
     name: str
@@ -84,18 +84,6 @@ class PyEnvDef:
     # policy's return is measured on first use (envs_c.pyenvs.baseline).
     returns: tuple[float | None, float] | None = None
     digest: str = ""
-
-    def config(self, kwargs: Kwargs) -> dict[str, int | float]:
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(kwargs) - set(known))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown setting {unknown[0]!r}; known: {sorted(known) or 'none'}")
-        return {name: p.coerce(self.name, kwargs.get(name, p.default)) for name, p in known.items()}
-
-    def game_config(self, kwargs: Kwargs) -> dict[str, int | float]:
-        """The settings that define the game itself, as EnvDef.game_config."""
-        config = self.config(kwargs)
-        return {p.name: config[p.name] for p in self.params if p.game}
 
     def version(self) -> str:
         return self.digest
@@ -141,7 +129,7 @@ def parse_spec_file(path: Path) -> SpecFile:
     make = raw.get("make", {})
     if not isinstance(make, dict):
         raise SpecError(f"{where}: [make] should be a table of constructor arguments")
-    defaults = {key: raw[key] for key in ("train", "policy", "sweep") if key in raw}
+    defaults: dict[str, Any] = {key: raw[key] for key in ("train", "policy", "sweep") if key in raw}
     semantic = {k: v for k, v in raw.items() if k not in defaults}
     return SpecFile(
         path=path.resolve(),

@@ -39,11 +39,12 @@ class PythonEnvError(RuntimeError):
     """An exception raised by a Python environment in a worker; the message ends with its last line."""
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> multiprocessing.context.ForkServerContext:
     # forkserver: workers fork from a clean server process, not from a trainer that holds threads (torch's,
     # the heartbeat's) and a CUDA context, which a plain fork may deadlock on; forking from the server is
     # far quicker than spawning a fresh interpreter per worker.
     ctx = multiprocessing.get_context("forkserver")
+    assert isinstance(ctx, multiprocessing.context.ForkServerContext)
     ctx.set_forkserver_preload(["envs_c.pyenvs.worker"])
     return ctx
 
@@ -52,7 +53,8 @@ def _forget_inherited_forkserver() -> None:
     """In a process forked from one that started the forkserver (a Celery pool child, a test's fork), the
     server's bookkeeping is inherited but the server is not this process's child: multiprocessing would fail
     to check on it (ChildProcessError). Forget it, so this process starts a server of its own."""
-    server = multiprocessing.forkserver._forkserver
+    # The server's private state, which typeshed does not describe: hence Any.
+    server: Any = multiprocessing.forkserver._forkserver
     if server._forkserver_alive_fd is not None:
         with contextlib.suppress(OSError):
             os.close(server._forkserver_alive_fd)  # our copy would keep the parent's server alive
@@ -67,10 +69,12 @@ def _start(proc: multiprocessing.process.BaseProcess) -> None:
     is billiard's: daemonic, so multiprocessing refuses to start children lest they outlive it (ours cannot:
     each exits when its pipe to us closes, and close() joins them), and holding an authkey of billiard's
     type, which multiprocessing will not pickle for the forkserver. Both are set aside while it starts."""
-    config = multiprocessing.current_process()._config
+    # Private multiprocessing state, which typeshed does not describe: hence Any.
+    mp_process: Any = multiprocessing.process
+    config = mp_process.current_process()._config
     saved = dict(config)
     config.pop("daemon", None)
-    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(saved["authkey"]))
+    config["authkey"] = mp_process.AuthenticationString(bytes(saved["authkey"]))
     proc.authkey = bytes(saved["authkey"])  # its copy of the config, taken when it was made
     try:
         proc.start()
@@ -101,7 +105,8 @@ class PyVecEnv:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
-        definition: PyEnvDef = self.spec.definition
+        definition = self.spec.definition
+        assert isinstance(definition, PyEnvDef), "make_spec of a Python env's id describes it with one"
         self._name = name
         self.num_envs = num_envs
         self.per_env = self.spec.agents_per_env

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from envs_c.pyenvs.adapters import ADAPTERS, Rows
+from envs_c.pyenvs.adapters import ADAPTERS, Adapter, Rows
 from envs_c.pyenvs.recipe import Recipe
 
 # Commands: one byte, then packed arguments.
@@ -56,7 +56,7 @@ def serve(
     with open(layout.path, "r+b") as f:
         memory = mmap.mmap(f.fileno(), layout.size)
     buffers = layout.views(memory)
-    adapters = []
+    adapters: list[Adapter] = []
     try:
         for i in range(start, end):
             rows = slice(i * per_env, (i + 1) * per_env)
@@ -92,7 +92,7 @@ def serve(
             adapter.close()
 
 
-def _run(command: bytes, args: bytes, adapters: list, start: int) -> bytes:
+def _run(command: bytes, args: bytes, adapters: list[Adapter], start: int) -> bytes:
     if command == STEP:
         for adapter in adapters:
             adapter.step()

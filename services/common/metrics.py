@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    CompoundSelect,
     Connection,
     Dialect,
-    Executable,
     and_,
     bindparam,
     delete,
@@ -207,7 +208,7 @@ _LEVEL = (
 )
 _AT_LEVEL = (*_SERIES, MetricRollup.level == _LEVEL)
 # The rollups of that level, then the raw points after the last of them (all points at level 0).
-_BUCKETS = union_all(
+_BUCKETS: CompoundSelect[*tuple[Any, ...]] = union_all(
     select(
         MetricRollup.seq,
         MetricRollup.step,
@@ -247,7 +248,9 @@ def read_series(
     return _merge(buckets, max_points)
 
 
-def _fetch(connection: Connection, statement: Executable, **params: object) -> list[tuple]:
+def _fetch(
+    connection: Connection, statement: CompoundSelect[*tuple[Any, ...]], **params: object
+) -> list[tuple]:
     """The statement's rows as plain tuples.
 
     On PostgreSQL through psycopg the rows come over the binary protocol, on the session's own connection
@@ -258,14 +261,16 @@ def _fetch(connection: Connection, statement: Executable, **params: object) -> l
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         sql, defaults = _compiled(statement, dialect)
-        with connection.connection.driver_connection.cursor(binary=True) as cursor:
+        driver = connection.connection.driver_connection
+        assert driver is not None, "a connection checked out of the pool has its driver's"
+        with driver.cursor(binary=True) as cursor:
             cursor.execute(sql, {**defaults, **params})
             return cursor.fetchall()
     return [tuple(row) for row in connection.execute(statement, params)]
 
 
 @cache
-def _compiled(statement: Executable, dialect: Dialect) -> tuple[str, dict]:
+def _compiled(statement: CompoundSelect[*tuple[Any, ...]], dialect: Dialect) -> tuple[str, dict]:
     compiled = statement.compile(dialect=dialect)
     return str(compiled), dict(compiled.params)
 
@@ -366,7 +371,8 @@ def export_rows(
     a key not logged at a step, or logged as NaN/inf, is None there. Memory stays bounded by the keys
     times one page, whatever the run's length."""
     merged = heapq.merge(*(_tagged(_points(session, run_id, key), column) for column, key in enumerate(keys)))
-    current, at, values = None, 0.0, [None] * len(keys)
+    current, at = None, 0.0
+    values: list[float | None] = [None] * len(keys)
     for step, column, time_, value in merged:
         if step != current:
             if current is not None:

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 import envs_c
 from envs_c.registry import ENVS
@@ -173,11 +174,13 @@ class _Seat:
 
     def act(self, vec: envs_c.VecEnv, scripted: np.ndarray | None, deterministic: bool) -> np.ndarray:
         if self.player.name == "scripted" and self.player.policy is None:
+            assert scripted is not None, "the match computes the bot's actions when a seat is the bot's"
             return scripted[self.rows]
         if self.player.policy is None:  # random
             space = vec.spec.action_space
-            if vec.actions.ndim == 1:
+            if isinstance(space, spaces.Discrete):
                 return self.rng.integers(0, space.n, size=len(self.rows), dtype=np.int32)
+            assert isinstance(space, spaces.MultiDiscrete), "games have discrete actions"
             return self.rng.integers(0, space.nvec, size=(len(self.rows), len(space.nvec)), dtype=np.int32)
         policy = self.player.policy
         obs = torch.from_numpy(vec.observations[self.rows])

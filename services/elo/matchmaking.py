@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
 from services.elo.rating import Rating
+
+# A player: any hashable id (the service's are player row ids, the tests' names).
+P = TypeVar("P", bound=Hashable)
 
 # Near p = 0.5 one game's score has sd 0.5 and d(Elo)/dp = 1600 / ln 10, so the
 # 95% half-width of a pairwise difference after n games is 1.96 * 0.5 * 695 / sqrt(n).
@@ -23,15 +27,15 @@ HALFWIDTH_ONE_GAME_ELO = 680.0
 
 
 def pick_opponents(
-    new_player: Hashable,
-    ratings: Mapping[Hashable, Rating],
+    new_player: P,
+    ratings: Mapping[P, Rating],
     *,
-    anchors: Iterable[Hashable],
-    predecessor: Hashable | None,
+    anchors: Iterable[P],
+    predecessor: P | None,
     k_nearest: int = 4,
     n_random: int = 2,
     rng: np.random.Generator,
-) -> list[Hashable]:
+) -> list[P]:
     """Opponents for ``new_player``: anchors, predecessor, nearest-rated, random.
 
     Returned in that order without duplicates and never ``new_player`` itself. The
@@ -40,14 +44,14 @@ def pick_opponents(
     player is placed at its predecessor's rating (a checkpoint is most likely close
     to the one before it), else at the median rating.
     """
-    chosen: list[Hashable] = []
+    chosen: list[P] = []
     for player in [*anchors, predecessor]:
         if player is not None and player != new_player and player not in chosen:
             chosen.append(player)
 
     if new_player in ratings:
         centre = ratings[new_player].elo
-    elif predecessor in ratings:
+    elif predecessor is not None and predecessor in ratings:
         centre = ratings[predecessor].elo
     elif ratings:
         centre = statistics.median(r.elo for r in ratings.values())
@@ -63,14 +67,14 @@ def pick_opponents(
     return chosen
 
 
-def prioritise(players: Iterable[Hashable], ratings: Mapping[Hashable, Rating]) -> list:
+def prioritise(players: Iterable[P], ratings: Mapping[P, Rating]) -> list[P]:
     """Players ordered by how much they need games: widest 95% interval first.
 
     Players without a rating come first of all (their interval is unbounded); ties
     keep the input order.
     """
 
-    def width(player: Hashable) -> float:
+    def width(player: P) -> float:
         rating = ratings.get(player)
         return math.inf if rating is None else rating.hi - rating.lo
 

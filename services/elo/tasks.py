@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from services.common import artifacts, outbox
 from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, SWEEP_TICK_TASK, app
 from services.common.db import session_scope
-from services.common.models import BatchStatus, MatchJob
+from services.common.models import BatchStatus, MatchBatch, MatchJob
 from services.common.settings import get_settings
 from services.elo import store
 from services.elo.match import Refused, code_version, load_player, play
@@ -43,6 +43,7 @@ def rate(checkpoint_id: int, then_tick_sweep: int | None = None, games: int | No
     `then_tick_sweep`, that sweep is ticked once the rating is known (or known not to come)."""
     games = games or get_settings().elo_games
     games += games % 2  # seats are paired
+    batches: list[MatchBatch]
     with session_scope() as session:
         plan = store.plan_rating(session, checkpoint_id, games, then_tick_sweep=then_tick_sweep)
         if isinstance(plan, str):

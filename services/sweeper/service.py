@@ -113,8 +113,8 @@ def _check_runs(env: str, parsed: Space, overrides: dict[str, Any]) -> None:
             # none of the choices.
             if runs_as != choice:
                 raise ConfigError("space", f"{p.name}: choice {choice!r} would run as {runs_as!r}")
-    for u in (0.0, -1.0, 1.0):
-        check(np.full(parsed.dim, u), "the space")
+    for corner in (0.0, -1.0, 1.0):
+        check(np.full(parsed.dim, corner), "the space")
 
 
 def _cheapest_steps(parsed: Space, fixed: int) -> int:
@@ -123,8 +123,8 @@ def _cheapest_steps(parsed: Space, fixed: int) -> int:
     if COST_PARAM not in parsed.names:
         return fixed
     p = parsed.params[parsed.index(COST_PARAM)]
-    if p.is_categorical:
-        return min(round(c) for c in p.choices)
+    if p.choices is not None:  # numbers: the run schema refused any other choice of total_timesteps
+        return min(round(float(c)) for c in p.choices if c is not None)
     return round(float(p.unnormalize(-1.0)))
 
 
@@ -140,7 +140,7 @@ def centred_on(space: dict[str, Any], parsed: Space, values: dict[str, Any]) -> 
         if p.mean is not None:
             continue
         value = values[p.name]
-        if p.is_categorical:
+        if p.choices is not None:
             try:
                 mean = p.choices[p.index_of(value)]
             except SpaceError:
@@ -221,20 +221,24 @@ def budget_used(session: Session, sweeps: Sequence[Sweep]) -> dict[int, float]:
     )
     now = utcnow()
     for run in runs:
+        assert run.sweep_id is not None, "selected by sweep"
         used[run.sweep_id] += run_cost(run, units[run.sweep_id], now)
     return used
 
 
 def pareto_trials(sweep: Sweep) -> list[int]:
     """Ids of the succeeded trials on the cost/score Pareto front, in cost order."""
-    done = [t for t in sweep.trials if t.status == TrialStatus.succeeded and trial_cost(sweep, t)]
-    points = [(trial_cost(sweep, t), t.score) for t in done]
-    front = pareto_front(points, goal=sweep.goal)
-    return [done[i].id for i in front]
+    done = [
+        (t, cost)
+        for t in sweep.trials
+        if t.status == TrialStatus.succeeded and (cost := trial_cost(sweep, t))
+    ]
+    front = pareto_front([(cost, t.score) for t, cost in done], goal=sweep.goal)
+    return [done[i][0].id for i in front]
 
 
 def best_trial(sweep: Sweep) -> Trial | None:
-    done = [t for t in sweep.trials if t.status == TrialStatus.succeeded and t.score is not None]
-    if not done:
+    scores = {t: t.score for t in sweep.trials if t.status == TrialStatus.succeeded and t.score is not None}
+    if not scores:
         return None
-    return (max if sweep.goal == "maximize" else min)(done, key=lambda t: t.score)
+    return (max if sweep.goal == "maximize" else min)(scores, key=scores.__getitem__)

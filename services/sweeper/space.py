@@ -85,7 +85,7 @@ class Param:
                 return i
         raise SpaceError(f"{self.name}: unknown choice {value!r}; expected one of {list(self.choices or ())}")
 
-    def _bin(self, u: np.ndarray) -> np.ndarray:
+    def _bin(self, u: np.ndarray | float) -> np.ndarray:
         k = len(self.choices or ())
         return np.clip(np.floor((np.asarray(u, dtype=float) + 1.0) * 0.5 * k), 0, k - 1).astype(int)
 
@@ -121,7 +121,8 @@ class Param:
             return float(math.ceil(self.min)), float(math.floor(self.max))
         return float(self._warp(self.min)), float(self._warp(self.max))
 
-    def normalize(self, x: np.ndarray | float) -> np.ndarray:
+    def normalize(self, x: Any) -> np.ndarray:
+        """A choice of a categorical, or values (a number or an array) of a numeric parameter, in the cube."""
         if self.is_categorical:
             return self._bin_centre(self.index_of(x))
         lo, hi = self._bounds()
@@ -143,7 +144,7 @@ class Param:
 
     def value(self, u: float) -> Choice:
         """A plain Python value, int for integer distributions, ready for JSON and for the trainer."""
-        if self.is_categorical:
+        if self.choices is not None:
             return self.choices[int(self._bin(u))]
         v = float(self.unnormalize(u))
         return round(v) if self.is_integer else v
@@ -250,7 +251,7 @@ class Space:
         self.names: list[str] = [p.name for p in self.params]
         self.scales = np.array([p.scale for p in self.params])
         # Where each parameter's columns sit in ``features``: one column, or one per choice.
-        widths = [len(p.choices) if p.is_categorical else 1 for p in self.params]
+        widths = [len(p.choices) if p.choices is not None else 1 for p in self.params]
         self.feature_slices = [slice(a, a + w) for a, w in zip(np.cumsum([0, *widths]), widths, strict=False)]
         self.feature_dim = int(sum(widths))
         self.categorical = np.array([p.is_categorical for p in self.params], dtype=bool)

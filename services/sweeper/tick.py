@@ -114,7 +114,7 @@ def tick(session: Session, sweep_id: int) -> Followups:
         return followups
     for trial in sweep.trials:
         if trial.status == TrialStatus.running and trial.run is not None:
-            _settle(session, sweep, trial, followups)
+            _settle(session, sweep, trial, trial.run, followups)
         elif trial.status == TrialStatus.rating:
             _read_rating(session, trial)
 
@@ -122,7 +122,7 @@ def tick(session: Session, sweep_id: int) -> Followups:
     if sweep.early_stopping and sweep.metric in METRICS:
         for trial in sweep.trials:
             if trial.status == TrialStatus.running and trial.run and trial.run.status == RunStatus.running:
-                _maybe_stop_early(session, sweep, trial, search)
+                _maybe_stop_early(session, sweep, trial, trial.run, search)
 
     counted = [t for t in sweep.trials if TrialStatus(t.status).observed]
     in_flight = [t for t in sweep.trials if TrialStatus(t.status).in_flight]
@@ -187,9 +187,8 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-def _settle(session: Session, sweep: Sweep, trial: Trial, followups: Followups) -> None:
+def _settle(session: Session, sweep: Sweep, trial: Trial, run: Run, followups: Followups) -> None:
     """Move a trial on when its run has finished."""
-    run = trial.run
     status = RunStatus(run.status)
     if not status.finished:
         return
@@ -263,9 +262,9 @@ def _latest(session: Session, run_id: int, key: str) -> float | None:
     )
 
 
-def _maybe_stop_early(session: Session, sweep: Sweep, trial: Trial, search: ParetoSearch) -> None:
-    run = trial.run
+def _maybe_stop_early(session: Session, sweep: Sweep, trial: Trial, run: Run, search: ParetoSearch) -> None:
     score = _latest(session, run.id, METRICS[sweep.metric])
+    budget: float | None  # None: a trial in seconds proposed without a cost prediction (not by the model)
     if sweep.cost_unit == "steps":
         cost, budget = float(run.progress_steps), float(run.total_timesteps)
     else:

@@ -213,6 +213,8 @@ class SelfPlayEnv:
     def _load_fixed(self) -> None:
         if not self.config.pool:
             return
+        if self.link is None:
+            raise ValueError("selfplay.pool names checkpoints, which only a league link can find")
         stems = self.link.members(self.config.pool)
         for checkpoint_id, stem in zip(self.config.pool, stems, strict=True):
             policy, _ = ckpt.load_policy(stem, self.spec.name, self.spec.version, device=str(self.device))

@@ -27,7 +27,7 @@ from services.trainer.optim import MuonWithAdam
 from services.trainer.policy import Policy, State
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
-Interrupt = Literal["cancel", "preempt"] | None
+Interrupt = Literal["cancel", "preempt", "stop"] | None
 
 
 class Sink(Protocol):
@@ -36,7 +36,8 @@ class Sink(Protocol):
 
     def interrupt(self) -> Interrupt:
         """ "cancel" stops the run for good; "preempt" (the worker is shutting down) stops it after a
-        checkpoint, so that another worker can resume it."""
+        checkpoint, so that another worker can resume it; "stop" ends training early as if it were done
+        (a time budget): the final checkpoint and the evaluation still follow."""
 
 
 @dataclass
@@ -73,6 +74,10 @@ class _Window:
         return out
 
 
+class EvaluationError(Exception):
+    """The final evaluation saw no episode end, so it has no figure to give."""
+
+
 class NonFinite(Exception):
     def __init__(self, step: int, what: str):
         super().__init__(f"nan_loss at step {step}: {what} is not finite")
@@ -107,6 +112,8 @@ def train(
         try:
             while trainer.step < tc.total_timesteps:
                 interrupt = sink.interrupt()
+                if interrupt == "stop":
+                    break
                 if interrupt is not None:
                     return trainer.interrupted(interrupt)
                 trainer.anneal_learning_rate()
@@ -115,8 +122,9 @@ def train(
                 trainer.log(flush_seconds)
                 if trainer.epoch % tc.checkpoint_interval == 0 and trainer.step < tc.total_timesteps:
                     trainer.save()
-                if config.selfplay is not None and trainer.epoch % config.selfplay.snapshot_interval == 0:
-                    trainer.env.snapshot(trainer.step)
+                env = trainer.env
+                if isinstance(env, SelfPlayEnv) and trainer.epoch % env.config.snapshot_interval == 0:
+                    env.snapshot(trainer.step)
         except NonFinite as e:
             return Result(
                 "failed",
@@ -146,6 +154,8 @@ class Trainer:
         self.env_name, self.config, self.seed, self.out_dir, self.sink = env_name, config, seed, out_dir, sink
         self.tc = tc = config.train
         self.device = pick_device(tc.device)
+        if self.device.type == "cuda":
+            self._start_cuda()
         if tc.torch_threads:
             torch.set_num_threads(tc.torch_threads)
         torch.manual_seed(seed)
@@ -153,7 +163,8 @@ class Trainer:
         # one asynchronous DMA with no staging copy and no host wait.
         self.allocate = _pinned_zeros if self.device.type == "cuda" else None
         self.spec = envs_c.make_spec(env_name, **config.env).to_dict()  # the learner's seat, as evaluated
-        self.env = self._open_env()
+        # With self-play, the learner's seat of the game (set below).
+        self.env: envs_c.VecEnv | SelfPlayEnv = self._open_env()
         try:
             self.policy = Policy(self.env.spec.observation_space.shape, self.spec["action"], config.policy)
             self.policy.to(self.device)
@@ -177,6 +188,11 @@ class Trainer:
         except BaseException:
             self.env.close()
             raise
+
+    def _start_cuda(self) -> None:
+        """The CUDA context, created before anything else: a device that cannot start fails the run before
+        thousands of environments are built, and the start-up profile (bench/startup.py) times it alone."""
+        torch.zeros(1, device=self.device)
 
     def __enter__(self) -> Trainer:
         return self
@@ -326,7 +342,7 @@ class Trainer:
             **{f"losses/{k}": v for k, v in self.stats.drain().items()},
             **{f"performance/{k}": v for k, v in self.split.drain().items()},
             "performance/learning_rate": float(self.optimizer.param_groups[0]["lr"]),
-            **(self.env.metrics() if self.config.selfplay is not None else {}),
+            **(self.env.metrics() if isinstance(self.env, SelfPlayEnv) else {}),
         }
         self.sink.metrics(self.step, row)
         self.last_flush, self.last_flush_step = now, self.step
@@ -369,7 +385,18 @@ class Trainer:
         """The final checkpoint and the clean evaluation; call after the training environment is closed."""
         if self.step > self.saved_step:
             self.save()
-        score, raw = evaluate(self.policy, self.env_name, self.config, self.seed, self.device)
+        try:
+            score, raw = evaluate(self.policy, self.env_name, self.config, self.seed, self.device)
+        except EvaluationError as e:
+            # The weights are saved above; the run fails because its score would be a made-up number.
+            return Result(
+                "failed",
+                self.step,
+                self.elapsed(),
+                failure_kind=FailureKind.crash,
+                failure_reason=str(e),
+                last_checkpoint=self.last_checkpoint,
+            )
         self.sink.metrics(self.step, {"eval/perf": score, "eval/score": raw})
         return Result(
             "succeeded",
@@ -452,7 +479,7 @@ class _Split:
             self._pairs.append((self._begin, self._event()))
 
     def wait(self) -> None:
-        if self.cuda:
+        if self._done is not None:  # on CUDA
             self._done.record()
             self._done.synchronize()
 
@@ -576,7 +603,7 @@ class _Buffers:
 
     def begin_rollout(self) -> None:
         self.t.zero_()
-        if self.state is not None:
+        if self.state is not None and self.start_state is not None:  # both, with a recurrent core
             for kept, current in zip(self.start_state, self.state, strict=True):
                 kept.copy_(current)
 
@@ -597,7 +624,7 @@ def _act(policy: Policy, buf: _Buffers, host_act: torch.Tensor) -> None:
     ):
         rollout.index_copy_(0, buf.t, now.unsqueeze(0).to(rollout.dtype))
     buf.t.add_(1)
-    if state is not None:
+    if state is not None and buf.state is not None:  # both, with a recurrent core
         for current, new in zip(buf.state, state, strict=True):
             current.copy_(new)
     host_act.copy_(policy.env_actions(action), non_blocking=True)
@@ -699,6 +726,10 @@ def evaluate(
     short episodes. Environments log per environment, not per agent, so a step's log is read as soon as an
     agent finishes, and kept only when every agent that finished on that step was on its first episode
     (in an arena of many agents, the early deaths must not stand for the whole arena).
+
+    It steps until every agent has finished an episode or `max_steps` have passed; agents still on their
+    first episode then are left out. Raises `EvaluationError` when no episode was counted at all: a score
+    of 0 would read as a policy that failed, not as an evaluation that saw nothing.
     """
     env = envs_c.make(env_name, config.train.eval_episodes, seed=seed + 1_000_003, **config.env)
     try:
@@ -727,7 +758,10 @@ def evaluate(
                 keep = torch.from_numpy(~done).to(device).float().unsqueeze(-1)
                 state = tuple(s * keep for s in state)
         if not totals["n"]:
-            return 0.0, 0.0
+            raise EvaluationError(
+                f"evaluation: no episode of {env_name} ended within {max_steps:,} steps "
+                f"({env.num_agents} agents in {env.num_envs} environments)"
+            )
         return totals["perf"] / totals["n"], totals["score"] / totals["n"]
     finally:
         env.close()

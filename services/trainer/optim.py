@@ -48,7 +48,7 @@ class MuonWithAdam(torch.optim.Optimizer):
         super().__init__([g for g in groups if g["params"]], defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         for group in self.param_groups:
             lr = group["lr"]
             for p in group["params"]:
@@ -56,18 +56,19 @@ class MuonWithAdam(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if group["muon"]:
-                    self._muon(p, state, lr, group["momentum"])
+                    self._muon(p, p.grad, state, lr, group["momentum"])
                 else:
-                    self._adam(p, state, lr, *group["betas"], group["eps"])
+                    beta1, beta2 = group["betas"]
+                    self._adam(p, state, lr, beta1, beta2, group["eps"])
         return None
 
     @staticmethod
-    def _muon(p: torch.Tensor, state: dict, lr: float, momentum: float) -> None:
+    def _muon(p: torch.Tensor, grad: torch.Tensor, state: dict, lr: float, momentum: float) -> None:
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p)
         buf = state["momentum_buffer"]
-        buf.lerp_(p.grad, 1 - momentum)
-        g = p.grad.lerp(buf, momentum).flatten(1)  # Nesterov; conv kernels as (out, in*k*k)
+        buf.lerp_(grad, 1 - momentum)
+        g = grad.lerp(buf, momentum).flatten(1)  # Nesterov; conv kernels as (out, in*k*k)
         scale = 0.2 * max(g.shape) ** 0.5
         p.add_(orthogonalise(g).view_as(p), alpha=-lr * scale)
 

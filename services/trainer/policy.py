@@ -21,6 +21,11 @@ State = tuple[torch.Tensor, ...] | None
 class ObsNorm(nn.Module):
     """Running mean/variance of observations, kept as buffers so they travel with the weights."""
 
+    # Buffers: declared, since nn.Module types attributes it registers as Tensor | Module.
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, size: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(size))
@@ -53,6 +58,10 @@ def _layer(module: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
 
 
 class Policy(nn.Module):
+    # Continuous actions' bounds, registered as buffers (nn.Module types those as Tensor | Module).
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+
     def __init__(self, obs_shape: tuple[int, ...], action: dict[str, Any], config: PolicyConfig):
         super().__init__()
         self.obs_shape = tuple(obs_shape)
@@ -155,6 +164,7 @@ class Policy(nn.Module):
         if isinstance(self.core, nn.LSTMCell):
             h, c = self.core(x, state)
             return h, (h, c)
+        assert state is not None, "a GRU steps from initial_state(), never from None"
         h = self.core(x, state[0])
         return h, (h,)
 
@@ -175,6 +185,7 @@ class Policy(nn.Module):
         x = x.view(steps, batch, -1)
         outputs = []
         for t in range(steps):
+            assert state is not None, "a recurrent core starts from the rollout's state and carries one"
             keep = (1.0 - starts[t]).unsqueeze(-1)
             state = tuple(s * keep for s in state)
             h, state = self._step_core(x[t], state)

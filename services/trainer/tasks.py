@@ -166,7 +166,7 @@ def _claim(run_id: int, owner: str) -> tuple[Run, Checkpoint | None, MetricWrite
     with session_scope() as session:
         if not claim(session, run_id, owner):
             return None
-        run = session.get(Run, run_id)
+        run = session.get_one(Run, run_id)
         resume_row = _latest_resumable(session, run_id)
         writer = MetricWriter(run_id)
         writer.resume(session, after_step=resume_row.step if resume_row else -1)

@@ -1,0 +1,126 @@
+"""Helpers the tests share: paths, the API token, polling, and the platform as real processes.
+
+Fixtures live in conftest.py and tests receive them as arguments; everything a test imports by name comes
+from here, so no test imports conftest (which pytest loads itself, under a module name of its choosing).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TOKEN = "test-token-" + uuid.uuid4().hex[:8]
+# Where a run stops changing: a run in any other status is still queued or running.
+END_STATES = ("succeeded", "failed", "cancelled")
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, every: float = 0.5, what: str = "condition") -> T:
+    """Poll `predicate` until it returns something truthy (and return that), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_run(client: httpx.Client, run_id: int, timeout: float, what: str) -> dict[str, Any]:
+    """The run as the API shows it once it has ended: succeeded, failed or cancelled."""
+    return wait_for(
+        lambda: (r := client.get(f"/runs/{run_id}").json())["status"] in END_STATES and r,
+        timeout,
+        what=what,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    """API and workers as real processes sharing one database, broker and artifact store."""
+
+    env: dict[str, str]
+    workdir: Path
+    url: str = ""
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.env['SHOAL_API_TOKEN']}"}
+
+    def spawn(self, *args: str, log: str) -> subprocess.Popen:
+        out = open(self.workdir / log, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> None:
+        port = free_port()
+        self.spawn("api", "--port", str(port), log="api.log")
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"API did not start: {(self.workdir / 'api.log').read_text()[-2000:]}")
+
+    def start_worker(self, queue: str = "train") -> subprocess.Popen:
+        return self.spawn("worker", "--queue", queue, log=f"worker-{queue}.log")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def platform_env(tmp: Path, database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """The environment of the platform's processes: one database, broker and artifact store under `tmp`."""
+    return {
+        **os.environ,
+        "SHOAL_DATABASE_URL": database_url,
+        "SHOAL_BROKER_URL": broker_url,
+        "SHOAL_ARTIFACTS": str(tmp / "artifacts"),
+        "SHOAL_API_TOKEN": TOKEN,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
