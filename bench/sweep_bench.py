@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sweep_tasks import COST_PARAM, FAMILIES, HELD_OUT, TUNING, Family  # noqa: E402
+from sweep_tasks import COST_PARAM, FAMILIES, HELD_OUT, STREAMS, TUNING, Family  # noqa: E402
 
 METHODS = ("ours", "random", "tpe", "gp", "protein")
 ANCHORS = ("random", "tpe", "gp", "protein")
@@ -253,7 +253,7 @@ def sweep(
     budget = family.budget
     driver = make(method, family, seed, budget, options)
     # The objective's noise: one stream per (family, seed), drawn in start order.
-    rng = np.random.default_rng([seed, sorted(FAMILIES).index(family.name), 7])
+    rng = np.random.default_rng([seed, STREAMS[family.name], 7])
     trials: list[dict[str, Any]] = []
     running: list[tuple[float, int]] = []  # (finish time, trial index)
     committed, clock, stopped, violations, note = 0.0, 0.0, False, 0, ""

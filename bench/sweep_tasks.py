@@ -837,6 +837,11 @@ TUNING = (
 )
 HELD_OUT = ("collapse_long", "tiny_3d", "wide_16d", "nan_cliffs", "optimizer_choice", "nines_deceptive")
 assert set(TUNING) | set(HELD_OUT) == set(FAMILIES) and not set(TUNING) & set(HELD_OUT)
+# Each family's noise stream in bench/sweep_bench.py: its place in this list, the first twelve families
+# sorted by name and every later one appended, so that adding a family changes no other family's draws and
+# stored histories (Protein's) stay comparable with new runs.
+STREAMS = {name: i for i, name in enumerate([*sorted(set(FAMILIES) - {"poor_default"}), "poor_default"])}
+assert set(STREAMS) == set(FAMILIES)
 
 
 def describe() -> str:

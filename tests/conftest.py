@@ -7,6 +7,7 @@ is in tests/helpers.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -32,9 +33,9 @@ def _missing(what: str, error: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database with the schema migrated; dropped afterwards."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A new PostgreSQL database with the schema migrated, dropped on exit."""
     from sqlalchemy import create_engine, text
 
     name = f"shoal_test_{uuid.uuid4().hex[:10]}"
@@ -52,24 +53,40 @@ def pg_url() -> Iterator[str]:
         cwd=ROOT,
         capture_output=True,
     )
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A Redis database of its own (a random index, flushed) so parallel sessions do not share queues."""
+def _flushed_redis(index: int) -> str:
     import redis
 
-    url = f"{REDIS_URL}/{random.randint(1, 15)}"
+    url = f"{REDIS_URL}/{index}"
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        client.flushdb()
+        redis.Redis.from_url(url, socket_timeout=2).flushdb()
     except Exception as e:
         _missing("Redis", e)
     return url
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database with the schema migrated, one per test module and dropped afterwards, so
+    that the runs one module leaves queued (a fuzzer's, a closed broker's) never reach another's workers."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own (a random index, flushed before and after the module) so that neither
+    parallel sessions nor consecutive modules share queues."""
+    url = _flushed_redis(random.randint(1, 15))
+    yield url
+    _flushed_redis(int(url.rsplit("/", 1)[1]))
 
 
 @pytest.fixture(scope="module")

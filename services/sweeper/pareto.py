@@ -546,54 +546,20 @@ class ParetoSearch:
 
     def _model_based(self, k: int) -> tuple[np.ndarray, dict[str, Any]]:
         m = self._fit()
-        rng = self._rng(3)
-        cand = self._candidates(m, rng)
+        cand = self._candidates(m, self._rng(3))
         f_cand = self.space.features(cand)
-        score_gp = m.score_gp
         pending = np.array(sorted(self._pending)).reshape(-1, self.space.dim)
         f_pending = self.space.features(pending) if len(pending) else np.empty((0, self.space.feature_dim))
-        if len(pending):
-            # Kriging believer: pending trials count as observed at their predicted score, which removes
-            # their uncertainty bonus without refitting.
-            believed, _ = score_gp.predict(f_pending)
-            score_gp.condition(f_pending, believed)
-        try:
-            mu, sd = score_gp.predict(f_cand)
-        finally:
-            if len(pending):
-                score_gp.condition(np.empty((0, self.space.feature_dim)), np.empty(0))
+        mu, sd = self._predict_believing_pending(m.score_gp, f_cand, f_pending)
         cost_log = self._cost_log(cand)
         assert cost_log is not None  # the models are fitted, so costs are known
         log_mu, log_sd = cost_log
         pred_cost = np.exp(log_mu)
+        feasible = self._feasible(log_mu, log_sd)
+        target, closeness = self._cost_target(k, log_mu, feasible)
 
-        feasible = np.ones(len(cand), dtype=bool)
-        if self.max_cost is not None:
-            feasible &= pred_cost < self.max_cost
-        remaining = self.remaining
-        if remaining is not None and self.budget is not None:
-            feasible &= np.exp(log_mu + self.options.cost_margin * log_sd) <= remaining
-            if not feasible.any():
-                raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
-            # The growth cap binds the trial, not only its target: a candidate far dearer than the target
-            # can still win on score, and early in a sweep its cost is the model's least reliable guess.
-            within_cap = log_mu <= math.log(self.options.cost_growth * (self.budget - remaining))
-            if (feasible & within_cap).any():
-                feasible &= within_cap
-        reachable = log_mu[feasible] if feasible.any() else log_mu
-        lo, hi = float(reachable.min()), float(reachable.max())
-        bag = k // len(self.cost_targets)
-        ratio = np.random.default_rng([self.seed, bag, 4]).permutation(self.cost_targets)[
-            k % len(self.cost_targets)
-        ]
-        # Targets over the reachable range of log cost (up to the dearest candidate, or to the budget's
-        # growth cap): growing the observed range by 10% per bag takes dozens of trials to reach the
-        # budgets where the final scores are made.
-        target = lo + ratio * (hi - lo)
-        closeness = np.clip(1.0 - np.abs(target - log_mu) / max(hi - lo, 1e-9), 0.0, None)
-        lengthscales = np.clip(score_gp.lengthscales, 0.05, 1.0)
-        warp = m.warp
-        weight = np.clip(warp.inverse(mu + self.options.explore * sd), 0.0, None)
+        lengthscales = np.clip(m.score_gp.lengthscales, 0.05, 1.0)
+        weight = np.clip(m.warp.inverse(mu + self.options.explore * sd), 0.0, None)
         weight *= self._success_probability(f_cand, self.space.features(m.x), m.f_fail, lengthscales)
         if len(pending):
             weight *= self._spread(f_cand, f_pending, lengthscales)
@@ -608,11 +574,58 @@ class ParetoSearch:
         v_lo, v_hi = m.v_range
         info = {
             "proposal": "pareto",
-            "predicted_score": self._from_oriented(v_lo + float(warp.inverse(mu[i])) * (v_hi - v_lo)),
+            "predicted_score": self._from_oriented(v_lo + float(m.warp.inverse(mu[i])) * (v_hi - v_lo)),
             "predicted_cost": float(pred_cost[i]),
             "target_cost": float(math.exp(target)),
         }
         return cand[i], info
+
+    @staticmethod
+    def _predict_believing_pending(
+        score_gp: GP, f_cand: np.ndarray, f_pending: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Kriging believer: pending trials count as observed at their predicted score, which removes their
+        uncertainty bonus without refitting."""
+        if len(f_pending):
+            believed, _ = score_gp.predict(f_pending)
+            score_gp.condition(f_pending, believed)
+        try:
+            return score_gp.predict(f_cand)
+        finally:
+            if len(f_pending):
+                score_gp.condition(np.empty((0, f_pending.shape[1])), np.empty(0))
+
+    def _feasible(self, log_mu: np.ndarray, log_sd: np.ndarray) -> np.ndarray:
+        """Candidates under max_cost, fitting the budget at their upper-bound cost, within the growth cap."""
+        feasible = np.ones(len(log_mu), dtype=bool)
+        if self.max_cost is not None:
+            feasible &= np.exp(log_mu) < self.max_cost
+        remaining = self.remaining
+        if remaining is not None and self.budget is not None:
+            feasible &= np.exp(log_mu + self.options.cost_margin * log_sd) <= remaining
+            if not feasible.any():
+                raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
+            # The growth cap binds the trial, not only its target: a candidate far dearer than the target
+            # can still win on score, and early in a sweep its cost is the model's least reliable guess.
+            within_cap = log_mu <= math.log(self.options.cost_growth * (self.budget - remaining))
+            if (feasible & within_cap).any():
+                feasible &= within_cap
+        return feasible
+
+    def _cost_target(self, k: int, log_mu: np.ndarray, feasible: np.ndarray) -> tuple[float, np.ndarray]:
+        """This trial's target log cost, from a shuffled bag over the reachable range, and each candidate's
+        closeness to it (1 on target, 0 a whole range away)."""
+        reachable = log_mu[feasible] if feasible.any() else log_mu
+        lo, hi = float(reachable.min()), float(reachable.max())
+        bag = k // len(self.cost_targets)
+        ratio = np.random.default_rng([self.seed, bag, 4]).permutation(self.cost_targets)[
+            k % len(self.cost_targets)
+        ]
+        # Targets over the reachable range of log cost (up to the dearest candidate, or to the budget's
+        # growth cap): growing the observed range by 10% per bag takes dozens of trials to reach the
+        # budgets where the final scores are made.
+        target = lo + ratio * (hi - lo)
+        return target, np.clip(1.0 - np.abs(target - log_mu) / max(hi - lo, 1e-9), 0.0, None)
 
     def _success_probability(
         self, cand: np.ndarray, x_ok: np.ndarray, x_fail: np.ndarray, lengthscales: np.ndarray
