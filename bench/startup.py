@@ -42,7 +42,7 @@ PHASES = (
     ("cuda_context", "CUDA context"),
     ("environments", "allocate: environments"),
     ("policy", "allocate: policy, spec, seed"),
-    ("optimizer", "allocate: optimizer (torch.optim imports torch._dynamo)"),
+    ("optimizer", "allocate: optimizer"),
     ("buffers", "allocate: rollout buffers, first reset"),
     ("first_step", "first step (first act + env step)"),
     ("graph_warmup", "CUDA-graph warm-up (eager calls)"),

@@ -59,8 +59,8 @@ def test_graphed_updates_match_eager_updates(recurrent):
     prepare = Graphed(lambda: loop._prepare(graph_policy, graph_buf, tc), enabled=True)
     step = Graphed(lambda: loop._minibatch(graph_policy, graph_opt, tc, graph_buf, index), enabled=True)
     for update in range(3):  # warm-up, warm-up, capture and replay
-        loop.set_learning_rate(eager_opt, 0.003 / (update + 1))
-        loop.set_learning_rate(graph_opt, 0.003 / (update + 1))
+        eager_opt.set_learning_rate(0.003 / (update + 1))
+        graph_opt.set_learning_rate(0.003 / (update + 1))
         loop._prepare(eager_policy, eager_buf, tc)
         prepare()
         for begin in (0, 16, 32, 48):

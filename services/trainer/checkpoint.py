@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from envs_c.spec import make_spec
+from services.trainer.optim import Optimizer
 from services.trainer.policy import Policy
 
 FORMAT = 1
@@ -149,7 +150,7 @@ def check_spec(meta: dict[str, Any]) -> dict[str, Any]:
     return current
 
 
-def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: dict[str, Any]) -> None:
+def save_trainer_state(stem: Path, optimizer: Optimizer, counters: dict[str, Any]) -> None:
     """Optimizer moments and torch's RNG as tensors; param groups and counters as JSON."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
@@ -164,7 +165,7 @@ def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: d
     _write_json(
         stem.with_suffix(".trainer.json"),
         {
-            # A capturable optimizer keeps its learning rate as a device tensor; JSON takes the number.
+            # Under CUDA graphs the learning rate is a device tensor; JSON takes the number.
             "param_groups": [
                 {k: float(v) if torch.is_tensor(v) else v for k, v in group.items()}
                 for group in state["param_groups"]
@@ -175,7 +176,7 @@ def save_trainer_state(stem: Path, optimizer: torch.optim.Optimizer, counters: d
     )
 
 
-def load_trainer_state(stem: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_trainer_state(stem: Path, optimizer: Optimizer) -> dict[str, Any]:
     """Restore optimizer and RNG; returns the counters saved beside them."""
     try:
         info = json.loads(stem.with_suffix(".trainer.json").read_text())
@@ -190,23 +191,10 @@ def load_trainer_state(stem: Path, optimizer: torch.optim.Optimizer) -> dict[str
     for key, value in info["scalars"].items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    # The saved groups carry hyperparameters; how this optimizer runs (a captured step needs capturable
-    # mode and a tensor learning rate) stays as constructed, whichever device the checkpoint came from.
-    kept = ("lr", "capturable", "fused", "foreach")
-    own = [{k: g[k] for k in kept if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    for group, settings in zip(optimizer.param_groups, own, strict=True):
-        rate = settings.pop("lr")
-        group.update(settings)
-        if torch.is_tensor(rate):
-            group["lr"] = rate.fill_(float(group["lr"]))
-        on_device = bool(group.get("capturable") or group.get("fused"))
-        for p in group["params"]:
-            values = optimizer.state.get(p, {})
-            for name, value in values.items():
-                if torch.is_tensor(value):
-                    keep_on_host = name == "step" and not on_device
-                    values[name] = value.to("cpu" if keep_on_host else p.device)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    except ValueError as e:
+        raise CheckpointError(f"{stem}: trainer state unusable: {e}") from None
     torch.set_rng_state(tensors["rng.torch"])
     return info["counters"]
 

@@ -23,7 +23,7 @@ from services.common.failures import FailureKind
 from services.trainer import checkpoint as ckpt
 from services.trainer.graphs import Graphed
 from services.trainer.league import LeagueLink, SelfPlayEnv
-from services.trainer.optim import MuonWithAdam
+from services.trainer.optim import Adam, MuonWithAdam, Optimizer
 from services.trainer.policy import Policy, State
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
@@ -259,7 +259,7 @@ class Trainer:
         # minibatch (agents not a multiple of the columns) runs eagerly too.
         self.minibatch = Graphed(
             partial(_minibatch, policy, self.optimizer, tc, buf, self.mb_index),
-            self.graphs and isinstance(self.optimizer, torch.optim.Adam),
+            self.graphs and isinstance(self.optimizer, Adam),
         )
 
         self.window = _Window()
@@ -273,8 +273,8 @@ class Trainer:
 
     def anneal_learning_rate(self) -> None:
         if self.tc.anneal_lr:
-            set_learning_rate(
-                self.optimizer, self.tc.learning_rate * max(0.0, 1.0 - self.epoch / self.total_epochs)
+            self.optimizer.set_learning_rate(
+                self.tc.learning_rate * max(0.0, 1.0 - self.epoch / self.total_epochs)
             )
 
     def rollout(self) -> None:
@@ -408,28 +408,18 @@ class Trainer:
         )
 
 
-def make_optimizer(policy: Policy, tc, graphs: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(policy: Policy, tc, graphs: bool = False) -> Optimizer:
     """Adam over every parameter, or Muon for the hidden weight matrices and Adam for the rest, in one
     optimizer, so that a checkpoint's trainer state stays a single state dict.
 
-    With `graphs`, Adam is capturable and its learning rate a device tensor, so that a captured step
-    reads the annealed rate on every replay instead of the value it had at capture."""
+    With `graphs`, Adam's learning rate is a device tensor, so that a captured step reads the annealed
+    rate on every replay instead of the value it had at capture."""
     kwargs = {"lr": tc.learning_rate, "betas": (tc.adam_beta1, tc.adam_beta2), "eps": tc.adam_eps}
     if tc.optimizer == "muon":
         return MuonWithAdam(policy, muon_momentum=tc.muon_momentum, **kwargs)
-    # The fused kernel updates every tensor in a couple of launches instead of several per tensor.
-    device = next(policy.parameters()).device
     if graphs:
-        kwargs["lr"] = torch.tensor(tc.learning_rate, device=device)
-    return torch.optim.Adam(policy.parameters(), fused=device.type == "cuda", capturable=graphs, **kwargs)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
+        kwargs["lr"] = torch.tensor(tc.learning_rate, device=next(policy.parameters()).device)
+    return Adam(policy.parameters(), **kwargs)
 
 
 def _cpu_count() -> int:
@@ -665,9 +655,7 @@ def _prepare(policy: Policy, buf: _Buffers, tc) -> torch.Tensor:
     return explained_variance(buf.val.flatten(), buf.ret.flatten())
 
 
-def _minibatch(
-    policy: Policy, optimizer: torch.optim.Optimizer, tc, buf: _Buffers, idx: torch.Tensor
-) -> torch.Tensor:
+def _minibatch(policy: Policy, optimizer: Optimizer, tc, buf: _Buffers, idx: torch.Tensor) -> torch.Tensor:
     """One PPO step on the agent columns `idx`; returns the loss statistics as one device vector."""
     mb_state = None if buf.start_state is None else tuple(s[idx] for s in buf.start_state)
     params, values = policy.forward_sequence(buf.obs[:, idx], buf.done[:, idx], mb_state)
