@@ -13,6 +13,7 @@ static int cmp_double(const void* x, const void* y) {
     return (a > b) - (a < b);
 }
 
+/* One function on purpose (65 lines): a benchmark harness reads best as its options, then its one timed loop. */
 int main(int argc, char** argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s NAME [--envs N] [--seconds S] [--asan --steps S] [--set k=v]\n", argv[0]);

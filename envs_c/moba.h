@@ -155,10 +155,9 @@ static void moba_spawn(Moba* env, int h) {
     hero->retreat = 0;
 }
 
-static void moba_observe(Moba* env) {
-    const int T = env->team_size, seats = env->opponent ? 2 : 1;
-    const float sx = 1.0f / (float)(MOBA_W - 1), sy = 1.0f / (float)(MOBA_H - 1);
-    uint8_t seen[2][MOBA_MAX_HEROES]; /* seen[t][h]: hero h is within team t's vision */
+/* seen[t][h]: hero h is alive, an enemy of team t, and within the vision of its structures or heroes. */
+static void moba_vision(const Moba* env, int seats, uint8_t seen[2][MOBA_MAX_HEROES]) {
+    const int T = env->team_size;
     for (int t = 0; t < seats; t++) {
         for (int h = 0; h < 2 * T; h++) {
             const MobaHero* e = &env->hero[h];
@@ -176,71 +175,87 @@ static void moba_observe(Moba* env) {
             seen[t][h] = (uint8_t)visible;
         }
     }
-    for (int t = 0; t < seats; t++) {
-        const float flip = t ? -1.0f : 1.0f; /* team 1 sees the map reflected */
-        for (int k = 0; k < T; k++) {
-            const int h = t * T + k;
-            const MobaHero* me = &env->hero[h];
-            float* o = env->observations + (size_t)h * MOBA_OBS;
-            memset(o, 0, MOBA_OBS * sizeof(float));
-            int x = t ? MOBA_W - 1 - me->x : me->x, y = t ? MOBA_H - 1 - me->y : me->y;
-            o[0] = 2.0f * (float)x * sx - 1.0f;
-            o[1] = 2.0f * (float)y * sy - 1.0f;
-            o[2] = (float)me->hp / (float)MOBA_HERO_HP;
-            o[3] = me->hp > 0 ? 1.0f : 0.0f;
-            o[4] = (float)me->respawn / (float)MOBA_RESPAWN;
-            o[5] = (float)me->cooldown / (float)MOBA_NOVA_COOLDOWN;
-            o[6] = (float)env->tick / (float)env->max_steps;
-            o[7 + k] = 1.0f;
-            float* ally = o + MOBA_OBS_SELF;
-            for (int j = 0; j < T; j++) {
-                const MobaHero* a = &env->hero[t * T + j];
-                if (j == k) continue;
-                if (a->hp > 0) {
-                    ally[0] = 1.0f;
-                    ally[1] = flip * (float)(a->x - me->x) * sx;
-                    ally[2] = flip * (float)(a->y - me->y) * sy;
-                    ally[3] = (float)a->hp / (float)MOBA_HERO_HP;
-                }
-                ally += MOBA_OBS_ALLY;
-            }
-            float* enemy = o + MOBA_OBS_SELF + (MOBA_MAX_TEAM - 1) * MOBA_OBS_ALLY;
-            for (int j = 0; j < T; j++) {
-                const int e = (1 - t) * T + j;
-                const MobaHero* b = &env->hero[e];
-                if (seen[t][e]) {
-                    enemy[0] = 1.0f;
-                    enemy[1] = flip * (float)(b->x - me->x) * sx;
-                    enemy[2] = flip * (float)(b->y - me->y) * sy;
-                    enemy[3] = (float)b->hp / (float)MOBA_HERO_HP;
-                    enemy[4] = me->hp > 0 && moba_dist(b->x, b->y, me->x, me->y) <= MOBA_RANGE ? 1.0f : 0.0f;
-                }
-                enemy += MOBA_OBS_ENEMY;
-            }
-            float* st = o + MOBA_OBS - 2 * MOBA_STRUCTS * MOBA_OBS_STRUCT;
-            for (int side = 0; side < 2; side++) {
-                const int owner = side ? 1 - t : t;
-                for (int s = 0; s < MOBA_STRUCTS; s++, st += MOBA_OBS_STRUCT) {
-                    if (env->shp[owner][s] <= 0) continue;
-                    const int bx = moba_sx(owner, s), by = moba_sy(owner, s);
-                    st[0] = 1.0f;
-                    st[1] = flip * (float)(bx - me->x) * sx;
-                    st[2] = flip * (float)(by - me->y) * sy;
-                    st[3] = (float)env->shp[owner][s] / (float)moba_struct_max(s);
-                    int flag = 0;
-                    if (side) {
-                        flag = me->hp > 0 && moba_attackable(env, owner, s) &&
-                               moba_dist(bx, by, me->x, me->y) <= MOBA_RANGE;
-                    } else {
-                        for (int j = 0; j < T && !flag; j++) {
-                            const MobaHero* b = &env->hero[(1 - t) * T + j];
-                            flag = b->hp > 0 && moba_dist(bx, by, b->x, b->y) <= MOBA_STRUCT_RANGE;
-                        }
-                    }
-                    st[4] = (float)flag;
+}
+
+/* Own structures, then the enemy's, relative to hero `me` of team t: alive, offset, health, and whether
+ * an enemy hero threatens it (own) or `me` can hit it (enemy's). */
+static void moba_observe_structs(const Moba* env, int t, const MobaHero* me, float* st) {
+    const int T = env->team_size;
+    const float flip = t ? -1.0f : 1.0f, sx = 1.0f / (float)(MOBA_W - 1), sy = 1.0f / (float)(MOBA_H - 1);
+    for (int side = 0; side < 2; side++) {
+        const int owner = side ? 1 - t : t;
+        for (int s = 0; s < MOBA_STRUCTS; s++, st += MOBA_OBS_STRUCT) {
+            if (env->shp[owner][s] <= 0) continue;
+            const int bx = moba_sx(owner, s), by = moba_sy(owner, s);
+            st[0] = 1.0f;
+            st[1] = flip * (float)(bx - me->x) * sx;
+            st[2] = flip * (float)(by - me->y) * sy;
+            st[3] = (float)env->shp[owner][s] / (float)moba_struct_max(s);
+            int flag = 0;
+            if (side) {
+                flag = me->hp > 0 && moba_attackable(env, owner, s) &&
+                       moba_dist(bx, by, me->x, me->y) <= MOBA_RANGE;
+            } else {
+                for (int j = 0; j < T && !flag; j++) {
+                    const MobaHero* b = &env->hero[(1 - t) * T + j];
+                    flag = b->hp > 0 && moba_dist(bx, by, b->x, b->y) <= MOBA_STRUCT_RANGE;
                 }
             }
+            st[4] = (float)flag;
         }
+    }
+}
+
+static void moba_observe_hero(Moba* env, int t, int k, uint8_t seen[2][MOBA_MAX_HEROES]) {
+    const int T = env->team_size, h = t * T + k;
+    const float flip = t ? -1.0f : 1.0f; /* team 1 sees the map reflected */
+    const float sx = 1.0f / (float)(MOBA_W - 1), sy = 1.0f / (float)(MOBA_H - 1);
+    const MobaHero* me = &env->hero[h];
+    float* o = env->observations + (size_t)h * MOBA_OBS;
+    memset(o, 0, MOBA_OBS * sizeof(float));
+    int x = t ? MOBA_W - 1 - me->x : me->x, y = t ? MOBA_H - 1 - me->y : me->y;
+    o[0] = 2.0f * (float)x * sx - 1.0f;
+    o[1] = 2.0f * (float)y * sy - 1.0f;
+    o[2] = (float)me->hp / (float)MOBA_HERO_HP;
+    o[3] = me->hp > 0 ? 1.0f : 0.0f;
+    o[4] = (float)me->respawn / (float)MOBA_RESPAWN;
+    o[5] = (float)me->cooldown / (float)MOBA_NOVA_COOLDOWN;
+    o[6] = (float)env->tick / (float)env->max_steps;
+    o[7 + k] = 1.0f;
+    float* ally = o + MOBA_OBS_SELF;
+    for (int j = 0; j < T; j++) {
+        const MobaHero* a = &env->hero[t * T + j];
+        if (j == k) continue;
+        if (a->hp > 0) {
+            ally[0] = 1.0f;
+            ally[1] = flip * (float)(a->x - me->x) * sx;
+            ally[2] = flip * (float)(a->y - me->y) * sy;
+            ally[3] = (float)a->hp / (float)MOBA_HERO_HP;
+        }
+        ally += MOBA_OBS_ALLY;
+    }
+    float* enemy = o + MOBA_OBS_SELF + (MOBA_MAX_TEAM - 1) * MOBA_OBS_ALLY;
+    for (int j = 0; j < T; j++) {
+        const int e = (1 - t) * T + j;
+        const MobaHero* b = &env->hero[e];
+        if (seen[t][e]) {
+            enemy[0] = 1.0f;
+            enemy[1] = flip * (float)(b->x - me->x) * sx;
+            enemy[2] = flip * (float)(b->y - me->y) * sy;
+            enemy[3] = (float)b->hp / (float)MOBA_HERO_HP;
+            enemy[4] = me->hp > 0 && moba_dist(b->x, b->y, me->x, me->y) <= MOBA_RANGE ? 1.0f : 0.0f;
+        }
+        enemy += MOBA_OBS_ENEMY;
+    }
+    moba_observe_structs(env, t, me, o + MOBA_OBS - 2 * MOBA_STRUCTS * MOBA_OBS_STRUCT);
+}
+
+static void moba_observe(Moba* env) {
+    const int seats = env->opponent ? 2 : 1;
+    uint8_t seen[2][MOBA_MAX_HEROES];
+    moba_vision(env, seats, seen);
+    for (int t = 0; t < seats; t++) {
+        for (int k = 0; k < env->team_size; k++) moba_observe_hero(env, t, k, seen);
     }
 }
 
@@ -310,6 +325,47 @@ static int moba_push_target(const Moba* env, int team, int lane) {
  * 1: the same lanes, plus nova when an enemy is close, chasing weaker heroes nearby and retreating to heal.
  * 2: the whole team pushes one lane together (the weakest enemy tower), waits for the group before entering
  *    tower range, defends its own structures, focuses the weakest hero, casts nova and retreats to heal. */
+/* The strongest bot's first duties: move to an enemy near one of its structures, or chase a weaker enemy
+ * hero that is close. 1 when one of them decided the move. */
+static int moba_bot_defend(Moba* env, int h, int32_t* out) {
+    const MobaHero* me = &env->hero[h];
+    const int team = moba_team(env, h);
+    for (int s = 0; s < MOBA_STRUCTS; s++) {
+        if (env->shp[team][s] <= 0 || moba_dist(me->x, me->y, moba_sx(team, s), moba_sy(team, s)) > 8) continue;
+        int e = moba_nearest_enemy(env, team, moba_sx(team, s), moba_sy(team, s), MOBA_STRUCT_RANGE + 2);
+        if (e >= 0) {
+            out[0] = moba_toward(env, h, env->hero[e].x, env->hero[e].y);
+            return 1;
+        }
+    }
+    int e = moba_nearest_enemy(env, team, me->x, me->y, MOBA_RANGE + 1);
+    if (e >= 0 && env->hero[e].hp <= me->hp) {
+        if (moba_dist(env->hero[e].x, env->hero[e].y, me->x, me->y) > MOBA_RANGE)
+            out[0] = moba_toward(env, h, env->hero[e].x, env->hero[e].y);
+        return 1;
+    }
+    return 0;
+}
+
+/* Rally just outside the range of the target at (tx, ty) until most of the living team is there; 1 while
+ * rallying. */
+static int moba_bot_rally(Moba* env, int h, int tx, int ty, int32_t* out) {
+    const int team = moba_team(env, h), T = env->team_size;
+    int alive = 0, near = 0;
+    const int fx = tx + (team ? 1 : -1) * (MOBA_STRUCT_RANGE + 2);
+    for (int k = 0; k < T; k++) {
+        const MobaHero* a = &env->hero[team * T + k];
+        if (a->hp <= 0) continue;
+        alive++;
+        near += moba_dist(a->x, a->y, fx, ty) <= MOBA_STRUCT_RANGE + 2;
+    }
+    if (2 * near < alive + 1 || alive * 2 < T) {
+        out[0] = moba_toward(env, h, fx, ty);
+        return 1;
+    }
+    return 0;
+}
+
 static void moba_bot(Moba* env, int h, int level, int32_t* out) {
     MobaHero* me = &env->hero[h];
     const int team = moba_team(env, h), T = env->team_size, slot = h - team * T;
@@ -335,41 +391,11 @@ static void moba_bot(Moba* env, int h, int level, int32_t* out) {
         out[0] = shoal_randint(&env->rng, MOBA_MOVES);
         return;
     }
-    if (level == 2) {
-        for (int s = 0; s < MOBA_STRUCTS; s++) { /* defend what is near */
-            if (env->shp[team][s] <= 0 || moba_dist(me->x, me->y, moba_sx(team, s), moba_sy(team, s)) > 8) continue;
-            int e = moba_nearest_enemy(env, team, moba_sx(team, s), moba_sy(team, s), MOBA_STRUCT_RANGE + 2);
-            if (e >= 0) {
-                out[0] = moba_toward(env, h, env->hero[e].x, env->hero[e].y);
-                return;
-            }
-        }
-        /* chase a weaker hero that is close */
-        int e = moba_nearest_enemy(env, team, me->x, me->y, MOBA_RANGE + 1);
-        if (e >= 0 && env->hero[e].hp <= me->hp) {
-            if (moba_dist(env->hero[e].x, env->hero[e].y, me->x, me->y) > MOBA_RANGE)
-                out[0] = moba_toward(env, h, env->hero[e].x, env->hero[e].y);
-            return;
-        }
-    }
+    if (level == 2 && moba_bot_defend(env, h, out)) return;
     const int enemy = 1 - team;
     const int s = moba_push_target(env, team, level == 2 ? -1 : (slot + 1) % 3);
     const int tx = moba_sx(enemy, s), ty = moba_sy(enemy, s);
-    if (level == 2) {
-        /* Rally just outside the target's range until most of the living team is there. */
-        int alive = 0, near = 0;
-        const int fx = tx + (team ? 1 : -1) * (MOBA_STRUCT_RANGE + 2);
-        for (int k = 0; k < T; k++) {
-            const MobaHero* a = &env->hero[team * T + k];
-            if (a->hp <= 0) continue;
-            alive++;
-            near += moba_dist(a->x, a->y, fx, ty) <= MOBA_STRUCT_RANGE + 2;
-        }
-        if (2 * near < alive + 1 || alive * 2 < T) {
-            out[0] = moba_toward(env, h, fx, ty);
-            return;
-        }
-    }
+    if (level == 2 && moba_bot_rally(env, h, tx, ty, out)) return;
     if (moba_dist(me->x, me->y, tx, ty) > (level == 0 ? 1 : MOBA_RANGE)) out[0] = moba_toward(env, h, tx, ty);
 }
 
@@ -412,12 +438,17 @@ static void moba_end(Moba* env, float result, float* reward) {
     env->log.invalid_actions += env->invalid_actions;
 }
 
-static void moba_step(Moba* env) {
-    static const int DX[MOBA_MOVES] = {0, 0, 0, -1, 1};
-    static const int DY[MOBA_MOVES] = {0, -1, 1, 0, 0};
-    const int T = env->team_size, heroes = 2 * T;
-    int32_t act[MOBA_MAX_HEROES][2];
-    for (int h = 0; h < heroes; h++) {
+/* One tick's effects, gathered before any applies, so that the order of heroes never matters. */
+typedef struct {
+    float reward[MOBA_MAX_HEROES];
+    int damage[MOBA_MAX_HEROES];
+    int killer[MOBA_MAX_HEROES];
+    int sdamage[2][MOBA_STRUCTS];
+} MobaTick;
+
+static void moba_read_actions(Moba* env, int32_t act[MOBA_MAX_HEROES][2]) {
+    const int T = env->team_size;
+    for (int h = 0; h < 2 * T; h++) {
         if (h < T || env->opponent) {
             const int32_t* a = env->actions + 2 * h;
             act[h][0] = shoal_discrete(a[0], MOBA_MOVES, &env->invalid_actions);
@@ -426,13 +457,13 @@ static void moba_step(Moba* env) {
             moba_bot(env, h, env->bot, act[h]);
         }
     }
-    float reward[MOBA_MAX_HEROES] = {0};
-    int damage[MOBA_MAX_HEROES] = {0};
-    int killer[MOBA_MAX_HEROES];
-    int sdamage[2][MOBA_STRUCTS] = {{0}};
-    for (int h = 0; h < heroes; h++) {
+}
+
+static void moba_move(Moba* env, int32_t act[MOBA_MAX_HEROES][2]) {
+    static const int DX[MOBA_MOVES] = {0, 0, 0, -1, 1};
+    static const int DY[MOBA_MOVES] = {0, -1, 1, 0, 0};
+    for (int h = 0; h < 2 * env->team_size; h++) {
         MobaHero* me = &env->hero[h];
-        killer[h] = -1;
         if (me->hp <= 0) {
             if (--me->respawn <= 0) moba_spawn(env, h);
             continue;
@@ -441,9 +472,13 @@ static void moba_step(Moba* env) {
         me->x = shoal_clampi(me->x + DX[move], 0, MOBA_W - 1);
         me->y = shoal_clampi(me->y + DY[move], 0, MOBA_H - 1);
     }
-    /* Every attack is chosen on the positions after moving and lands at once, so the order of heroes
-     * never matters; the lowest-index attacker gets the credit of a kill. */
-    for (int h = 0; h < heroes; h++) {
+}
+
+/* Every attack is chosen on the positions after moving and lands at once; the lowest-index attacker gets
+ * the credit of a kill. */
+static void moba_attack(Moba* env, int32_t act[MOBA_MAX_HEROES][2], MobaTick* tick) {
+    const int T = env->team_size;
+    for (int h = 0; h < 2 * T; h++) {
         MobaHero* me = &env->hero[h];
         if (me->hp <= 0 || act[h][1] == MOBA_NONE) continue;
         const int team = moba_team(env, h), enemy = 1 - team;
@@ -453,9 +488,9 @@ static void moba_step(Moba* env) {
             for (int e = enemy * T; e < (enemy + 1) * T; e++) {
                 const MobaHero* b = &env->hero[e];
                 if (b->hp > 0 && moba_dist(b->x, b->y, me->x, me->y) <= MOBA_NOVA_RADIUS) {
-                    damage[e] += MOBA_NOVA_DMG;
-                    reward[h] += env->reward_damage * (float)MOBA_NOVA_DMG / (float)MOBA_HERO_HP;
-                    if (killer[e] < 0) killer[e] = h;
+                    tick->damage[e] += MOBA_NOVA_DMG;
+                    tick->reward[h] += env->reward_damage * (float)MOBA_NOVA_DMG / (float)MOBA_HERO_HP;
+                    if (tick->killer[e] < 0) tick->killer[e] = h;
                 }
             }
             continue;
@@ -464,33 +499,37 @@ static void moba_step(Moba* env) {
         if (target < 0) continue;
         if (target >= MOBA_MAX_HEROES) {
             const int s = target - MOBA_MAX_HEROES;
-            sdamage[enemy][s] += MOBA_HERO_DMG;
-            reward[h] += env->reward_objective * (float)MOBA_HERO_DMG / (float)moba_struct_max(s);
+            tick->sdamage[enemy][s] += MOBA_HERO_DMG;
+            tick->reward[h] += env->reward_objective * (float)MOBA_HERO_DMG / (float)moba_struct_max(s);
         } else {
-            damage[target] += MOBA_HERO_DMG;
-            reward[h] += env->reward_damage * (float)MOBA_HERO_DMG / (float)MOBA_HERO_HP;
-            if (killer[target] < 0) killer[target] = h;
+            tick->damage[target] += MOBA_HERO_DMG;
+            tick->reward[h] += env->reward_damage * (float)MOBA_HERO_DMG / (float)MOBA_HERO_HP;
+            if (tick->killer[target] < 0) tick->killer[target] = h;
         }
     }
     for (int t = 0; t < 2; t++) {
         for (int s = 0; s < MOBA_STRUCTS; s++) {
             if (env->shp[t][s] <= 0) continue;
             int e = moba_nearest_enemy(env, t, moba_sx(t, s), moba_sy(t, s), MOBA_STRUCT_RANGE);
-            if (e >= 0) damage[e] += MOBA_STRUCT_DMG;
+            if (e >= 0) tick->damage[e] += MOBA_STRUCT_DMG;
         }
     }
-    for (int h = 0; h < heroes; h++) {
+}
+
+static void moba_apply(Moba* env, MobaTick* tick) {
+    const int T = env->team_size;
+    for (int h = 0; h < 2 * T; h++) {
         MobaHero* me = &env->hero[h];
         if (me->hp <= 0) continue;
-        me->hp -= damage[h];
+        me->hp -= tick->damage[h];
         if (me->cooldown > 0) me->cooldown--;
         if (me->hp <= 0) {
             me->hp = 0;
             me->respawn = MOBA_RESPAWN;
-            reward[h] += env->reward_death;
-            if (killer[h] >= 0) reward[killer[h]] += env->reward_kill;
+            tick->reward[h] += env->reward_death;
+            if (tick->killer[h] >= 0) tick->reward[tick->killer[h]] += env->reward_kill;
             if (h < T) env->deaths += 1.0f;
-            else if (killer[h] >= 0) env->kills += 1.0f;
+            else if (tick->killer[h] >= 0) env->kills += 1.0f;
             continue;
         }
         const int team = moba_team(env, h);
@@ -500,29 +539,44 @@ static void moba_step(Moba* env) {
     }
     for (int t = 0; t < 2; t++) {
         for (int s = 0; s < MOBA_STRUCTS; s++) {
-            env->shp[t][s] = env->shp[t][s] > sdamage[t][s] ? env->shp[t][s] - sdamage[t][s] : 0;
+            const int hit = tick->sdamage[t][s];
+            env->shp[t][s] = env->shp[t][s] > hit ? env->shp[t][s] - hit : 0;
         }
     }
+}
+
+/* 1 team 0 won, 0 lost, 0.5 a draw, -1 not decided yet. */
+static float moba_result(const Moba* env) {
+    if (env->shp[0][0] <= 0 || env->shp[1][0] <= 0) {
+        return env->shp[1][0] <= 0 ? (env->shp[0][0] <= 0 ? 0.5f : 1.0f) : 0.0f;
+    }
+    if (env->tick < env->max_steps) return -1.0f;
+    /* Structure health left, as fractions of each structure's full health. */
+    int left[2];
+    for (int t = 0; t < 2; t++) {
+        left[t] = env->shp[t][0] * MOBA_TOWER_HP;
+        for (int s = 1; s < MOBA_STRUCTS; s++) left[t] += env->shp[t][s] * MOBA_BASE_HP;
+    }
+    return left[0] > left[1] ? 1.0f : (left[0] < left[1] ? 0.0f : 0.5f);
+}
+
+static void moba_step(Moba* env) {
+    int32_t act[MOBA_MAX_HEROES][2];
+    MobaTick tick = {{0}};
+    for (int h = 0; h < MOBA_MAX_HEROES; h++) tick.killer[h] = -1;
+    moba_read_actions(env, act);
+    moba_move(env, act);
+    moba_attack(env, act, &tick);
+    moba_apply(env, &tick);
     env->tick += 1;
 
-    float result = -1.0f;
-    if (env->shp[0][0] <= 0 || env->shp[1][0] <= 0) {
-        result = env->shp[1][0] <= 0 ? (env->shp[0][0] <= 0 ? 0.5f : 1.0f) : 0.0f;
-    } else if (env->tick >= env->max_steps) {
-        /* Structure health left, as fractions of each structure's full health. */
-        int left[2];
-        for (int t = 0; t < 2; t++) {
-            left[t] = env->shp[t][0] * MOBA_TOWER_HP;
-            for (int s = 1; s < MOBA_STRUCTS; s++) left[t] += env->shp[t][s] * MOBA_BASE_HP;
-        }
-        result = left[0] > left[1] ? 1.0f : (left[0] < left[1] ? 0.0f : 0.5f);
-    }
+    const float result = moba_result(env);
     const int done = result >= 0.0f;
-    if (done) moba_end(env, result, reward);
-    else for (int k = 0; k < T; k++) env->episode_return += reward[k];
+    if (done) moba_end(env, result, tick.reward);
+    else for (int k = 0; k < env->team_size; k++) env->episode_return += tick.reward[k];
     const int rows = moba_num_agents(env);
     for (int h = 0; h < rows; h++) {
-        env->rewards[h] = reward[h];
+        env->rewards[h] = tick.reward[h];
         env->terminals[h] = (uint8_t)done;
         env->truncations[h] = 0;
     }

@@ -264,6 +264,33 @@ def _agents(raw: Any, players: int, params: tuple[Param, ...], where: str):
     )
 
 
+def _log_fields(raw: list, where: str) -> tuple[str, ...]:
+    log_fields = tuple(raw)
+    for key in log_fields:
+        _ident(str(key), f"{where}: log field")
+    if (
+        log_fields[: len(COMMON_LOG)] != COMMON_LOG
+        or log_fields[-1:] != ("n",)
+        or len(set(log_fields)) != len(log_fields)
+    ):
+        raise SpecError(f"{where}: log must start with {list(COMMON_LOG)}, end with 'n' and not repeat")
+    return log_fields
+
+
+def _observation(obs: dict, where: str) -> tuple[tuple[int, ...], str, float, float]:
+    """The [observation] table's shape, dtype, low and high, checked."""
+    ow = f"{where} [observation]"
+    shape = tuple(_take(obs, "shape", list, ow))
+    dtype = _take(obs, "dtype", str, ow)
+    low, high = float(_take(obs, "low", float, ow)), float(_take(obs, "high", float, ow))
+    _done(obs, ow)
+    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
+        raise SpecError(f"{ow}: shape should be a non-empty list of positive integers")
+    if math.prod(shape) > 1 << 24 or dtype not in OBS_DTYPES or not low <= high:
+        raise SpecError(f"{ow}: needs prod(shape) <= 2^24, dtype in {OBS_DTYPES} and low <= high")
+    return shape, dtype, low, high
+
+
 def parse_spec(path: Path, source: str | None = None) -> EnvDef:
     """Read and validate one `NAME.env.toml`; raises SpecError naming the file and the offending key."""
     name = path.name[: -len(SUFFIX)]
@@ -281,15 +308,7 @@ def parse_spec(path: Path, source: str | None = None) -> EnvDef:
     includes = tuple(_take(table, "includes", list, where, []))
     struct = _ident(_take(table, "struct", str, where), f"{where}: struct")
     log_struct = _ident(_take(table, "log_struct", str, where), f"{where}: log_struct")
-    log_fields = tuple(_take(table, "log", list, where))
-    for key in log_fields:
-        _ident(str(key), f"{where}: log field")
-    if (
-        log_fields[: len(COMMON_LOG)] != COMMON_LOG
-        or log_fields[-1:] != ("n",)
-        or len(set(log_fields)) != len(log_fields)
-    ):
-        raise SpecError(f"{where}: log must start with {list(COMMON_LOG)}, end with 'n' and not repeat")
+    log_fields = _log_fields(_take(table, "log", list, where), where)
     perf = _take(table, "perf", str, where)
     solved = float(_take(table, "solved", float, where))
     if not 0 < solved <= 1 or not perf.strip():
@@ -299,16 +318,7 @@ def parse_spec(path: Path, source: str | None = None) -> EnvDef:
     agents, players = _agents(
         table.pop("agents", None), _take(table, "players", int, where, 1), params, where
     )
-    obs = dict(_take(table, "observation", dict, where))
-    ow = f"{where} [observation]"
-    shape = tuple(_take(obs, "shape", list, ow))
-    dtype = _take(obs, "dtype", str, ow)
-    low, high = float(_take(obs, "low", float, ow)), float(_take(obs, "high", float, ow))
-    _done(obs, ow)
-    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
-        raise SpecError(f"{ow}: shape should be a non-empty list of positive integers")
-    if math.prod(shape) > 1 << 24 or dtype not in OBS_DTYPES or not low <= high:
-        raise SpecError(f"{ow}: needs prod(shape) <= 2^24, dtype in {OBS_DTYPES} and low <= high")
+    shape, dtype, low, high = _observation(dict(_take(table, "observation", dict, where)), where)
     action = _action(table.pop("action", None), where)
     _done(table, where)
     for rel in (header, *includes):

@@ -13,6 +13,18 @@ from envs_c.spec import EnvSpec, make_spec
 MAX_AGENTS = 1 << 22
 
 
+def count_agents(num_envs: Any, num_threads: Any, agents_per_env: int) -> int:
+    """The agents of a batch of `num_envs` environments; ValueError naming the count that is not a positive
+    integer, or a batch past MAX_AGENTS."""
+    for option, value in (("num_envs", num_envs), ("num_threads", num_threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    agents = num_envs * agents_per_env
+    if agents > MAX_AGENTS:
+        raise ValueError(f"num_envs={num_envs} gives {agents} agents; at most {MAX_AGENTS}")
+    return agents
+
+
 class VecEnv:
     """`num_envs` copies of one C environment stepped together.
 
@@ -35,14 +47,8 @@ class VecEnv:
         np.zeros): a trainer passes one that hands out page-locked memory, so the C loop writes straight
         into memory the GPU can copy from asynchronously."""
         self.spec: EnvSpec = make_spec(name, **kwargs)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
         self.num_envs = num_envs
-        self.num_agents = num_envs * self.spec.agents_per_env
-        if self.num_agents > MAX_AGENTS:
-            raise ValueError(f"num_envs={num_envs} gives {self.num_agents} agents; at most {MAX_AGENTS}")
+        self.num_agents = count_agents(num_envs, num_threads, self.spec.agents_per_env)
         self.seed = int(seed)
         env = self.spec.definition
         module = load(name)  # compiled on first use; EnvBuildError carries the compiler's message
@@ -53,7 +59,28 @@ class VecEnv:
         self._action_width = env.action.width
 
         obs = self.spec.observation_space
-        alloc = _checked(allocate) if allocate is not None else _zeros
+        self._allocate(_checked(allocate) if allocate is not None else _zeros)
+        self._envs = ffi.new(f"{env.struct}[]", num_envs)
+        for i in range(num_envs):
+            for key, value in self.spec.config.items():
+                setattr(self._envs[i], key, value)
+        ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "vec_scripted", "render")
+        self._fn = {op: getattr(lib, f"{name}_{op}") for op in ops}
+        self._check_sizes(lib, obs)
+        self._init_c(ffi)
+        self._render_shape = (
+            getattr(lib, f"{name.upper()}_RENDER_H"),
+            getattr(lib, f"{name.upper()}_RENDER_W"),
+            3,
+        )
+        self._int_actions = env.action.kind != "continuous"
+        self._actions_ptr = ffi.from_buffer(self.actions)
+        self._start_stepping(ffi, lib, min(num_threads, num_envs))
+        self._closed = False
+
+    def _allocate(self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray]) -> None:
+        """The buffers the C code writes into and reads from, shared with the caller."""
+        env, obs = self.spec.definition, self.spec.observation_space
         self.observations = alloc((self.num_agents, *obs.shape), np.dtype(obs.dtype))
         action_shape = (
             (self.num_agents,) if env.action.kind == "discrete" else (self.num_agents, env.action.width)
@@ -64,18 +91,12 @@ class VecEnv:
         self.truncations = alloc((self.num_agents,), np.dtype(np.uint8))
         self._log = np.zeros(len(env.log_fields), dtype=np.float32)
 
-        self._envs = ffi.new(f"{env.struct}[]", num_envs)
-        for i in range(num_envs):
-            for key, value in self.spec.config.items():
-                setattr(self._envs[i], key, value)
-        ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "vec_scripted", "render")
-        self._fn = {op: getattr(lib, f"{name}_{op}") for op in ops}
-        self._check_sizes(lib, obs)
+    def _init_c(self, ffi: Any) -> None:
         status = self._fn["vec_init"](
             self._envs,
-            num_envs,
+            self.num_envs,
             self.spec.agents_per_env,
-            int(np.prod(obs.shape)),
+            int(np.prod(self.spec.observation_space.shape)),
             self._action_width,
             ffi.from_buffer(self.observations),
             ffi.from_buffer(self.actions),
@@ -85,15 +106,11 @@ class VecEnv:
             self.seed & 0xFFFFFFFFFFFFFFFF,
         )
         if status != 0:  # _check_sizes passed for environment 0: another one differs
-            raise RuntimeError(f"{name}: the C environments of one batch disagree about buffer sizes")
-        self._render_shape = (
-            getattr(lib, f"{name.upper()}_RENDER_H"),
-            getattr(lib, f"{name.upper()}_RENDER_W"),
-            3,
-        )
-        self._int_actions = env.action.kind != "continuous"
-        self._actions_ptr = ffi.from_buffer(self.actions)
-        threads = min(num_threads, num_envs)
+            raise RuntimeError(f"{self._name}: the C environments of one batch disagree about buffer sizes")
+
+    def _start_stepping(self, ffi: Any, lib: Any, threads: int) -> None:
+        """The C step call and its arguments: one environment loop, or a thread pool over shards."""
+        name, num_envs = self._name, self.num_envs
         self._pool = None
         if threads > 1:
             pool = lib.shoal_pool_new(threads)
@@ -121,7 +138,6 @@ class VecEnv:
             num_envs,
             self._actions_ptr,
         )
-        self._closed = False
 
     def _check_sizes(self, lib: Any, obs: Any) -> None:
         """Compare what the C code will write (configured environment 0) with the buffers the spec sized,

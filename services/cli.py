@@ -22,26 +22,47 @@ QUEUES = ("train", "sweeper", "elo")
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each with the function that runs it as its `run` default."""
     parser = argparse.ArgumentParser(prog="shoal", description="RL experiment platform")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_platform_commands(commands)
+    _add_token_command(commands)
+    _add_export_command(commands)
+    _add_training_commands(commands)
+    env = env_cli.add_parser(commands)
+    env.set_defaults(run=lambda args: env_cli.run(args, env))
+    return parser
 
+
+def _add_platform_commands(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser("up", help="start the API and one worker per queue on this machine")
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--demo", action="store_true", help="launch a cartpole run and follow it")
+    up.set_defaults(run=cmd_up)
 
     api = commands.add_parser("api", help="serve the HTTP API and dashboard")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--quiet", action="store_true", help="no access-log line per request")
+    api.set_defaults(run=cmd_api)
 
     worker = commands.add_parser("worker", help="run a Celery worker for one queue")
     worker.add_argument("--queue", choices=QUEUES, required=True)
     worker.add_argument("--concurrency", type=int, default=1)
     worker.add_argument("--quiet", action="store_true", help="no banner, no root warning")
+    worker.set_defaults(run=cmd_worker)
 
-    commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(run=lambda args: cmd_migrate())
 
+
+def _add_token_command(commands: argparse._SubParsersAction) -> None:
     token = commands.add_parser("token", help="API tokens: create, list, revoke (on the database directly)")
     token_actions = token.add_subparsers(dest="action", required=True)
     token_create = token_actions.add_parser("create", help="a new token; its secret is printed once")
@@ -50,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     token_actions.add_parser("list", help="every token, revoked ones too (never their secrets)")
     token_revoke = token_actions.add_parser("revoke", help="refuse a token from its next request on")
     token_revoke.add_argument("token", help="its id or name")
+    token.set_defaults(run=lambda args: cmd_token(args, token))
 
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="a run's metrics in another tool's format")
     export_kinds = export.add_subparsers(dest="kind", required=True)
     export_tb = export_kinds.add_parser(
@@ -59,12 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     export_tb.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID")
     export_tb.add_argument("dir", help="where run-<id>/ directories are written")
     export_tb.add_argument("--url", default=os.environ.get("SHOAL_URL", "http://127.0.0.1:8000"))
+    export_tb.set_defaults(run=cmd_export_tensorboard)
 
+
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train one environment here, no services needed")
     train.add_argument("env")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="checkpoint directory")
     _add_config_options(train)
+    train.set_defaults(run=lambda args: cmd_train(args, train))
 
     replay = commands.add_parser("replay", help="record a checkpoint playing, as a GIF")
     replay.add_argument(
@@ -74,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--frames", type=int, default=300)
     replay.add_argument("--fps", type=float, default=30.0)
     replay.add_argument("--seed", type=int, default=0)
+    replay.set_defaults(run=lambda args: cmd_replay(args, replay))
 
     bench = commands.add_parser("bench", help="benchmarks whose numbers go into BENCHMARKS.md")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
@@ -85,29 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_train.add_argument("--seed", type=int, default=1)
     bench_train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     bench_train.add_argument("--out", type=Path, default=Path("docs"), help="figure and CSV directory")
-
-    env = env_cli.add_parser(commands)
-
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        return cmd_up(args)
-    if args.command == "api":
-        return cmd_api(args)
-    if args.command == "worker":
-        return cmd_worker(args)
-    if args.command == "migrate":
-        return cmd_migrate()
-    if args.command == "token":
-        return cmd_token(args, token)
-    if args.command == "replay":
-        return cmd_replay(args, replay)
-    if args.command == "export":
-        return cmd_export_tensorboard(args)
-    if args.command == "bench":
-        return cmd_bench_train(args, bench_train)
-    if args.command == "env":
-        return env_cli.run(args, env)
-    return cmd_train(args, train)
+    bench_train.set_defaults(run=lambda args: cmd_bench_train(args, bench_train))
 
 
 def cmd_migrate() -> int:

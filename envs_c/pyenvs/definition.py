@@ -217,42 +217,89 @@ def resolve(env_id: str) -> PyEnvDef:
 
 
 def _probe(env_id: str, spec: SpecFile | None) -> PyEnvDef:
-    family_name, target = env_id.split(":", 1)
+    family_name = env_id.split(":", 1)[0]
     kwargs = tuple(sorted((spec.make if spec else {}).items()))
+    probed = _construct(env_id, kwargs)
+    flat = spaces.flatten_space(probed.obs_space)
+    if not isinstance(flat, spaces.Box):
+        raise ValueError(f"{env_id}: observation space {probed.obs_space} cannot be flattened into one array")
+    game = probed.recipe.family == "game"
+    perf, solved, returns = _perf_meaning(env_id, spec, game, probed.threshold)
+    digest = hashlib.sha256()
+    for part in (env_id, repr(kwargs), _version(probed.package), spec.canonical if spec else ""):
+        digest.update(part.encode())
+    for path in (probed.code, HERE / "adapters.py"):
+        if path is not None:
+            digest.update(Path(path).read_bytes())
+    count = probed.agents
+    return PyEnvDef(
+        name=env_id,
+        recipe=probed.recipe,
+        obs_shape=flat.shape,
+        obs_dtype=obs_dtype(flat).name,
+        obs_low=float(np.min(flat.low)),
+        obs_high=float(np.max(flat.high)),
+        action=_action(env_id, probed.act_space),
+        perf=perf,
+        solved=solved,
+        log_fields=GAME_LOG if game else SINGLE_LOG,
+        params=(OPPONENT,) if game else (),
+        agents_per_env=_seat_rows if game else (lambda kw: count),
+        players=_seats if game else None,
+        # A shipped spec file only adds defaults: the source is the package; a user's is its path.
+        source=str(spec.path) if spec and spec.path.parent != HERE / "specs" else family_name,
+        defaults=dict(spec.defaults) if spec else {},
+        returns=returns,
+        digest=digest.hexdigest()[:16],
+    )
+
+
+@dataclass(frozen=True)
+class _Probed:
+    """What one constructed copy of an environment tells: its spaces, agents, and where its code lives."""
+
+    recipe: Recipe
+    obs_space: Any
+    act_space: Any
+    agents: int
+    threshold: float | None
+    code: str | None
+    package: str
+
+
+def _construct(env_id: str, kwargs: tuple[tuple[str, Any], ...]) -> _Probed:
+    family_name, target = env_id.split(":", 1)
     if family_name == "gymnasium":
         recipe = Recipe(env_id, "gymnasium", target, kwargs)
         env = recipe.construct()
         try:
-            obs_space, act_space = env.observation_space, env.action_space
             threshold = env.spec.reward_threshold if env.spec is not None else None
             code = inspect.getsourcefile(type(env.unwrapped))
+            return _Probed(recipe, env.observation_space, env.action_space, 1, threshold, code, "gymnasium")
         finally:
             env.close()
-        package = "gymnasium"
-    else:
-        module = pettingzoo_module(target)
-        family = "parallel" if hasattr(module, "parallel_env") else "game"
-        recipe = Recipe(env_id, family, target, kwargs)
-        env = recipe.construct()
-        try:
-            agents = list(env.possible_agents)
-            obs_space, act_space = env.observation_space(agents[0]), env.action_space(agents[0])
-            for other in agents[1:]:
-                if env.observation_space(other) != obs_space or env.action_space(other) != act_space:
-                    raise ValueError(f"{env_id}: its agents' spaces differ; shoal needs one policy's shapes")
-        finally:
-            env.close()
-        if family == "game" and (len(agents) != 2 or not isinstance(act_space, spaces.Discrete)):
-            raise ValueError(f"{env_id}: a turn-based game needs two players and a discrete action")
-        threshold, code, package = None, module.__file__, "pettingzoo"
-    flat = spaces.flatten_space(obs_space)
-    if not isinstance(flat, spaces.Box):
-        raise ValueError(f"{env_id}: observation space {obs_space} cannot be flattened into one array")
-    action = _action(env_id, act_space)
+    module = pettingzoo_module(target)
+    family = "parallel" if hasattr(module, "parallel_env") else "game"
+    recipe = Recipe(env_id, family, target, kwargs)
+    env = recipe.construct()
+    try:
+        agents = list(env.possible_agents)
+        obs_space, act_space = env.observation_space(agents[0]), env.action_space(agents[0])
+        for other in agents[1:]:
+            if env.observation_space(other) != obs_space or env.action_space(other) != act_space:
+                raise ValueError(f"{env_id}: its agents' spaces differ; shoal needs one policy's shapes")
+    finally:
+        env.close()
+    if family == "game" and (len(agents) != 2 or not isinstance(act_space, spaces.Discrete)):
+        raise ValueError(f"{env_id}: a turn-based game needs two players and a discrete action")
+    return _Probed(recipe, obs_space, act_space, len(agents), None, module.__file__, "pettingzoo")
 
-    game = recipe.family == "game"
-    count = 1 if recipe.family == "gymnasium" else len(agents)
 
+def _perf_meaning(
+    env_id: str, spec: SpecFile | None, game: bool, threshold: float | None
+) -> tuple[str, float, tuple[float | None, float] | None]:
+    """What perf means, the perf counted as solved, and the returns mapped to perf 0 and 1 (the low end
+    None where a random policy's return is to be measured)."""
     returns: tuple[float | None, float] | None = None
     if game:
         perf = (
@@ -280,34 +327,7 @@ def _probe(env_id: str, spec: SpecFile | None) -> PyEnvDef:
         solved = spec.solved
     if spec is not None and spec.perf is not None and game:
         perf = spec.perf
-
-    digest = hashlib.sha256()
-    for part in (env_id, repr(kwargs), _version(package), spec.canonical if spec else ""):
-        digest.update(part.encode())
-    for path in (code, HERE / "adapters.py"):
-        if path is not None:
-            digest.update(Path(path).read_bytes())
-    dtype = obs_dtype(flat)
-    return PyEnvDef(
-        name=env_id,
-        recipe=recipe,
-        obs_shape=flat.shape,
-        obs_dtype=dtype.name,
-        obs_low=float(np.min(flat.low)),
-        obs_high=float(np.max(flat.high)),
-        action=action,
-        perf=perf,
-        solved=solved,
-        log_fields=GAME_LOG if game else SINGLE_LOG,
-        params=(OPPONENT,) if game else (),
-        agents_per_env=_seat_rows if game else (lambda kw: count),
-        players=_seats if game else None,
-        # A shipped spec file only adds defaults: the source is the package; a user's is its path.
-        source=str(spec.path) if spec and spec.path.parent != HERE / "specs" else family_name,
-        defaults=dict(spec.defaults) if spec else {},
-        returns=returns,
-        digest=digest.hexdigest()[:16],
-    )
+    return perf, solved, returns
 
 
 def _seat_rows(kw: Kwargs) -> int:

@@ -29,7 +29,7 @@ from envs_c.pyenvs import worker
 from envs_c.pyenvs.baseline import random_return
 from envs_c.pyenvs.definition import PyEnvDef
 from envs_c.spec import EnvSpec, make_spec
-from envs_c.vector import MAX_AGENTS, _checked, write_actions
+from envs_c.vector import _checked, count_agents, write_actions
 
 ALIGN = 64
 START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
@@ -87,6 +87,20 @@ def _shared_dir() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
+def _with_perf_range(name: str, definition: PyEnvDef) -> Any:
+    """The workers' recipe with the returns that map to perf 0 and 1; a random policy's return, measured,
+    where the low end is not given."""
+    recipe = definition.recipe
+    if definition.returns is None:
+        return recipe
+    low, high = definition.returns
+    if low is None:
+        low = random_return(recipe, definition.version())
+        if low >= high:
+            raise ValueError(f"{name}: a random policy's return {low:g} already reaches {high:g}")
+    return replace(recipe, perf_low=low, perf_high=high)
+
+
 class PyVecEnv:
     """`num_envs` copies of one Python environment on `num_threads` worker processes (at most one per
     environment). Buffers, methods and semantics are those of envs_c.VecEnv."""
@@ -101,18 +115,12 @@ class PyVecEnv:
         **kwargs: Any,
     ):
         self.spec: EnvSpec = make_spec(name, **kwargs)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
         definition = self.spec.definition
         assert isinstance(definition, PyEnvDef), "make_spec of a Python env's id describes it with one"
         self._name = name
         self.num_envs = num_envs
         self.per_env = self.spec.agents_per_env
-        self.num_agents = num_envs * self.per_env
-        if self.num_agents > MAX_AGENTS:
-            raise ValueError(f"num_envs={num_envs} gives {self.num_agents} agents; at most {MAX_AGENTS}")
+        self.num_agents = count_agents(num_envs, num_threads, self.per_env)
         self.seed = int(seed)
         self._log_fields = definition.log_fields
         self._int_actions = definition.action.kind != "continuous"
@@ -120,27 +128,8 @@ class PyVecEnv:
         self._conns: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
 
-        recipe = definition.recipe
-        if definition.returns is not None:
-            low, high = definition.returns
-            if low is None:
-                low = random_return(recipe, definition.version())
-                if low >= high:
-                    raise ValueError(f"{name}: a random policy's return {low:g} already reaches {high:g}")
-            recipe = replace(recipe, perf_low=low, perf_high=high)
-
-        obs = self.spec.observation_space
-        action = definition.action
-        action_shape = (self.num_agents,) if action.kind == "discrete" else (self.num_agents, action.width)
-        shapes = {
-            "observations": ((self.num_agents, *obs.shape), obs.dtype),
-            "actions": (action_shape, np.dtype(action.dtype)),
-            "rewards": ((self.num_agents,), np.dtype(np.float32)),
-            "terminals": ((self.num_agents,), np.dtype(np.uint8)),
-            "truncations": ((self.num_agents,), np.dtype(np.uint8)),
-            "logs": ((num_envs, len(self._log_fields)), np.dtype(np.float32)),
-            "scripted": (action_shape, np.dtype(action.dtype)),
-        }
+        recipe = _with_perf_range(name, definition)
+        shapes = self._shapes(definition)
         layout, self._memory = _map(shapes)
         try:
             self._shared = shared = layout.views(self._memory)
@@ -160,6 +149,20 @@ class PyVecEnv:
         finally:
             os.unlink(layout.path)  # the workers have mapped it (or failed): nothing else needs the name
         self.reset(self.seed)
+
+    def _shapes(self, definition: PyEnvDef) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Every shared buffer's shape and dtype, by name."""
+        obs, action, n = self.spec.observation_space, definition.action, self.num_agents
+        action_shape = (n,) if action.kind == "discrete" else (n, action.width)
+        return {
+            "observations": ((n, *obs.shape), np.dtype(obs.dtype)),
+            "actions": (action_shape, np.dtype(action.dtype)),
+            "rewards": ((n,), np.dtype(np.float32)),
+            "terminals": ((n,), np.dtype(np.uint8)),
+            "truncations": ((n,), np.dtype(np.uint8)),
+            "logs": ((self.num_envs, len(self._log_fields)), np.dtype(np.float32)),
+            "scripted": (action_shape, np.dtype(action.dtype)),
+        }
 
     def _start(self, layout: worker.Layout, recipe: Any, opponent: int, workers: int) -> None:
         ctx = _context()

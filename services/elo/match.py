@@ -208,14 +208,7 @@ def play(
     `env_config` overrides settings (e.g. a short pong for tests); raises `Refused` if the match cannot
     be played. Results are in game order: pairs are (p, p + games/2).
     """
-    if not is_game(env):
-        raise Refused(f"{env!r} is not a two-player environment")
-    if games < 2 or games % 2:
-        raise ValueError(f"games must be an even number >= 2, got {games}")
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be positive, got {max_steps}")
-    if ENVS[env].action.kind == "continuous" and "random" in (a.name, b.name):
-        raise Refused(f"the random anchor needs a discrete action space; {env} has none")
+    _check_match(env, a, b, games, max_steps)
     config = {**match_config(env, a, b), **(env_config or {}), "opponent": 1}
     half = games // 2
     seeds = pair_seeds(seed, half)
@@ -236,27 +229,50 @@ def play(
         generator = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
         rng = np.random.default_rng([int(seed) & (2**64 - 1), 1])
         seats = [_Seat(a, rows_a, generator, rng), _Seat(b, rows_b, generator, rng)]
-        need_scripted = any(s.player.policy is None and s.player.name == "scripted" for s in seats)
-
-        done = np.zeros(games, dtype=bool)
-        results: dict[int, GameResult] = {}
-        actions = np.zeros_like(vec.actions)
-        for step in range(1, max_steps + 1):
-            scripted = vec.scripted_actions() if need_scripted else None
-            for s in seats:
-                actions[s.rows] = s.act(vec, scripted, deterministic)
-            _, _, terminals, truncations = vec.step(actions)
-            ended = (terminals | truncations).reshape(games, per_env).any(1) & ~done
-            for g in np.flatnonzero(ended):
-                results[int(g)] = _outcome(vec, int(g), int(seat_a[g]), seeds[g % half], step)
-            done |= ended
-            if done.all():
-                break
-        for g in np.flatnonzero(~done):  # stalled past max_steps: a draw, flagged
-            results[int(g)] = GameResult(0.5, int(seat_a[g]), seeds[g % half], max_steps, True)
-        return [results[g] for g in range(games)]
+        return _play_out(vec, seats, seat_a, seeds, max_steps, deterministic)
     finally:
         vec.close()
+
+
+def _check_match(env: str, a: Player, b: Player, games: int, max_steps: int) -> None:
+    if not is_game(env):
+        raise Refused(f"{env!r} is not a two-player environment")
+    if games < 2 or games % 2:
+        raise ValueError(f"games must be an even number >= 2, got {games}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be positive, got {max_steps}")
+    if ENVS[env].action.kind == "continuous" and "random" in (a.name, b.name):
+        raise Refused(f"the random anchor needs a discrete action space; {env} has none")
+
+
+def _play_out(
+    vec: envs_c.VecEnv,
+    seats: list[_Seat],
+    seat_a: np.ndarray,
+    seeds: list[int],
+    max_steps: int,
+    deterministic: bool,
+) -> list[GameResult]:
+    """Step every game to its end (or max_steps, a flagged draw); one result per game, in game order."""
+    games, half, per_env = len(seat_a), len(seeds), vec.spec.agents_per_env
+    need_scripted = any(s.player.policy is None and s.player.name == "scripted" for s in seats)
+    done = np.zeros(games, dtype=bool)
+    results: dict[int, GameResult] = {}
+    actions = np.zeros_like(vec.actions)
+    for step in range(1, max_steps + 1):
+        scripted = vec.scripted_actions() if need_scripted else None
+        for s in seats:
+            actions[s.rows] = s.act(vec, scripted, deterministic)
+        _, _, terminals, truncations = vec.step(actions)
+        ended = (terminals | truncations).reshape(games, per_env).any(1) & ~done
+        for g in np.flatnonzero(ended):
+            results[int(g)] = _outcome(vec, int(g), int(seat_a[g]), seeds[g % half], step)
+        done |= ended
+        if done.all():
+            break
+    for g in np.flatnonzero(~done):
+        results[int(g)] = GameResult(0.5, int(seat_a[g]), seeds[g % half], max_steps, True)
+    return [results[g] for g in range(games)]
 
 
 def _outcome(vec: envs_c.VecEnv, game: int, seat_a: int, seed: int, steps: int) -> GameResult:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
@@ -333,27 +334,7 @@ def record_batch(
     if moved != 1:
         return None
     if games:
-        version = envs_c.version(work.env)
-        session.execute(
-            insert(Match),
-            [
-                {
-                    "env": work.env,
-                    "player_a": work.player_a,
-                    "player_b": work.player_b,
-                    "seat_a": g.seat_a,
-                    "seed": g.seed,
-                    "score_a": g.score_a,
-                    "steps": g.steps,
-                    "timeout": g.timeout,
-                    "env_version": version,
-                    "code_version": code_version,
-                    "batch_id": work.batch_id,
-                    "created_at": now,
-                }
-                for g in games
-            ],
-        )
+        _insert_games(session, work, games, code_version, now)
     if refused_player is not None:
         session.execute(
             update(EloPlayer)
@@ -372,6 +353,32 @@ def record_batch(
     job = session.get_one(MatchJob, work.job_id)
     job.finished_at = now
     return job
+
+
+def _insert_games(
+    session: Session, work: BatchWork, games: Sequence[Any], code_version: str, now: datetime
+) -> None:
+    version = envs_c.version(work.env)
+    session.execute(
+        insert(Match),
+        [
+            {
+                "env": work.env,
+                "player_a": work.player_a,
+                "player_b": work.player_b,
+                "seat_a": g.seat_a,
+                "seed": g.seed,
+                "score_a": g.score_a,
+                "steps": g.steps,
+                "timeout": g.timeout,
+                "env_version": version,
+                "code_version": code_version,
+                "batch_id": work.batch_id,
+                "created_at": now,
+            }
+            for g in games
+        ],
+    )
 
 
 # ---- refit -------------------------------------------------------------------------------------------

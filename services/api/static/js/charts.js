@@ -166,11 +166,37 @@ function selectedRange(u) {
   return [u.posToVal(left, "x"), u.posToVal(left + width, "x")];
 }
 
+/** Appends each line's series (and, for a band, its min and max edges) to `series`; returns the bands. */
+function lineSeries(lines, series, legendValue) {
+  const bands = [];
+  for (const line of lines) {
+    const at = series.length;
+    series.push({ label: line.label, stroke: line.color, width: 1.5, spanGaps: !!line.spanGaps, points: { size: 6, fill: line.color }, value: legendValue });
+    if (line.band) {
+      const edge = { stroke: alpha(line.color, 0.3), width: 0.5, spanGaps: !!line.spanGaps, points: { show: false }, value: legendValue };
+      series.push({ ...edge, label: "min" }, { ...edge, label: "max" });
+      bands.push({ series: [at + 2, at + 1], fill: alpha(line.color, 0.14) });
+    }
+  }
+  return bands;
+}
+
+/** The y scale of a log chart over `columns` (x first): log where every value is positive, else asinh. */
+function logScale(columns) {
+  // Log needs positive values; losses and advantages go negative, so those get a symmetric log (asinh).
+  const values = columns.slice(1).flat().filter((v) => v != null);
+  if (values.every((v) => v > 0)) return { distr: 3, log: 10 };
+  // Linear within a tenth of the typical magnitude, logarithmic beyond it.
+  const sizes = values.map(Math.abs).filter((v) => v > 0).sort((a, b) => a - b);
+  return { distr: 4, asinh: sizes.length ? Math.max(1e-12, sizes[sizes.length >> 1] / 10) : 1 };
+}
+
 /**
  * A chart titled `title` in `parent` with one line per entry of `lines` ({label, color, band}); a line with
  * band: true is drawn with a shaded min..max envelope. Feed it with setData(x, [{value, min, max}, ...]) or
  * setTables. Options: xMode ("step" | "time"), log (start on a log scale), onLog(on) (the toggle was
  * clicked), xRange ([min, max] for the x axis, e.g. [0, total steps]), sync (the group whose crosshair and x zoom it shares).
+ * One closure on purpose (about 110 lines): build, feed and zoom share the chart's state.
  */
 export function lineChart(parent, { name, title, xMode = "step", lines, height = 220, log = false, onLog, xRange, sync = "shoal" }) {
   const zoomKey = `${sync}:${xMode}`;
@@ -192,32 +218,11 @@ export function lineChart(parent, { name, title, xMode = "step", lines, height =
     const shown = idx == null ? columns[0][columns[0].length - 1] : v;
     return shown == null ? "–" : xfmt(shown);
   } }];
-  const bands = [];
-  const legendValue = (_u, v, si, idx) => {
+  const bands = lineSeries(lines, series, (_u, v, si, idx) => {
     const shown = idx == null ? latest[si] : v;
     return shown == null ? "–" : num(shown, 4);
-  };
-  for (const line of lines) {
-    const at = series.length;
-    series.push({ label: line.label, stroke: line.color, width: 1.5, spanGaps: !!line.spanGaps, points: { size: 6, fill: line.color }, value: legendValue });
-    if (line.band) {
-      const edge = { stroke: alpha(line.color, 0.3), width: 0.5, spanGaps: !!line.spanGaps, points: { show: false }, value: legendValue };
-      series.push({ ...edge, label: "min" }, { ...edge, label: "max" });
-      bands.push({ series: [at + 2, at + 1], fill: alpha(line.color, 0.14) });
-    }
-  }
+  });
   const width = () => Math.max(240, box.clientWidth - 18);
-
-  function yScale() {
-    if (!log) return { auto: true };
-    // Log needs positive values; losses and advantages go negative, so those get a symmetric log (asinh).
-    const values = columns.slice(1).flat().filter((v) => v != null);
-    const positive = values.every((v) => v > 0);
-    if (positive) return { distr: 3, log: 10 };
-    // Linear within a tenth of the typical magnitude, logarithmic beyond it.
-    const sizes = values.map(Math.abs).filter((v) => v > 0).sort((a, b) => a - b);
-    return { distr: 4, asinh: sizes.length ? Math.max(1e-12, sizes[sizes.length >> 1] / 10) : 1 };
-  }
 
   let u = null;
   function build() {
@@ -227,7 +232,7 @@ export function lineChart(parent, { name, title, xMode = "step", lines, height =
       scales: {
         // Zoomed, the x range is the one asked for; otherwise xRange, or the data's.
         x: { time: false, range: (self, min, max) => (zoomGroup(zoomKey).range ? [min, max] : xRange || xAuto(self, min, max)) },
-        y: yScale(),
+        y: log ? logScale(columns) : { auto: true },
       },
       axes: [
         { space: xSpace, size: 40, values: (_u, ticks, _a, _s, incr) => (xMode === "time" ? ticks.map(duration) : tickLabels(ticks, incr)) },
