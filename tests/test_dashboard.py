@@ -634,10 +634,15 @@ def test_runs_table_sorts_and_shows_hyperparameters_names_and_notes(
     # A hyperparameter sorts this page: descending on the first click, ascending on the second.
     page.locator("th[data-sort='config.env.max_steps']").click()
     page.wait_for_function("location.hash.includes('sort=-config.env.max_steps')")
-    assert int(page.locator("tr[data-run]").last.get_attribute("data-run")) == runs["other_env_params"]
+    # The table re-renders after its fetch, a moment after the hash changes: wait for the order itself.
+    page.wait_for_function(
+        f"[...document.querySelectorAll('tr[data-run]')].at(-1)?.dataset.run === '{runs['other_env_params']}'"
+    )
     page.locator("th[data-sort='config.env.max_steps']").click()
     page.wait_for_function("/sort=config.env.max_steps/.test(location.hash)")
-    assert int(page.locator("tr[data-run]").first.get_attribute("data-run")) == runs["other_env_params"]
+    page.wait_for_function(
+        f"document.querySelector('tr[data-run]')?.dataset.run === '{runs['other_env_params']}'"
+    )
     no_console_errors(page)
 
 
