@@ -562,7 +562,8 @@ static float moba_result(const Moba* env) {
 
 static void moba_step(Moba* env) {
     int32_t act[MOBA_MAX_HEROES][2];
-    MobaTick tick = {{0}};
+    MobaTick tick;
+    memset(&tick, 0, sizeof tick);
     for (int h = 0; h < MOBA_MAX_HEROES; h++) tick.killer[h] = -1;
     moba_read_actions(env, act);
     moba_move(env, act);
