@@ -26,6 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     return args.run(args)
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command, each with the function that runs it as its `run` default."""
     parser = argparse.ArgumentParser(prog="shoal", description="RL experiment platform")
@@ -50,6 +60,11 @@ def _add_platform_commands(commands: argparse._SubParsersAction) -> None:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--quiet", action="store_true", help="no access-log line per request")
+    api.add_argument(
+        "--workers",
+        type=_at_least_one,
+        help="API processes on the one port (default: SHOAL_API_WORKERS, else 1)",
+    )
     api.set_defaults(run=cmd_api)
 
     worker = commands.add_parser("worker", help="run a Celery worker for one queue")
@@ -172,8 +187,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     # `shoal up` runs it quiet: an open dashboard polls every 2 s, a line each would flood the terminal.
+    from services.common.settings import get_settings
+
+    workers = args.workers if args.workers is not None else get_settings().api_workers
     uvicorn.run(
-        "services.api.app:app", host=args.host, port=args.port, log_level="info", access_log=not args.quiet
+        "services.api.app:app",
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=not args.quiet,
+        workers=workers,
     )
     return 0
 

@@ -117,6 +117,9 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     ).items():
         if key.startswith("SHOAL_"):
             monkeypatch.setenv(key, value)
+    # In-process tests play the workers themselves and read their changes at once: no read cache here
+    # (tests/test_readcache.py turns it on; the platform tests' processes keep the default).
+    monkeypatch.setenv("SHOAL_API_READ_CACHE_SECONDS", "0")
     caches = (settings.get_settings, db.get_engine, db._sessions)
     for cached in caches:
         cached.cache_clear()

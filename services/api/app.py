@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from services.api import auth, deps, errors
+from services.api.readcache import ReadCache
 from services.api.routes import checkpoints, dashboard, elo, envs, health, runs, sweeps
 from services.common.config import ConfigError, RunConfig, UnknownEnv
 from services.common.settings import get_settings
@@ -85,9 +86,13 @@ def create_app() -> FastAPI:
     errors.install(app)
     deps.install_gate(app)
     auth.install_limits(app)
+    settings = get_settings()
+    app.add_middleware(
+        ReadCache, ttl=settings.api_read_cache_seconds, enabled=not settings.read_requires_token
+    )
     app.add_middleware(BodyLimit)
     app.add_middleware(errors.NoNulBytes)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_settings().allowed_hosts)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     return app
 
 

@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds an API request waits for a database connection before it is answered 503",
     )
+    api_read_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="seconds an API process reuses its answer to an anonymous GET for every client asking "
+        "the same URL (0: off; off too when reads need a token); its own writes clear it at once",
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="API processes `shoal api` starts (uvicorn workers, one port)"
+    )
     outage_tolerance: float = Field(
         default=60.0,
         gt=0,

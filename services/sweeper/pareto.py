@@ -10,7 +10,8 @@ Usage::
 
 How a suggestion is made: first the centre (each parameter's "mean", the user's default; the middle of its
 range where none is given), then a scrambled Sobol design in a box around the centre (``init_radius`` of
-each range) with the cost parameter held low, until enough trials succeeded; then two exact GPs (score,
+each range; while other trials are in flight, every second point spans the whole cube) with the cost
+parameter held low, until enough trials succeeded; then two exact GPs (score,
 log cost per unit of the cost parameter) score candidates drawn around the cost/score Pareto front and
 around the best runs moved to lower cost. The
 GPs see categorical parameters one-hot. The score GP models the scores through a fitted power warp
@@ -124,6 +125,10 @@ class SearchOptions:
     # every trial far below it. It is a bet that the config is reasonable (BENCHMARKS.md: what it costs when
     # the config is far from the optimum).
     init_radius: float = 0.25
+    # A design trial proposed while others are in flight spans the whole cube every second time. A batch of
+    # parallel trials is committed before any of it reports, so it hedges the bet on the config; one trial
+    # at a time, the model phase follows the first results within a few trials and the box does better.
+    parallel_hedge: bool = True
     score_transform: str = "minmax"
     # Failed trials teach a kernel classifier of P(success), and until impute_until successes they also
     # read as the worst score in the score GP, which steers its mean away while data is scarce.
@@ -435,7 +440,9 @@ class ParetoSearch:
         # Integer parameters can map distinct Sobol points onto one trial; walk on until it is new.
         for _ in range(64):
             u = engine.draw(1).double().numpy()[0] * 2.0 - 1.0
-            u = self.space.snap(self._hold_cost_low(self._near_centre(u)))
+            if not (self.options.parallel_hedge and self._pending and k % 2 == 0):
+                u = self._near_centre(u)
+            u = self.space.snap(self._hold_cost_low(u))
             if _key(u) not in taken:
                 info = {"proposal": "sobol", "predicted_score": None, "predicted_cost": None}
                 return self._affordable(u, info)
