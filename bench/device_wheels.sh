@@ -25,6 +25,8 @@ WHEELS=(
   # Celery and its broker on SQLAlchemy (kombu's sqla transport)
   celery==5.7.0 kombu==5.7.0 billiard==4.3.2 vine==5.1.0 amqp==5.4.2 tzlocal==5.4.5
   click-didyoumean==0.3.1 click-plugins==1.1.1.2 click-repl==0.4.1 prompt-toolkit==3.0.53 wcwidth==0.9.4
+  # PostgreSQL and Redis clients, for the servers bench/device_services.sh starts there
+  psycopg==3.3.9 psycopg-binary==3.3.9 redis==8.2.0
   # envs_c.gymnasium_env
   gymnasium==1.4.0 farama-notifications==0.0.6
 )

@@ -219,17 +219,25 @@ def tables(rec: Recorder) -> str:
 
 
 class Platform:
-    """`shoal up` in a scratch directory, in its own process group (killed whole at the end)."""
+    """`shoal up` in a scratch directory, in its own process group (killed whole at the end); on the
+    embedded SQLite database and broker unless given the URLs of others."""
 
-    def __init__(self, home: Path, port: int, env: dict[str, str]):
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        env: dict[str, str],
+        database_url: str | None = None,
+        broker_url: str | None = None,
+    ):
         self.home = home
         self.base = f"http://127.0.0.1:{port}"
         self.token = secrets.token_urlsafe(24)
         self.env = {
             **env,
             "SHOAL_API_TOKEN": self.token,
-            "SHOAL_DATABASE_URL": f"sqlite:///{home / 'shoal.db'}",
-            "SHOAL_BROKER_URL": f"sqla+sqlite:///{home / 'broker.db'}",
+            "SHOAL_DATABASE_URL": database_url or f"sqlite:///{home / 'shoal.db'}",
+            "SHOAL_BROKER_URL": broker_url or f"sqla+sqlite:///{home / 'broker.db'}",
             "SHOAL_ARTIFACTS": str(home / "artifacts"),
             "PYTHONUNBUFFERED": "1",
         }

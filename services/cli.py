@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -69,7 +71,12 @@ def _add_platform_commands(commands: argparse._SubParsersAction) -> None:
 
     worker = commands.add_parser("worker", help="run a Celery worker for one queue")
     worker.add_argument("--queue", choices=QUEUES, required=True)
-    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument(
+        "--concurrency",
+        type=_at_least_one,
+        help="tasks at once: trainer processes for train (default: SHOAL_TRAIN_WORKERS), else threads of "
+        "the pool (default 1)",
+    )
     worker.add_argument("--quiet", action="store_true", help="no banner, no root warning")
     worker.set_defaults(run=cmd_worker)
 
@@ -201,7 +208,94 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this machine's processes may use, as CUDA_VISIBLE_DEVICES names them (asked of nvidia-smi,
+    not torch: a supervisor that imports torch would hold a CUDA context of its own)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+@dataclass(frozen=True)
+class TrainerSlot:
+    """What one of several trainer processes on a machine may use: the GPU it is pinned to (None: every
+    GPU it sees) and its share of the CPU cores (None: all), which its environment threads then fill."""
+
+    gpu: str | None
+    cpus: frozenset[int] | None
+
+
+def trainer_slots(count: int, gpus: list[str], cpus: list[int]) -> list[TrainerSlot]:
+    """`count` trainers: round-robin over several GPUs (on one they share it), and disjoint runs of
+    cores, so that trainers sharing a machine do not oversubscribe its CPUs with environment threads."""
+    share = len(cpus) // count if count > 1 else 0
+    return [
+        TrainerSlot(
+            gpus[i % len(gpus)] if len(gpus) > 1 else None,
+            frozenset(sorted(cpus)[i * share : (i + 1) * share]) if share else None,
+        )
+        for i in range(count)
+    ]
+
+
+def _start_trainers(count: int, quiet: bool, env: dict[str, str]) -> list[subprocess.Popen]:
+    command = [sys.executable, "-m", "services.cli", "worker", "--queue", "train", "--concurrency", "1"]
+    command += ["--quiet"] if quiet else []
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    children = []
+    for slot in trainer_slots(count, visible_gpus(), cpus):
+        child = subprocess.Popen(
+            command, env=env if slot.gpu is None else {**env, "CUDA_VISIBLE_DEVICES": slot.gpu}
+        )
+        if slot.cpus:
+            # Before the trainer starts its environment threads, which inherit the set.
+            os.sched_setaffinity(child.pid, slot.cpus)
+        children.append(child)
+    return children
+
+
+def _supervise(children: list[subprocess.Popen], first: Callable[[], None] | None = None) -> int:
+    """Run `first`, then wait until one child exits (1) or this process is asked to stop (0); then stop
+    them all, also when `first` fails."""
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if first is not None:
+            first()
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a shoal process exited; stopping the others", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.queue == "train":
+        count = args.concurrency or get_settings().train_workers
+        if count > 1:
+            # One run per process keeps a run's CUDA context, memory and failure its own: N trainers
+            # share a GPU as N processes, each with the solo pool below.
+            return _supervise(_start_trainers(count, args.quiet, dict(os.environ)))
     import importlib
 
     from services.common import workers  # noqa: F401  (its worker_ready hook starts the liveness beat)
@@ -211,7 +305,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     # Training runs one job per process (per GPU); the solo pool also makes a killed worker lose its job
     # visibly, which the reaper then requeues.
-    pool = ["--pool", "solo"] if args.queue == "train" else ["--concurrency", str(args.concurrency)]
+    pool = ["--pool", "solo"] if args.queue == "train" else ["--concurrency", str(args.concurrency or 1)]
     quiet = []
     if args.quiet:
         import warnings
@@ -260,14 +354,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     shoal = [sys.executable, "-m", "services.cli"]
     api = [*shoal, "api", "--host", args.host, "--port", str(args.port), "--quiet"]
     children = [subprocess.Popen(api, env=env)]
-    children += [subprocess.Popen([*shoal, "worker", "--queue", q, "--quiet"], env=env) for q in QUEUES]
-
-    def stop(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    children += _start_trainers(get_settings().train_workers, True, env)
+    children += [
+        subprocess.Popen([*shoal, "worker", "--queue", q, "--quiet"], env=env) for q in QUEUES if q != "train"
+    ]
     base = f"http://{args.host}:{args.port}"
-    try:
+
+    def ready() -> None:
         _wait_healthy(base, children)
         print(
             f"\nshoal is up.\n  dashboard: {base}/\n  API docs:  {base}/docs\n  token:     {token}"
@@ -276,23 +369,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         if args.demo:
             _demo(base, token)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        print("a shoal process exited; stopping the others", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nstopping...", flush=True)
-        return 0
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+
+    return _supervise(children, ready)
 
 
 def _request(url: str, token: str | None = None, body: dict | None = None) -> Any:

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
-from tests.helpers import ROOT, free_port
+from services.cli import TrainerSlot, trainer_slots
+from tests.helpers import ROOT, free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +52,62 @@ def test_shoal_up_demo_trains_cartpole_on_the_embedded_default(tmp_path):
     assert float(finished.group(2)) >= 0.9
     assert (tmp_path / ".shoal" / "shoal.db").exists()
     assert list((tmp_path / ".shoal" / "artifacts" / "runs").glob("*/ckpt_*.safetensors"))
+
+
+def test_shoal_up_with_two_trainers_trains_two_runs_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    env.update(PYTHONPATH=str(ROOT), SHOAL_TRAIN_WORKERS="2", SHOAL_API_TOKEN="two-trainers")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer two-trainers"}, timeout=10
+        ) as client:
+            wait_for(
+                lambda: _healthz(client).get("workers", {}).get("train") == 2, 120, what="two live trainers"
+            )
+            body = {
+                "env": "cartpole",
+                "total_timesteps": 400_000,
+                "hyperparameters": {"train": {"num_envs": 64}},
+            }
+            ids = [client.post("/runs", json=body).json()["id"] for _ in range(2)]
+            wait_for(
+                lambda: all(client.get(f"/runs/{i}").json()["status"] == "running" for i in ids),
+                60,
+                what="both runs training at once",
+            )
+            runs = [wait_for_run(client, i, 180, "a run of two at once") for i in ids]
+            assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+
+
+def _healthz(client: httpx.Client) -> dict:
+    try:
+        return client.get("/healthz").json()
+    except httpx.TransportError:
+        return {}
+
+
+def test_trainers_sharing_a_machine_get_disjoint_cores_and_spread_over_its_gpus():
+    four_on_one_gpu = trainer_slots(4, ["0"], list(range(16)))
+    assert [slot.gpu for slot in four_on_one_gpu] == [None] * 4  # they share the one GPU they see
+    cores = [slot.cpus for slot in four_on_one_gpu]
+    assert all(c is not None and len(c) == 4 for c in cores)
+    assert len(frozenset().union(*cores)) == 16  # no core given twice
+    assert [slot.gpu for slot in trainer_slots(3, ["2", "5"], list(range(8)))] == ["2", "5", "2"]
+    assert trainer_slots(1, [], list(range(8))) == [TrainerSlot(None, None)]  # one trainer: everything
+    assert [slot.cpus for slot in trainer_slots(4, [], [0, 1])] == [None] * 4  # fewer cores than trainers

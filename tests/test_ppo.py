@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from services.common.config import PolicyConfig
+from services.trainer.policy import Policy
 from services.trainer.ppo import advantages, explained_variance, ppo_loss
 
 
@@ -85,3 +88,28 @@ def test_explained_variance():
     target = torch.tensor([1.0, 2.0, 3.0])
     assert explained_variance(target, target) == 1.0
     assert explained_variance(torch.zeros(3) + 2.0, target) == 0.0
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused LSTM step runs on CUDA only")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("recurrent", ["lstm", "gru"])
+def test_the_learner_replays_the_recurrent_state_the_actor_had(recurrent, device):
+    """PPO's ratio starts at 1 only if the learner's pass over a segment gives the actor's outputs: the same
+    recurrent state, reset where an episode began (as the acting loop resets it after a done)."""
+    torch.manual_seed(0)
+    policy = Policy((6,), {"kind": "discrete", "n": 3}, PolicyConfig(recurrent=recurrent, hidden_size=16))
+    policy.to(device)
+    steps, batch = 12, 5
+    obs = torch.randn(steps, batch, 6, device=device)
+    starts = (torch.rand(steps, batch, device=device) < 0.2).float()
+    start_state = tuple(torch.randn(batch, 16, device=device) for _ in policy.initial_state(batch, device))
+    state, acted = start_state, []
+    for t in range(steps):
+        state = tuple(s * (1.0 - starts[t]).unsqueeze(-1) for s in state)
+        params, value, state = policy(obs[t], state)
+        acted.append((params, value))
+    params, values = policy.forward_sequence(obs, starts, start_state)
+    torch.testing.assert_close(params, torch.stack([p for p, _ in acted]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(values, torch.stack([v for _, v in acted]), rtol=1e-5, atol=1e-6)

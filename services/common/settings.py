@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=1, ge=1, le=64, description="API processes `shoal api` starts (uvicorn workers, one port)"
     )
+    train_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="trainer processes `shoal up` and `shoal worker --queue train` start on one machine, each "
+        "training one run at a time; they share its GPUs, spread over them when it has several",
+    )
     outage_tolerance: float = Field(
         default=60.0,
         gt=0,

@@ -182,16 +182,47 @@ class Policy(nn.Module):
         x = self.encode(obs.reshape(steps * batch, *obs.shape[2:]))
         if self.core is None:
             return self.actor(x).view(steps, batch, -1), self.critic(x).view(steps, batch)
-        x = x.view(steps, batch, -1)
-        outputs = []
-        for t in range(steps):
-            assert state is not None, "a recurrent core starts from the rollout's state and carries one"
-            keep = (1.0 - starts[t]).unsqueeze(-1)
-            state = tuple(s * keep for s in state)
-            h, state = self._step_core(x[t], state)
-            outputs.append(h)
-        h = torch.stack(outputs)
+        assert state is not None, "a recurrent core starts from the rollout's state and carries one"
+        keep = (1.0 - starts).unsqueeze(-1)
+        if isinstance(self.core, nn.LSTMCell):
+            h = self._lstm_sequence(x.view(steps, batch, -1), keep, state)
+        else:
+            x = x.view(steps, batch, -1)
+            outputs = []
+            for t in range(steps):
+                assert state is not None, "a GRU carries its state through the segment"
+                out, state = self._step_core(x[t], tuple(s * keep[t] for s in state))
+                outputs.append(out)
+            h = torch.stack(outputs)
         return self.actor(h), self.critic(h).squeeze(-1)
+
+    def _lstm_sequence(
+        self, x: torch.Tensor, keep: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """The LSTM core over a [T, B, H] segment, equal to stepping `nn.LSTMCell`. Learning an LSTM is
+        bound by the T sequential steps, so the input half of every step's gates is one product over the
+        whole segment, and each step keeps only the recurrent product and the gate arithmetic (one fused
+        kernel on CUDA, which is what `nn.LSTMCell` itself calls there)."""
+        core = self.core
+        assert isinstance(core, nn.LSTMCell)
+        input_gates = torch.nn.functional.linear(x, core.weight_ih)
+        h, c = state
+        outputs = []
+        for t in range(x.shape[0]):
+            h, c = h * keep[t], c * keep[t]
+            hidden_gates = h @ core.weight_hh.t()
+            if x.is_cuda:
+                # Not in torch's stubs: the op nn.LSTMCell's CUDA path runs, with autograd.
+                h, c, _ = torch._thnn_fused_lstm_cell(  # type: ignore[attr-defined]
+                    input_gates[t], hidden_gates, c, core.bias_ih, core.bias_hh
+                )
+            else:
+                gates = input_gates[t] + hidden_gates + core.bias_ih + core.bias_hh
+                i, f, g, o = gates.chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs)
 
     # Action distributions, written out rather than via torch.distributions to keep the hot path lean.
 
