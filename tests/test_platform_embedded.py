@@ -33,11 +33,14 @@ def test_shoal_up_demo_trains_cartpole_on_the_embedded_default(tmp_path):
     )
     lines: list[str] = []
     deadline = time.monotonic() + 240
+    runs = tmp_path / ".shoal" / "artifacts" / "runs"
     try:
         for line in process.stdout:
             lines.append(line)
             if "demo: finished" in line or time.monotonic() > deadline:
                 break
+        # Recorded after the run by a CPU (elo) worker, so the trainer is free for the next run at once.
+        wait_for(lambda: list(runs.glob("*/replay.gif")), 60, what="the demo run's replay GIF")
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -51,7 +54,7 @@ def test_shoal_up_demo_trains_cartpole_on_the_embedded_default(tmp_path):
     assert finished.group(1) == "succeeded"
     assert float(finished.group(2)) >= 0.9
     assert (tmp_path / ".shoal" / "shoal.db").exists()
-    assert list((tmp_path / ".shoal" / "artifacts" / "runs").glob("*/ckpt_*.safetensors"))
+    assert list(runs.glob("*/ckpt_*.safetensors"))
 
 
 def test_shoal_up_with_two_trainers_trains_two_runs_at_once(tmp_path):

@@ -18,10 +18,12 @@ QUEUE_MODULES = {
 
 TRAIN_TASK = "shoal.train"
 REAP_TASK = "shoal.reap"
-# Elo: rate a new checkpoint, play one batch of games, refit an environment's ratings.
+# Elo: rate a new checkpoint, play one batch of games, refit an environment's ratings; and on the same CPU
+# workers, record a finished run's replay GIF.
 ELO_RATE_TASK = "shoal.elo.rate"
 ELO_PLAY_TASK = "shoal.elo.play"
 ELO_REFIT_TASK = "shoal.elo.refit"
+REPLAY_TASK = "shoal.elo.replay"
 SWEEP_TICK_TASK = "shoal.sweeper.tick"
 
 
@@ -43,6 +45,7 @@ def make_app() -> Celery:
             ELO_PLAY_TASK: {"soft_time_limit": 300, "time_limit": 330},
             ELO_RATE_TASK: {"soft_time_limit": 120, "time_limit": 150},
             ELO_REFIT_TASK: {"soft_time_limit": 1800, "time_limit": 1860},
+            REPLAY_TASK: {"soft_time_limit": 120, "time_limit": 150},
             SWEEP_TICK_TASK: {"soft_time_limit": 600, "time_limit": 660},
         },
         task_ignore_result=True,

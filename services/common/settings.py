@@ -104,8 +104,8 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=64,
-        description="trainer processes `shoal up` and `shoal worker --queue train` start on one machine, each "
-        "training one run at a time; they share its GPUs, spread over them when it has several",
+        description="trainer processes `shoal up` and `shoal worker --queue train` start on one machine, "
+        "each training one run at a time; they share its GPU, or take its GPUs in turn",
     )
     outage_tolerance: float = Field(
         default=60.0,

@@ -3,6 +3,7 @@
     rate(checkpoint_id, sweep)  -> a job of batches, one `play` task each, on the queue
     play(batch_id)              -> games appended to `matches`; the job's last batch sends `refit`
     refit(env, job_id)          -> `ratings` replaced from the whole log; then a tick of the job's sweep
+    replay(run_id, checkpoint)  -> the run's replay GIF: checkpoint playback on the same CPU workers
 
 Each batch is its own task, so adding elo workers adds matches per second. Every worker process plays on
 one CPU thread (`torch.set_num_threads(1)`): the policies are small, the games are many, and processes
@@ -21,12 +22,20 @@ import torch
 from sqlalchemy.orm import Session
 
 from services.common import artifacts, outbox
-from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, SWEEP_TICK_TASK, app
+from services.common.celery_app import (
+    ELO_PLAY_TASK,
+    ELO_RATE_TASK,
+    ELO_REFIT_TASK,
+    REPLAY_TASK,
+    SWEEP_TICK_TASK,
+    app,
+)
 from services.common.db import session_scope
 from services.common.models import BatchStatus, MatchBatch, MatchJob
 from services.common.settings import get_settings
 from services.elo import store
 from services.elo.match import Refused, code_version, load_player, play
+from services.trainer.replay import replay_gif
 
 log = logging.getLogger(__name__)
 torch.set_num_threads(1)
@@ -130,3 +139,13 @@ def refit(env: str, job_id: int | None = None) -> int | None:
     if sweep_id is not None:
         outbox.publish()
     return None if ratings is None else len(ratings)
+
+
+@app.task(name=REPLAY_TASK, acks_late=True)
+def replay(run_id: int, checkpoint: str) -> None:
+    """The GIF of a finished run's last checkpoint playing, for its page. Recorded here rather than by the
+    trainer, which would hold its GPU idle meanwhile: the next run starts as soon as the last one ends."""
+    try:
+        replay_gif(artifacts.absolute(checkpoint), artifacts.run_dir(run_id) / "replay.gif")
+    except Exception:  # a replay is a convenience; the run has already succeeded
+        log.exception("run %s: could not record the replay GIF", run_id)

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from envs_c.registry import ENVS
 from services.common import artifacts, outbox
-from services.common.celery_app import ELO_RATE_TASK, REAP_TASK, SWEEP_TICK_TASK, TRAIN_TASK, app
+from services.common.celery_app import ELO_RATE_TASK, REAP_TASK, REPLAY_TASK, SWEEP_TICK_TASK, TRAIN_TASK, app
 from services.common.config import ConfigError, RunConfig
 from services.common.db import retrying, session_scope
 from services.common.failures import FailureKind
@@ -49,7 +49,6 @@ from services.common.settings import get_settings
 from services.trainer import checkpoint as ckpt
 from services.trainer.league_db import DatabaseLeagueLink
 from services.trainer.loop import Interrupt, Result, train
-from services.trainer.replay import replay_gif
 
 log = logging.getLogger(__name__)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -227,11 +226,6 @@ def train_run(run_id: int) -> None:
         return
     retrying(lambda: _finish(run_id, owner, result), f"run {run_id}: finish")
     outbox.publish()
-    if result.status == "succeeded" and result.last_checkpoint is not None:
-        try:
-            replay_gif(result.last_checkpoint, artifacts.run_dir(run_id) / "replay.gif")
-        except Exception:  # a replay is a convenience; the run has already succeeded
-            log.exception("run %s: could not record the replay GIF", run_id)
 
 
 def _requeue(run_id: int, owner: str) -> bool:
@@ -257,6 +251,8 @@ def _finish(run_id: int, owner: str, result: Result) -> None:
         sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == run_id))
         if finished and sweep_id is not None:
             outbox.stage(session, SWEEP_TICK_TASK, [sweep_id])
+        if finished and result.status == "succeeded" and result.last_checkpoint is not None:
+            outbox.stage(session, REPLAY_TASK, [run_id, artifacts.relative(result.last_checkpoint)])
 
 
 @app.task(name=REAP_TASK)
