@@ -181,6 +181,8 @@ def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str,
     result: dict[str, Any] = {"trainers": trainers, "database": (database_url or "sqlite").split(":")[0]}
     try:
         platform.start(timeout=120)
+        # Every worker up (the API answers first): their start-up is the platform's, not a trial's.
+        wait_for(platform, "/healthz", lambda h: h["status"] == "ok", 120)
         with GpuSampler() as gpu:
             created = time.time()
             sweep = platform.request("/sweeps", sweep_body(args, trainers))
@@ -251,14 +253,16 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds one sweep may take")
     parser.add_argument("--postgres", help="a PostgreSQL server, postgresql+psycopg://user@host:port")
     parser.add_argument("--redis", help="a Redis server for the broker, redis://host:port (with --postgres)")
+    parser.add_argument("--scratch", type=Path, help="keep the platforms' files (logs, databases) here")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.steps = int(args.steps)
     results = []
-    with tempfile.TemporaryDirectory(prefix="shoal-throughput-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = args.scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-tt-")))
         for trainers in (int(n) for n in args.trainers.split(",")):
             try:
-                results.append(measure(args, trainers, Path(scratch)))
+                results.append(measure(args, trainers, scratch))
             except Exception as e:  # one count that breaks still lets the others report
                 detail = e.read().decode(errors="replace") if isinstance(e, urllib.error.HTTPError) else ""
                 results.append({"trainers": trainers, "error": f"{type(e).__name__}: {e} {detail}"})
