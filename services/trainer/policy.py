@@ -184,25 +184,25 @@ class Policy(nn.Module):
             return self.actor(x).view(steps, batch, -1), self.critic(x).view(steps, batch)
         assert state is not None, "a recurrent core starts from the rollout's state and carries one"
         keep = (1.0 - starts).unsqueeze(-1)
-        if isinstance(self.core, nn.LSTMCell):
-            h = self._lstm_sequence(x.view(steps, batch, -1), keep, state)
+        x = x.view(steps, batch, -1)
+        if isinstance(self.core, nn.LSTMCell) and x.is_cuda:
+            h = self._lstm_sequence_cuda(x, keep, state)
         else:
-            x = x.view(steps, batch, -1)
             outputs = []
             for t in range(steps):
-                assert state is not None, "a GRU carries its state through the segment"
+                assert state is not None, "the core carries its state through the segment"
                 out, state = self._step_core(x[t], tuple(s * keep[t] for s in state))
                 outputs.append(out)
             h = torch.stack(outputs)
         return self.actor(h), self.critic(h).squeeze(-1)
 
-    def _lstm_sequence(
+    def _lstm_sequence_cuda(
         self, x: torch.Tensor, keep: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
-        """The LSTM core over a [T, B, H] segment, equal to stepping `nn.LSTMCell`. Learning an LSTM is
-        bound by the T sequential steps, so the input half of every step's gates is one product over the
-        whole segment, and each step keeps only the recurrent product and the gate arithmetic (one fused
-        kernel on CUDA, which is what `nn.LSTMCell` itself calls there)."""
+        """The LSTM core over a [T, B, H] segment on CUDA, equal to stepping `nn.LSTMCell`. Learning is
+        bound by the T sequential steps' kernels, so the input half of every step's gates is one product
+        over the whole segment, and each step keeps the recurrent product and one fused kernel for the
+        gate arithmetic (the op `nn.LSTMCell` itself runs there). On the CPU the cell's own step is faster."""
         core = self.core
         assert isinstance(core, nn.LSTMCell)
         input_gates = torch.nn.functional.linear(x, core.weight_ih)
@@ -210,17 +210,10 @@ class Policy(nn.Module):
         outputs = []
         for t in range(x.shape[0]):
             h, c = h * keep[t], c * keep[t]
-            hidden_gates = h @ core.weight_hh.t()
-            if x.is_cuda:
-                # Not in torch's stubs: the op nn.LSTMCell's CUDA path runs, with autograd.
-                h, c, _ = torch._thnn_fused_lstm_cell(  # type: ignore[attr-defined]
-                    input_gates[t], hidden_gates, c, core.bias_ih, core.bias_hh
-                )
-            else:
-                gates = input_gates[t] + hidden_gates + core.bias_ih + core.bias_hh
-                i, f, g, o = gates.chunk(4, 1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+            # Not in torch's stubs; it has autograd.
+            h, c, _ = torch._thnn_fused_lstm_cell(  # type: ignore[attr-defined]
+                input_gates[t], h @ core.weight_hh.t(), c, core.bias_ih, core.bias_hh
+            )
             outputs.append(h)
         return torch.stack(outputs)
 
