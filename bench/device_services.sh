@@ -4,7 +4,7 @@
 #   source bench/device_services.sh && start_services /tmp/svc.log   # exports SHOAL_PG_URL, SHOAL_REDIS_URL
 start_services() {  # LOG
   local root=/tmp/svcroot data=/tmp/pgdata pg=${PG_PORT:-5432} redis=${REDIS_PORT:-6379}
-  mkdir -p $root && tar xJf .svc/services.tar.xz -C $root || return 1
+  mkdir -p $root && tar xJf .svc/services.tar.xz -C $root && chmod 755 $root || return 1
   local lib=$root/lib bin=$root/usr/lib/postgresql/15/bin
   mkdir -p $data && chown nobody $data && chmod 700 $data
   as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_LIBRARY_PATH=$lib "$@"; }

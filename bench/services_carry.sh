@@ -16,6 +16,7 @@ cp -r /usr/share/postgresql/15 "$stage/usr/share/postgresql/"
 cp "$redis" "$stage/bin/redis-server"
 for binary in "$pg"/bin/{postgres,initdb,psql} "$redis"; do ldd "$binary" | awk '$3 ~ /^\// {print $3}'; done |
   sort -u | grep -v -E '/(libc|libm|libresolv|ld-linux[^/]*)\.so' | xargs -I{} cp -L {} "$stage/lib/"
+chmod 755 "$stage"  # mktemp's 0700 would travel as the root's mode: the servers run as nobody
 mkdir -p .svc
 tar cJf .svc/services.tar.xz -C "$stage" .
 du -sh .svc/services.tar.xz

@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -43,6 +44,14 @@ from gpu_sweep import PPO_SPACE, ROOT, Platform
 
 SWEPT = ("learning_rate", "ent_coef", "gamma", "gae_lambda", "clip_coef")
 ENDED = ("succeeded", "failed", "early_stopped", "lost", "cancelled")
+
+
+class Stopped(Exception):
+    """SIGTERM (a device call's time limit): the count in progress reports the trials that ended."""
+
+
+def _stop(*_: object) -> None:
+    raise Stopped("stopped by SIGTERM")
 
 
 def seconds(stamp: str) -> float:
@@ -186,12 +195,16 @@ def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str,
         with GpuSampler() as gpu:
             created = time.time()
             sweep = platform.request("/sweeps", sweep_body(args, trainers))
-            sweep = wait_for(
-                platform,
-                f"/sweeps/{sweep['id']}",
-                lambda s: s["status"] != "running" and all(t["status"] in ENDED for t in s["trials"]),
-                args.timeout,
-            )
+            try:
+                sweep = wait_for(
+                    platform,
+                    f"/sweeps/{sweep['id']}",
+                    lambda s: s["status"] != "running" and all(t["status"] in ENDED for t in s["trials"]),
+                    args.timeout,
+                )
+            except (Stopped, TimeoutError) as e:  # report the trials that ended
+                result["incomplete"] = str(e) or "stopped"
+                sweep = platform.get(f"/sweeps/{sweep['id']}")
         rows = trial_rows(platform, sweep, created)
         result.update(gpu.summary())
         ended = [r for r in rows if r["ended"] is not None]
@@ -209,7 +222,8 @@ def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str,
             rows=rows,
         )
         alone = []
-        for row in [r for r in rows if r["status"] == "succeeded"][: args.repeat_alone]:
+        repeats = 0 if "incomplete" in result else args.repeat_alone
+        for row in [r for r in rows if r["status"] == "succeeded"][:repeats]:
             run = platform.request(
                 "/runs", {"env": "breakout", "hyperparameters": row["config"], "seed": row["seed"]}
             )
@@ -232,11 +246,12 @@ def report(results: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['trainers']} | failed: {r.get('error')} |")
             continue
         same = sum(a["alone"] == a["sweep"] for a in r["alone"])
+        note = f" ({r['incomplete']})" if "incomplete" in r else ""
         lines.append(
             f"| {r['trainers']} | {r['succeeded']}/{r['trials']} | {r['wall_seconds']} | "
             f"{r['trials_per_gpu_hour']} | {r['overhead_median']} / {r['overhead_p95']} | "
             f"{r['training_median']} | {r['gpu_util_mean']} | {r['gpu_memory_max_mib']} | "
-            f"{same}/{len(r['alone'])} | {r['database']} |"
+            f"{same}/{len(r['alone'])} | {r['database']}{note} |"
         )
     return "\n".join(lines)
 
@@ -257,6 +272,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.steps = int(args.steps)
+    signal.signal(signal.SIGTERM, _stop)
     results = []
     with contextlib.ExitStack() as stack:
         scratch = args.scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-tt-")))
@@ -269,6 +285,8 @@ def main() -> int:
             print(report(results[-1:]).splitlines()[-1], flush=True)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
+            if "incomplete" in results[-1] or "Stopped" in results[-1].get("error", ""):
+                break
     print(report(results))
     return 0
 

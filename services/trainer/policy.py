@@ -211,7 +211,7 @@ class Policy(nn.Module):
         for t in range(x.shape[0]):
             h, c = h * keep[t], c * keep[t]
             # Not in torch's stubs; it has autograd.
-            h, c, _ = torch._thnn_fused_lstm_cell(  # type: ignore[attr-defined]
+            h, c, _ = torch.ops.aten._thnn_fused_lstm_cell(
                 input_gates[t], h @ core.weight_hh.t(), c, core.bias_ih, core.bias_hh
             )
             outputs.append(h)
