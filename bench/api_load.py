@@ -75,7 +75,9 @@ def drop_database(name: str) -> None:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def start_api(url: str, workdir: Path, workers: int, cache_seconds: float) -> tuple[subprocess.Popen, str]:
+def start_api(
+    url: str, workdir: Path, workers: int, cache_seconds: float, quiet: bool = True
+) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -89,7 +91,15 @@ def start_api(url: str, workdir: Path, workers: int, cache_seconds: float) -> tu
         "PYTHONPATH": str(ROOT),
     }
     log = open(workdir / "api.log", "wb")  # noqa: SIM115
-    command = [sys.executable, "-m", "services.cli", "api", "--port", str(port), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "api",
+        "--port",
+        str(port),
+        *(["--quiet"] if quiet else []),
+    ]
     process = subprocess.Popen(
         [*command, "--workers", str(workers)], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )

@@ -119,6 +119,18 @@ def test_huge_body_is_refused(client):
     assert run_count(client) == before
 
 
+@pytest.mark.parametrize("path", ["/runs", "/sweeps", "/matches"])
+@pytest.mark.parametrize(
+    "body", [b"\x80\x81 not utf-8", b'{"env": "cartpole"'], ids=["not utf-8", "not json"]
+)
+def test_a_body_that_is_not_json_is_refused_naming_the_body(client, path, body):
+    before = run_count(client)
+    response = client.post(path, content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert run_count(client) == before
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],

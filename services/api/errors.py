@@ -10,11 +10,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.deps import RETRY_AFTER
 
@@ -68,6 +70,15 @@ def _unavailable(what: str) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> Response:
+        # shoal raises no 400: FastAPI does, for a JSON body it cannot even decode (bytes that are not
+        # UTF-8), where undecodable JSON text gets its 422. Both are a client's malformed body.
+        if e.status_code == status.HTTP_400_BAD_REQUEST:
+            detail = field_errors(["body"], "the body is not JSON: it could not be decoded as UTF-8")
+            return JSONResponse({"detail": detail}, UNPROCESSABLE)
+        return await http_exception_handler(request, e)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
