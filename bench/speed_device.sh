@@ -2,8 +2,8 @@
 # Issue 17 in one device call: GPU tests, recurrent-policy variants, trials per GPU-hour through the
 # platform, then the cold start-up split with whatever time is left before DEADLINE (s, default 585).
 #   run(kind="nvidia-h200", carry=[".whl", ".old", ".svc"], timeout_s=600, command="bash bench/speed_device.sh")
-# .whl: bench/device_wheels.sh. .old (optional): a baseline tree, `git archive REV services | tar -x -C .old`,
-# trained by the variants whose name starts with "old_" (same environments and configs, its own services/).
+# .whl: bench/device_wheels.sh. .old (optional): a baseline tree, `git archive REV services configs | tar -x
+# -C .old` (configs too: services finds them beside itself), trained by the variants named "old_...".
 # .svc (optional, bench/services_carry.sh): PostgreSQL and Redis for the throughput bench.
 # PARTS (default "tests lstm throughput startup") picks and orders the parts; WALL caps each variant (s);
 # VARIANTS overrides the variant list ("name [--set k=v ...]" per line). Everything lands in $OUT.
