@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.common.probe import worker_pids
 from services.common.settings import Settings
 from tests import kustomize_lite
 
@@ -444,3 +445,21 @@ def test_hadolint() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_worker_probe_finds_every_trainer_of_a_machine_and_each_pool_once(tmp_path: Path) -> None:
+    def process(pid: int, parent: int, *argv: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes("\0".join(argv).encode() + b"\0")
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (python3) S {parent} 1 1 0")
+
+    train = ["python3", "-m", "services.cli", "worker", "--queue", "train"]
+    process(100, 1, *train)  # SHOAL_TRAIN_WORKERS=2: a supervisor and two trainers, each a Celery node
+    process(101, 100, *train, "--concurrency", "1", "--quiet")
+    process(102, 100, *train, "--concurrency", "1", "--quiet")
+    elo = ["/usr/local/bin/shoal", "worker", "--queue", "elo", "--concurrency", "2"]
+    process(200, 1, *elo)
+    process(201, 200, *elo)  # a prefork pool's children: the node is their parent
+    process(202, 200, *elo)
+    assert worker_pids("train", tmp_path) == [100, 101, 102]
+    assert worker_pids("elo", tmp_path) == [200]

@@ -36,7 +36,7 @@ def check_api(url: str, timeout: float) -> tuple[bool, str]:
 
 def worker_pids(queue: str, proc: Path = Path("/proc")) -> list[int]:
     """Processes here whose command line is `... shoal worker ... --queue QUEUE` (or `services.cli`)."""
-    pids = []
+    commands: dict[int, list[str]] = {}
     for entry in proc.glob("[0-9]*"):
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -48,10 +48,11 @@ def worker_pids(queue: str, proc: Path = Path("/proc")) -> list[int]:
                 if any(a == "--queue" and b == queue for a, b in itertools.pairwise(rest)) or (
                     f"--queue={queue}" in rest
                 ):
-                    pids.append(int(entry.name))
+                    commands[int(entry.name)] = argv
                 break
-    # A prefork pool's children share their parent's command line; the node is the parent.
-    return sorted(pid for pid in pids if _parent(proc, pid) not in pids)
+    # A prefork pool's children share their parent's command line; the node is the parent. Trainers that
+    # `shoal worker --queue train --concurrency N` starts are nodes of their own, with a command of their own.
+    return sorted(pid for pid, argv in commands.items() if commands.get(_parent(proc, pid) or -1) != argv)
 
 
 def _parent(proc: Path, pid: int) -> int | None:
