@@ -259,9 +259,11 @@ def _start_trainers(count: int, quiet: bool, env: dict[str, str]) -> list[subpro
     return children
 
 
-def _supervise(children: list[subprocess.Popen], first: Callable[[], None] | None = None) -> int:
+def _supervise(
+    children: list[subprocess.Popen], first: Callable[[], None] | None = None, grace: float | None = 20
+) -> int:
     """Run `first`, then wait until one child exits (1) or this process is asked to stop (0); then stop
-    them all, also when `first` fails."""
+    them all, also when `first` fails, killing what is left after `grace` seconds (None: wait for them)."""
 
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -281,10 +283,10 @@ def _supervise(children: list[subprocess.Popen], first: Callable[[], None] | Non
         for child in children:
             if child.poll() is None:
                 child.terminate()
-        deadline = time.monotonic() + 20
+        deadline = None if grace is None else time.monotonic() + grace
         for child in children:
             try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.wait(timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
 
@@ -295,7 +297,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if count > 1:
             # One run per process keeps a run's CUDA context, memory and failure its own: N trainers
             # share a GPU as N processes, each with the solo pool below.
-            return _supervise(_start_trainers(count, args.quiet, dict(os.environ)))
+            # Stopped (SIGTERM), each trainer checkpoints and requeues its run, for as long as the
+            # orchestrator's grace period allows: nothing here cuts that short.
+            return _supervise(_start_trainers(count, args.quiet, dict(os.environ)), grace=None)
     import importlib
 
     from services.common import workers  # noqa: F401  (its worker_ready hook starts the liveness beat)
