@@ -125,10 +125,16 @@ def wait_for(platform: Platform, path: str, done: Any, timeout: float) -> Any:
     raise TimeoutError(f"{path} did not finish within {timeout:.0f}s")
 
 
-def training_seconds(platform: Platform, run_id: int) -> float | None:
-    series = platform.get(f"/runs/{run_id}/metrics?keys=uptime&max_points=20000")["series"]
-    uptime = series.get("uptime") or {}
-    return uptime["max"][-1] if uptime.get("max") else None
+SPLIT = ("time/setup", "time/last_checkpoint", "time/evaluation")
+
+
+def trainer_seconds(platform: Platform, run_id: int) -> dict[str, float | None]:
+    """The trainer's own clock: training (its last `uptime`) and the set-up, last checkpoint and evaluation
+    it reports with the evaluation's row."""
+    keys = ",".join(("uptime", *SPLIT))
+    series = platform.get(f"/runs/{run_id}/metrics?keys={keys}&max_points=20000")["series"]
+    last = {k: (series.get(k) or {}).get("max", [None])[-1] for k in ("uptime", *SPLIT)}
+    return {"training": last.pop("uptime"), **{k.split("/")[1]: v for k, v in last.items()}}
 
 
 def trial_rows(platform: Platform, sweep: dict[str, Any], created: float) -> list[dict[str, Any]]:
@@ -140,7 +146,8 @@ def trial_rows(platform: Platform, sweep: dict[str, Any], created: float) -> lis
         # The slot this trial took came free when the last trial to end before it was queued ended.
         freed = max([created, *(e for e in ends if e <= queued)])
         end = seconds(run["finished_at"]) if run.get("finished_at") else None
-        train = training_seconds(platform, run["id"])
+        clock = trainer_seconds(platform, run["id"])
+        train = clock["training"]
         rows.append(
             {
                 "run_id": run["id"],
@@ -151,7 +158,7 @@ def trial_rows(platform: Platform, sweep: dict[str, Any], created: float) -> lis
                 "queued": queued - created,
                 "claimed": seconds(run["started_at"]) - created if run.get("started_at") else None,
                 "ended": end - created if end else None,
-                "training": train,
+                **clock,
                 "overhead": end - freed - train if end and train is not None else None,
             }
         )
@@ -219,6 +226,12 @@ def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str,
             overhead_median=round(statistics.median(overheads), 2),
             overhead_p95=round(percentile(overheads, 0.95), 2),
             training_median=round(statistics.median(trainings), 2),
+            # Inside the overhead: what the trainer spends on a run besides training, medians.
+            trainer_split={
+                k: round(statistics.median(v), 3)
+                for k in ("setup", "last_checkpoint", "evaluation")
+                if (v := [r[k] for r in ended if r.get(k) is not None])
+            },
             rows=rows,
         )
         alone = []
@@ -238,8 +251,9 @@ def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str,
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
         "| trainers | trials | wall s | trials per GPU-hour | overhead median / p95 s | training median s "
-        "| GPU util % | GPU memory MiB | alone = sweep | database |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| in the overhead: set-up / last checkpoint / evaluation s | GPU util % | GPU memory MiB "
+        "| alone = sweep | database |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "trials" not in r:
@@ -250,7 +264,8 @@ def report(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['trainers']} | {r['succeeded']}/{r['trials']} | {r['wall_seconds']} | "
             f"{r['trials_per_gpu_hour']} | {r['overhead_median']} / {r['overhead_p95']} | "
-            f"{r['training_median']} | {r['gpu_util_mean']} | {r['gpu_memory_max_mib']} | "
+            f"{r['training_median']} | {' / '.join(str(v) for v in r['trainer_split'].values()) or '-'} | "
+            f"{r['gpu_util_mean']} | {r['gpu_memory_max_mib']} | "
             f"{same}/{len(r['alone'])} | {r['database']}{note} |"
         )
     return "\n".join(lines)

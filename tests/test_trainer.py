@@ -211,3 +211,17 @@ def test_a_bench_run_stopped_by_its_budget_is_still_evaluated(tmp_path):
     result = run_env("cartpole", 1, 0.5, tmp_path, overrides)
     assert result.final_perf is not None and 0.0 <= result.final_perf <= 1.0
     assert result.steps < 10**9
+
+
+def test_a_finished_run_reports_what_it_cost_beside_training(tmp_path):
+    sink = Recorder()
+    started = time.perf_counter()
+    result = loop.train("cartpole", small(), 0, tmp_path, sink)
+    wall = time.perf_counter() - started
+    assert result.status == "succeeded"
+    step, last = sink.rows[-1]
+    assert step == result.steps and "eval/perf" in last
+    spent = [last["time/setup"], last["time/last_checkpoint"], last["time/evaluation"]]
+    assert all(seconds >= 0 for seconds in spent)
+    assert last["time/evaluation"] > 0  # it stepped episodes to their end
+    assert sum(spent) + sink.rows[-2][1]["uptime"] <= wall

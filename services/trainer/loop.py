@@ -151,6 +151,7 @@ class Trainer:
         resume: Path | None,
         league: LeagueLink | None = None,
     ):
+        self.created = time.perf_counter()
         self.env_name, self.config, self.seed, self.out_dir, self.sink = env_name, config, seed, out_dir, sink
         self.tc = tc = config.train
         self.device = pick_device(tc.device)
@@ -382,9 +383,12 @@ class Trainer:
         return Result("preempted", self.step, self.elapsed(), last_checkpoint=self.last_checkpoint)
 
     def finish(self) -> Result:
-        """The final checkpoint and the clean evaluation; call after the training environment is closed."""
+        """The final checkpoint and the clean evaluation; call after the training environment is closed.
+        Their seconds and the set-up's go out with the evaluation's row: what a run costs beside training."""
+        trained = time.perf_counter()
         if self.step > self.saved_step:
             self.save()
+        saved = time.perf_counter()
         try:
             score, raw = evaluate(self.policy, self.env_name, self.config, self.seed, self.device)
         except EvaluationError as e:
@@ -397,7 +401,12 @@ class Trainer:
                 failure_reason=str(e),
                 last_checkpoint=self.last_checkpoint,
             )
-        self.sink.metrics(self.step, {"eval/perf": score, "eval/score": raw})
+        seconds = {
+            "time/setup": self.start - self.created,
+            "time/last_checkpoint": saved - trained,
+            "time/evaluation": time.perf_counter() - saved,
+        }
+        self.sink.metrics(self.step, {"eval/perf": score, "eval/score": raw, **seconds})
         return Result(
             "succeeded",
             self.step,
