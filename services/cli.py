@@ -246,9 +246,11 @@ def trainer_slots(count: int, gpus: list[str], cpus: list[int]) -> list[TrainerS
 def _start_trainers(count: int, quiet: bool, env: dict[str, str]) -> list[subprocess.Popen]:
     command = [sys.executable, "-m", "services.cli", "worker", "--queue", "train", "--concurrency", "1"]
     command += ["--quiet"] if quiet else []
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    # One trainer takes the machine as it is: no GPU query or core split at start-up.
+    gpus = visible_gpus() if count > 1 else []
+    cpus = sorted(os.sched_getaffinity(0)) if count > 1 and hasattr(os, "sched_getaffinity") else []
     children = []
-    for slot in trainer_slots(count, visible_gpus(), cpus):
+    for slot in trainer_slots(count, gpus, cpus):
         child = subprocess.Popen(
             command, env=env if slot.gpu is None else {**env, "CUDA_VISIBLE_DEVICES": slot.gpu}
         )

@@ -42,11 +42,7 @@ def test_shoal_up_demo_trains_cartpole_on_the_embedded_default(tmp_path):
         # Recorded after the run by a CPU (elo) worker, so the trainer is free for the next run at once.
         wait_for(lambda: list(runs.glob("*/replay.gif")), 60, what="the demo run's replay GIF")
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        _interrupt(process)
     output = "".join(lines)
     assert f"dashboard: http://127.0.0.1:{port}/" in output, output[-3000:]
     finished = re.search(r"demo: finished (\w+): final perf ([\d.]+)", output)
@@ -90,12 +86,18 @@ def test_shoal_up_with_two_trainers_trains_two_runs_at_once(tmp_path):
             runs = [wait_for_run(client, i, 180, "a run of two at once") for i in ids]
             assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        assert _interrupt(process), "shoal up and its trainers did not stop within 30 s of Ctrl-C"
+
+
+def _interrupt(process: subprocess.Popen) -> bool:
+    """Ctrl-C to `shoal up`'s process group; whether it stopped within 30 s (else it is killed)."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return False
 
 
 def _healthz(client: httpx.Client) -> dict:
