@@ -32,23 +32,14 @@ static const float BREAKOUT_BALL_SPEED = 3.0f;
 static const int BREAKOUT_LIVES = 5;
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float balls_lost;
     float invalid_actions;
     float n;
 } BreakoutLog;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    BreakoutLog log;
+    SHOAL_ENV_FIELDS(float, int32_t, BreakoutLog)
     int frameskip;
     int max_steps;
     float paddle_x;
@@ -61,15 +52,7 @@ typedef struct {
     uint8_t bricks[BREAKOUT_BRICKS];
 } Breakout;
 
-static inline int breakout_num_agents(const Breakout* env) {
-    (void)env;
-    return 1;
-}
-
-static inline int breakout_obs_size(const Breakout* env) {
-    (void)env;
-    return BREAKOUT_OBS;
-}
+SHOAL_SIZES(breakout, Breakout, 1, BREAKOUT_OBS)
 
 static void breakout_serve(Breakout* env) {
     env->ball_x = 20.0f + 120.0f * shoal_uniform(&env->rng);

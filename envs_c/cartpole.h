@@ -21,22 +21,13 @@ static const float CARTPOLE_X_LIMIT = 2.4f;
 static const float CARTPOLE_THETA_LIMIT = 12.0f * 2.0f * 3.14159265f / 360.0f;
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float invalid_actions;
     float n;
 } CartPoleLog;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    CartPoleLog log;
+    SHOAL_ENV_FIELDS(float, int32_t, CartPoleLog)
     int max_steps;
     float x, x_dot, theta, theta_dot;
     int tick;
@@ -44,15 +35,7 @@ typedef struct {
     float invalid_actions;
 } CartPole;
 
-static inline int cartpole_num_agents(const CartPole* env) {
-    (void)env;
-    return 1;
-}
-
-static inline int cartpole_obs_size(const CartPole* env) {
-    (void)env;
-    return CARTPOLE_OBS;
-}
+SHOAL_SIZES(cartpole, CartPole, 1, CARTPOLE_OBS)
 
 static void cartpole_observe(CartPole* env) {
     env->observations[0] = env->x;

@@ -27,10 +27,7 @@
 #define C4_WIN_SCORE 100000
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float wins;
     float draws;
     float invalid_actions;
@@ -38,13 +35,7 @@ typedef struct {
 } Connect4Log;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    Connect4Log log;
+    SHOAL_ENV_FIELDS(float, int32_t, Connect4Log)
     int opponent;
     int depth;
     uint64_t stones[2]; /* per seat */
@@ -57,12 +48,7 @@ typedef struct {
     float invalid_actions;
 } Connect4;
 
-static inline int connect4_num_agents(const Connect4* env) { return env->opponent ? 2 : 1; }
-
-static inline int connect4_obs_size(const Connect4* env) {
-    (void)env;
-    return C4_OBS;
-}
+SHOAL_SIZES(connect4, Connect4, env->opponent ? 2 : 1, C4_OBS)
 
 static const uint64_t C4_BOTTOM = 0x0040810204081ULL; /* bit 0 of every column */
 static const uint64_t C4_BOARD = 0x0040810204081ULL * 0x3FULL; /* the 42 playable bits */

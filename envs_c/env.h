@@ -5,6 +5,7 @@
  * action buffer, writes observations, rewards, terminals and truncations, and resets the environment in
  * place when an episode ends, so the vector loop never needs to branch on episode boundaries.
  *
+ * The struct opens with SHOAL_ENV_FIELDS(OBS_T, ACT_T, LOG_T), its Log struct with SHOAL_LOG_FIELDS.
  * Each environment header defines, for its struct T and name NAME:
  *   void NAME_init(T*)      set up after buffers, RNG and config are assigned (no allocation later on)
  *   void NAME_reset(T*)     start a new episode and write the first observation
@@ -13,6 +14,7 @@
  *   void NAME_close(T*)     free what init allocated
  *   void NAME_scripted(T*, ACT_T* out)   a heuristic action for every agent of the environment, in the
  *                           layout of its action rows (games write both seats; callers take what they need)
+ *   NAME_num_agents and NAME_obs_size, through SHOAL_SIZES(NAME, T, AGENTS, OBS_SIZE)
  * and then invokes SHOAL_VECTOR(NAME, T, OBS_T, ACT_T, ACT_SIZE) to get the batched entry points bound by cffi.
  *
  * The Log struct of each environment is floats only, starts with perf, score, episode_return and
@@ -27,11 +29,16 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef struct {
-    float perf;
-    float score;
-    float episode_return;
+/* The four fields every Log starts with, in this order: an environment's Log struct opens with them, adds
+ * its own statistics and ends with `float n;`. */
+#define SHOAL_LOG_FIELDS  \
+    float perf;           \
+    float score;          \
+    float episode_return; \
     float episode_length;
+
+typedef struct {
+    SHOAL_LOG_FIELDS
     float n;
 } Log;
 
@@ -45,6 +52,29 @@ typedef struct {
         (LOG).episode_length += (LENGTH);                   \
         (LOG).n += 1.0f;                                    \
     } while (0)
+
+/* The fields every environment struct starts with, in this order (SHOAL_VECTOR and the declarations that
+ * build.py generates from the spec rely on it): the five buffers Python owns, the RNG state and the Log. */
+#define SHOAL_ENV_FIELDS(OBS_T, ACT_T, LOG_T) \
+    OBS_T* observations;                     \
+    ACT_T* actions;                          \
+    float* rewards;                          \
+    uint8_t* terminals;                      \
+    uint8_t* truncations;                    \
+    uint64_t rng;                            \
+    LOG_T log;
+
+/* NAME_num_agents and NAME_obs_size, which SHOAL_VECTOR calls: AGENTS (agents per environment) and OBS_SIZE
+ * (observation values per agent) are expressions that may read `env`, a const T*. */
+#define SHOAL_SIZES(NAME, T, AGENTS, OBS_SIZE)          \
+    static inline int NAME##_num_agents(const T* env) { \
+        (void)env;                                      \
+        return (AGENTS);                                \
+    }                                                   \
+    static inline int NAME##_obs_size(const T* env) {   \
+        (void)env;                                      \
+        return (OBS_SIZE);                              \
+    }
 
 /* splitmix64: a full-period generator with good mixing, cheap enough for the step path. */
 static inline uint64_t shoal_next(uint64_t* state) {
@@ -114,9 +144,7 @@ static inline uint64_t shoal_seed(uint64_t seed, int index) {
     return shoal_next(&state);
 }
 
-/* Batched entry points. Every environment struct starts with the fields these loops touch:
- *   OBS_T* observations; ACT_T* actions; float* rewards; uint8_t* terminals; uint8_t* truncations;
- *   uint64_t rng; LOG_T log;
+/* Batched entry points. Every environment struct starts with the fields these loops touch, SHOAL_ENV_FIELDS.
  * NAME_num_agents(T*) and NAME_obs_size(T*) report what the environment will write, so vec_init can refuse
  * buffers that Python sized differently instead of writing past them; vec_sizes reports them before init,
  * so the refusal can say which size the spec file got wrong.

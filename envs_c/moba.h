@@ -75,10 +75,7 @@ static const int MOBA_SX[MOBA_STRUCTS] = {1, 6, 6, 6};
 static const int MOBA_SY[MOBA_STRUCTS] = {6, 1, 6, 11};
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float wins;
     float draws;
     float kills;
@@ -96,13 +93,7 @@ typedef struct {
 } MobaHero;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    MobaLog log;
+    SHOAL_ENV_FIELDS(float, int32_t, MobaLog)
     int opponent;
     int team_size;
     int bot;
@@ -119,12 +110,7 @@ typedef struct {
     float kills, deaths, invalid_actions;
 } Moba;
 
-static inline int moba_num_agents(const Moba* env) { return env->team_size * (env->opponent ? 2 : 1); }
-
-static inline int moba_obs_size(const Moba* env) {
-    (void)env;
-    return MOBA_OBS;
-}
+SHOAL_SIZES(moba, Moba, env->team_size * (env->opponent ? 2 : 1), MOBA_OBS)
 
 static inline int moba_team(const Moba* env, int h) { return h >= env->team_size; }
 static inline int moba_sx(int team, int s) { return team ? MOBA_W - 1 - MOBA_SX[s] : MOBA_SX[s]; }

@@ -25,23 +25,14 @@ static const float NAVIGATE_VMAX = 1.5f;
 static const float NAVIGATE_RADIUS = 0.1f;
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float reached;
     float invalid_actions;
     float n;
 } NavigateLog;
 
 typedef struct {
-    float* observations;
-    float* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    NavigateLog log;
+    SHOAL_ENV_FIELDS(float, float, NavigateLog)
     int max_steps;
     float x, y, vx, vy, tx, ty;
     int tick;
@@ -49,15 +40,7 @@ typedef struct {
     float invalid_actions;
 } Navigate;
 
-static inline int navigate_num_agents(const Navigate* env) {
-    (void)env;
-    return 1;
-}
-
-static inline int navigate_obs_size(const Navigate* env) {
-    (void)env;
-    return NAVIGATE_OBS;
-}
+SHOAL_SIZES(navigate, Navigate, 1, NAVIGATE_OBS)
 
 static inline float navigate_distance(const Navigate* env) {
     float dx = env->tx - env->x, dy = env->ty - env->y;

@@ -29,10 +29,7 @@ static const float PONG_VX_MAX = 0.024f;
 static const float PONG_VY_MAX = 0.022f;
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float wins;
     float hits;
     float invalid_actions;
@@ -40,13 +37,7 @@ typedef struct {
 } PongLog;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    PongLog log;
+    SHOAL_ENV_FIELDS(float, int32_t, PongLog)
     int opponent;
     int frameskip;
     int points;
@@ -60,12 +51,7 @@ typedef struct {
     float invalid_actions;
 } Pong;
 
-static inline int pong_num_agents(const Pong* env) { return env->opponent ? 2 : 1; }
-
-static inline int pong_obs_size(const Pong* env) {
-    (void)env;
-    return PONG_OBS;
-}
+SHOAL_SIZES(pong, Pong, env->opponent ? 2 : 1, PONG_OBS)
 
 static void pong_serve(Pong* env, int towards) {
     env->ball_x = 0.5f;

@@ -24,10 +24,7 @@
 #define REVERSI_RENDER_H 192
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float wins;
     float draws;
     float invalid_actions;
@@ -35,13 +32,7 @@ typedef struct {
 } ReversiLog;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    ReversiLog log;
+    SHOAL_ENV_FIELDS(float, int32_t, ReversiLog)
     int opponent;
     uint64_t discs[2];
     int to_move;
@@ -51,12 +42,7 @@ typedef struct {
     float invalid_actions;
 } Reversi;
 
-static inline int reversi_num_agents(const Reversi* env) { return env->opponent ? 2 : 1; }
-
-static inline int reversi_obs_size(const Reversi* env) {
-    (void)env;
-    return REVERSI_OBS;
-}
+SHOAL_SIZES(reversi, Reversi, env->opponent ? 2 : 1, REVERSI_OBS)
 
 static const uint64_t RV_NOT_A = 0xFEFEFEFEFEFEFEFEULL; /* clears column 0 after a shift toward it */
 static const uint64_t RV_NOT_H = 0x7F7F7F7F7F7F7F7FULL;

@@ -35,24 +35,16 @@ HEADER = r"""/* __name__: walk to the goal on a grid. Scaffolded by `shoal env n
 #define __NAME___RENDER_W 192
 #define __NAME___RENDER_H 192
 
-/* Floats only: perf, score, episode_return, episode_length first, n (episodes) last. */
+/* Floats only: perf, score, episode_return, episode_length first (SHOAL_LOG_FIELDS), n (episodes) last. */
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float invalid_actions;
     float n;
 } __Name__Log;
 
 typedef struct {
-    float* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    __Name__Log log;
+    /* The buffers Python owns (observation type, action type), the RNG state and the Log. */
+    SHOAL_ENV_FIELDS(float, int32_t, __Name__Log)
     /* Parameters: Python writes them before init, checked against the spec's bounds. */
     int size;
     int max_steps;
@@ -64,15 +56,8 @@ typedef struct {
     float invalid_actions;
 } __Name__;
 
-static inline int __name___num_agents(const __Name__* env) {
-    (void)env;
-    return 1;
-}
-
-static inline int __name___obs_size(const __Name__* env) {
-    (void)env;
-    return __NAME___OBS;
-}
+/* Agents per environment and observation values per agent: expressions that may read `env`. */
+SHOAL_SIZES(__name__, __Name__, 1, __NAME___OBS)
 
 static inline int __name___distance(const __Name__* env) {
     return abs(env->ax - env->gx) + abs(env->ay - env->gy);
@@ -125,12 +110,10 @@ static void __name___step(__Name__* env) {
     env->truncations[0] = (uint8_t)timed_out;
     env->episode_return += reward;
     if (reached || timed_out) {
-        env->log.perf += reached ? (float)env->start_distance / (float)env->tick : 0.0f;
-        env->log.score += (float)reached;
-        env->log.episode_return += env->episode_return;
-        env->log.episode_length += (float)env->tick;
+        /* perf, score, episode_return and episode_length, and one more episode in n; then our own field. */
+        float perf = reached ? (float)env->start_distance / (float)env->tick : 0.0f;
+        SHOAL_LOG_EPISODE(env->log, perf, (float)reached, env->episode_return, (float)env->tick);
         env->log.invalid_actions += env->invalid_actions;
-        env->log.n += 1.0f;
         /* Reset in place: the observation written now is the next episode's first. */
         __name___reset(env);
         return;

@@ -30,10 +30,7 @@
 #define SNAKE_RENDER_H (SNAKE_MAX_SIDE * SNAKE_PX)
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float deaths;
     float invalid_actions;
     float n;
@@ -51,13 +48,7 @@ typedef struct {
 } SnakeBody;
 
 typedef struct {
-    int8_t* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    SnakeLog log;
+    SHOAL_ENV_FIELDS(int8_t, int32_t, SnakeLog)
     int width;
     int height;
     int num_snakes;
@@ -72,12 +63,7 @@ typedef struct {
     int delta[SNAKE_ACTIONS];
 } Snake;
 
-static inline int snake_num_agents(const Snake* env) { return env->num_snakes; }
-
-static inline int snake_obs_size(const Snake* env) {
-    (void)env;
-    return SNAKE_OBS;
-}
+SHOAL_SIZES(snake, Snake, env->num_snakes, SNAKE_OBS)
 
 static inline int snake_cell(const Snake* env, int x, int y) {
     return (y + SNAKE_VIEW) * env->stride + x + SNAKE_VIEW;

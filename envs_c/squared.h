@@ -19,23 +19,14 @@
 #define SQUARED_RENDER_H (SQUARED_SIZE * SQUARED_CELL_PX)
 
 typedef struct {
-    float perf;
-    float score;
-    float episode_return;
-    float episode_length;
+    SHOAL_LOG_FIELDS
     float reached;
     float invalid_actions;
     float n;
 } SquaredLog;
 
 typedef struct {
-    uint8_t* observations;
-    int32_t* actions;
-    float* rewards;
-    uint8_t* terminals;
-    uint8_t* truncations;
-    uint64_t rng;
-    SquaredLog log;
+    SHOAL_ENV_FIELDS(uint8_t, int32_t, SquaredLog)
     int max_steps;
     int ax, ay, tx, ty;
     int tick;
@@ -44,15 +35,7 @@ typedef struct {
     float invalid_actions;
 } Squared;
 
-static inline int squared_num_agents(const Squared* env) {
-    (void)env;
-    return 1;
-}
-
-static inline int squared_obs_size(const Squared* env) {
-    (void)env;
-    return SQUARED_OBS;
-}
+SHOAL_SIZES(squared, Squared, 1, SQUARED_OBS)
 
 static inline int squared_distance(const Squared* env) {
     return abs(env->ax - env->tx) + abs(env->ay - env->ty);
