@@ -154,9 +154,7 @@ static void breakout_step(Breakout* env) {
     env->tick += 1;
     int done = env->lives <= 0 || env->bricks_left <= 0;
     int timed_out = !done && env->tick >= env->max_steps;
-    env->rewards[0] = reward;
-    env->terminals[0] = (uint8_t)done;
-    env->truncations[0] = (uint8_t)timed_out;
+    SHOAL_STEP_RESULT(env, 0, reward, done, timed_out);
     env->episode_return += reward;
     if (done || timed_out) {
         float cleared = (float)(BREAKOUT_BRICKS - env->bricks_left);
@@ -170,12 +168,7 @@ static void breakout_step(Breakout* env) {
 }
 
 static void breakout_rect(uint8_t* rgb, int x0, int y0, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
-    for (int y = y0 < 0 ? 0 : y0; y < y0 + h && y < BREAKOUT_RENDER_H; y++) {
-        for (int x = x0 < 0 ? 0 : x0; x < x0 + w && x < BREAKOUT_RENDER_W; x++) {
-            uint8_t* p = rgb + ((size_t)y * BREAKOUT_RENDER_W + x) * 3;
-            p[0] = r; p[1] = g; p[2] = b;
-        }
-    }
+    shoal_fill_rect(rgb, BREAKOUT_RENDER_W, BREAKOUT_RENDER_H, x0, y0, w, h, r, g, b);
 }
 
 static void breakout_render(Breakout* env, uint8_t* rgb) {

@@ -82,9 +82,7 @@ static void cartpole_step(CartPole* env) {
     int fell = env->x < -CARTPOLE_X_LIMIT || env->x > CARTPOLE_X_LIMIT ||
                env->theta < -CARTPOLE_THETA_LIMIT || env->theta > CARTPOLE_THETA_LIMIT;
     int timed_out = !fell && env->tick >= env->max_steps;
-    env->rewards[0] = 1.0f;
-    env->terminals[0] = (uint8_t)fell;
-    env->truncations[0] = (uint8_t)timed_out;
+    SHOAL_STEP_RESULT(env, 0, 1.0f, fell, timed_out);
     env->episode_return += 1.0f;
 
     if (fell || timed_out) {

@@ -206,20 +206,11 @@ static void connect4_step(Connect4* env) {
     env->tick += 1;
     int done = result != 0;
     float r0 = winner == 0 ? 1.0f : (winner == 1 ? -1.0f : 0.0f);
-    env->rewards[0] = r0;
-    env->terminals[0] = (uint8_t)done;
-    env->truncations[0] = 0;
-    if (env->opponent) {
-        env->rewards[1] = -r0;
-        env->terminals[1] = (uint8_t)done;
-        env->truncations[1] = 0;
-    }
+    SHOAL_ZERO_SUM_RESULT(env, env->opponent, r0, done, 0);
     env->episode_return += r0;
     if (done) {
-        SHOAL_LOG_EPISODE(env->log, winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f), r0,
-                          env->episode_return, (float)env->tick);
-        env->log.wins += (float)(winner == 0);
-        env->log.draws += (float)(winner < 0);
+        float result = winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f);
+        SHOAL_LOG_GAME(env->log, result, r0, env->episode_return, (float)env->tick);
         env->log.invalid_actions += env->invalid_actions;
         env->games += 1;
         connect4_reset(env);

@@ -15,6 +15,8 @@
  *   void NAME_scripted(T*, ACT_T* out)   a heuristic action for every agent of the environment, in the
  *                           layout of its action rows (games write both seats; callers take what they need)
  *   NAME_num_agents and NAME_obs_size, through SHOAL_SIZES(NAME, T, AGENTS, OBS_SIZE)
+ * The macros below write a step's results (SHOAL_STEP_RESULT) and count a finished episode into the Log
+ * (SHOAL_LOG_EPISODE), so every environment does both the same way.
  * and then invokes SHOAL_VECTOR(NAME, T, OBS_T, ACT_T, ACT_SIZE) to get the batched entry points bound by cffi.
  *
  * The Log struct of each environment is floats only, starts with perf, score, episode_return and
@@ -53,6 +55,16 @@ typedef struct {
         (LOG).n += 1.0f;                                    \
     } while (0)
 
+/* Count one finished game into a Log that also has `wins` and `draws`: RESULT, seat 0's result (1 win,
+ * 0.5 draw, 0 loss), is the game's perf. */
+#define SHOAL_LOG_GAME(LOG, RESULT, SCORE, RETURN, LENGTH)      \
+    do {                                                        \
+        const float result_ = (RESULT);                         \
+        SHOAL_LOG_EPISODE(LOG, result_, SCORE, RETURN, LENGTH); \
+        (LOG).wins += result_ == 1.0f ? 1.0f : 0.0f;            \
+        (LOG).draws += result_ == 0.5f ? 1.0f : 0.0f;           \
+    } while (0)
+
 /* The fields every environment struct starts with, in this order (SHOAL_VECTOR and the declarations that
  * build.py generates from the spec rely on it): the five buffers Python owns, the RNG state and the Log. */
 #define SHOAL_ENV_FIELDS(OBS_T, ACT_T, LOG_T) \
@@ -75,6 +87,23 @@ typedef struct {
         (void)env;                                      \
         return (OBS_SIZE);                              \
     }
+
+/* Agent I's result of a step, written into the buffers Python reads: its reward, whether its episode ended
+ * (TERMINAL) and whether it was cut off (TRUNCATED). */
+#define SHOAL_STEP_RESULT(ENV, I, REWARD, TERMINAL, TRUNCATED) \
+    do {                                                       \
+        (ENV)->rewards[I] = (REWARD);                          \
+        (ENV)->terminals[I] = (uint8_t)(TERMINAL);             \
+        (ENV)->truncations[I] = (uint8_t)(TRUNCATED);          \
+    } while (0)
+
+/* A step of a two-player zero-sum game: seat 0 gets R0 and seat 1, when it is an agent too (SEAT1_PLAYS, as
+ * in self-play), -R0; both seats share the terminal and truncation flags. */
+#define SHOAL_ZERO_SUM_RESULT(ENV, SEAT1_PLAYS, R0, TERMINAL, TRUNCATED)         \
+    do {                                                                         \
+        SHOAL_STEP_RESULT(ENV, 0, R0, TERMINAL, TRUNCATED);                      \
+        if (SEAT1_PLAYS) SHOAL_STEP_RESULT(ENV, 1, -(R0), TERMINAL, TRUNCATED); \
+    } while (0)
 
 /* splitmix64: a full-period generator with good mixing, cheap enough for the step path. */
 static inline uint64_t shoal_next(uint64_t* state) {
@@ -136,6 +165,20 @@ static inline int shoal_legal(int32_t raw, uint64_t legal, int n, float* invalid
         if (a + d < n && ((legal >> (a + d)) & 1ULL)) return a + d;
     }
     return a;
+}
+
+/* Fill the w x h pixels at (x0, y0) of an RGB frame `width` pixels wide and `height` high with one colour,
+ * clipped to the frame. */
+static inline void shoal_fill_rect(uint8_t* rgb, int width, int height, int x0, int y0, int w, int h, uint8_t r,
+                                   uint8_t g, uint8_t b) {
+    for (int y = y0 < 0 ? 0 : y0; y < y0 + h && y < height; y++) {
+        for (int x = x0 < 0 ? 0 : x0; x < x0 + w && x < width; x++) {
+            uint8_t* p = rgb + ((size_t)y * (size_t)width + (size_t)x) * 3;
+            p[0] = r;
+            p[1] = g;
+            p[2] = b;
+        }
+    }
 }
 
 /* Per-environment seeding: environment i of a batch seeded with s always replays the same trajectory. */

@@ -416,9 +416,7 @@ static void moba_end(Moba* env, float result, float* reward) {
     float score = 0.0f;
     for (int s = 0; s < MOBA_STRUCTS; s++) score += env->shp[1][s] <= 0 ? 1.0f : 0.0f;
     for (int k = 0; k < T; k++) env->episode_return += reward[k];
-    SHOAL_LOG_EPISODE(env->log, result, score, env->episode_return / (float)T, (float)env->tick);
-    env->log.wins += result == 1.0f ? 1.0f : 0.0f;
-    env->log.draws += result == 0.5f ? 1.0f : 0.0f;
+    SHOAL_LOG_GAME(env->log, result, score, env->episode_return / (float)T, (float)env->tick);
     env->log.kills += env->kills;
     env->log.deaths += env->deaths;
     env->log.invalid_actions += env->invalid_actions;
@@ -562,22 +560,13 @@ static void moba_step(Moba* env) {
     if (done) moba_end(env, result, tick.reward);
     else for (int k = 0; k < env->team_size; k++) env->episode_return += tick.reward[k];
     const int rows = moba_num_agents(env);
-    for (int h = 0; h < rows; h++) {
-        env->rewards[h] = tick.reward[h];
-        env->terminals[h] = (uint8_t)done;
-        env->truncations[h] = 0;
-    }
+    for (int h = 0; h < rows; h++) SHOAL_STEP_RESULT(env, h, tick.reward[h], done, 0);
     if (done) moba_reset(env);
     else moba_observe(env);
 }
 
 static void moba_fill(uint8_t* rgb, int x0, int y0, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
-    for (int y = y0 < 0 ? 0 : y0; y < y0 + h && y < MOBA_RENDER_H; y++) {
-        for (int x = x0 < 0 ? 0 : x0; x < x0 + w && x < MOBA_RENDER_W; x++) {
-            uint8_t* p = rgb + ((size_t)y * MOBA_RENDER_W + (size_t)x) * 3;
-            p[0] = r, p[1] = g, p[2] = b;
-        }
-    }
+    shoal_fill_rect(rgb, MOBA_RENDER_W, MOBA_RENDER_H, x0, y0, w, h, r, g, b);
 }
 
 static void moba_render(Moba* env, uint8_t* rgb) {

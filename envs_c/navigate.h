@@ -99,9 +99,7 @@ static void navigate_step(Navigate* env) {
     int reached = after < NAVIGATE_RADIUS;
     int timed_out = !reached && env->tick >= env->max_steps;
     float reward = (before - after) + (reached ? 1.0f : 0.0f);
-    env->rewards[0] = reward;
-    env->terminals[0] = (uint8_t)reached;
-    env->truncations[0] = (uint8_t)timed_out;
+    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);
     env->episode_return += reward;
     if (reached || timed_out) {
         SHOAL_LOG_EPISODE(env->log, reached ? 1.0f - 0.5f * (float)env->tick / (float)env->max_steps : 0.0f, (float)reached,

@@ -156,14 +156,7 @@ static void pong_step(Pong* env) {
     env->tick += 1;
     int done = env->score[0] >= env->points || env->score[1] >= env->points;
     int timed_out = !done && env->tick >= env->max_steps;
-    env->rewards[0] = reward0;
-    env->terminals[0] = (uint8_t)done;
-    env->truncations[0] = (uint8_t)timed_out;
-    if (env->opponent) {
-        env->rewards[1] = -reward0;
-        env->terminals[1] = (uint8_t)done;
-        env->truncations[1] = (uint8_t)timed_out;
-    }
+    SHOAL_ZERO_SUM_RESULT(env, env->opponent, reward0, done, timed_out);
     env->episode_return += reward0;
     if (done || timed_out) {
         int total = env->score[0] + env->score[1];
@@ -179,12 +172,7 @@ static void pong_step(Pong* env) {
 }
 
 static void pong_rect(uint8_t* rgb, int x0, int y0, int w, int h) {
-    for (int y = y0 < 0 ? 0 : y0; y < y0 + h && y < PONG_RENDER_H; y++) {
-        for (int x = x0 < 0 ? 0 : x0; x < x0 + w && x < PONG_RENDER_W; x++) {
-            uint8_t* p = rgb + ((size_t)y * PONG_RENDER_W + x) * 3;
-            p[0] = p[1] = p[2] = 230;
-        }
-    }
+    shoal_fill_rect(rgb, PONG_RENDER_W, PONG_RENDER_H, x0, y0, w, h, 230, 230, 230);
 }
 
 static void pong_render(Pong* env, uint8_t* rgb) {

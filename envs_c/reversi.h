@@ -225,20 +225,11 @@ static void reversi_step(Reversi* env) {
     env->tick += 1;
     int n0 = __builtin_popcountll(env->discs[0]), n1 = __builtin_popcountll(env->discs[1]);
     float r0 = done ? (n0 > n1 ? 1.0f : (n0 < n1 ? -1.0f : 0.0f)) : 0.0f;
-    env->rewards[0] = r0;
-    env->terminals[0] = (uint8_t)done;
-    env->truncations[0] = 0;
-    if (env->opponent) {
-        env->rewards[1] = -r0;
-        env->terminals[1] = (uint8_t)done;
-        env->truncations[1] = 0;
-    }
+    SHOAL_ZERO_SUM_RESULT(env, env->opponent, r0, done, 0);
     env->episode_return += r0;
     if (done) {
-        SHOAL_LOG_EPISODE(env->log, n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f), (float)(n0 - n1),
-                          env->episode_return, (float)env->tick);
-        env->log.wins += (float)(n0 > n1);
-        env->log.draws += (float)(n0 == n1);
+        float result = n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f);
+        SHOAL_LOG_GAME(env->log, result, (float)(n0 - n1), env->episode_return, (float)env->tick);
         env->log.invalid_actions += env->invalid_actions;
         env->games += 1;
         reversi_reset(env);

@@ -105,9 +105,8 @@ static void __name___step(__Name__* env) {
     int reached = after == 0;
     int timed_out = !reached && env->tick >= env->max_steps;
     float reward = 0.1f * (float)(before - after) + (reached ? 1.0f : 0.0f);
-    env->rewards[0] = reward;
-    env->terminals[0] = (uint8_t)reached;
-    env->truncations[0] = (uint8_t)timed_out;
+    /* Agent 0's reward, terminal flag (the episode ended) and truncation flag (it was cut off). */
+    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);
     env->episode_return += reward;
     if (reached || timed_out) {
         /* perf, score, episode_return and episode_length, and one more episode in n; then our own field. */
@@ -121,22 +120,12 @@ static void __name___step(__Name__* env) {
     __name___observe(env);
 }
 
-static void __name___fill(uint8_t* rgb, int x0, int y0, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
-    for (int y = y0; y < y0 + h && y < __NAME___RENDER_H; y++) {
-        for (int x = x0; x < x0 + w && x < __NAME___RENDER_W; x++) {
-            uint8_t* p = rgb + ((size_t)y * __NAME___RENDER_W + (size_t)x) * 3;
-            p[0] = r;
-            p[1] = g;
-            p[2] = b;
-        }
-    }
-}
-
 static void __name___render(__Name__* env, uint8_t* rgb) {
     memset(rgb, 30, (size_t)__NAME___RENDER_W * __NAME___RENDER_H * 3);
-    const int c = __NAME___RENDER_W / env->size;
-    __name___fill(rgb, env->gx * c + 1, env->gy * c + 1, c - 2, c - 2, 220, 60, 60);
-    __name___fill(rgb, env->ax * c + 2, env->ay * c + 2, c - 4, c - 4, 80, 200, 120);
+    const int c = __NAME___RENDER_W / env->size, w = __NAME___RENDER_W, h = __NAME___RENDER_H;
+    /* Rectangles clipped to the frame: the goal, then the agent. */
+    shoal_fill_rect(rgb, w, h, env->gx * c + 1, env->gy * c + 1, c - 2, c - 2, 220, 60, 60);
+    shoal_fill_rect(rgb, w, h, env->ax * c + 2, env->ay * c + 2, c - 4, c - 4, 80, 200, 120);
 }
 
 /* Frees what init allocated: nothing here. */

@@ -76,9 +76,7 @@ static void squared_step(Squared* env) {
     int reached = after == 0;
     float reward = 0.1f * (float)(before - after) + (reached ? 1.0f : 0.0f);
     int timed_out = !reached && env->tick >= env->max_steps;
-    env->rewards[0] = reward;
-    env->terminals[0] = (uint8_t)reached;
-    env->truncations[0] = (uint8_t)timed_out;
+    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);
     env->episode_return += reward;
     if (reached || timed_out) {
         SHOAL_LOG_EPISODE(env->log, reached ? (float)env->start_distance / (float)env->tick : 0.0f, (float)reached,
@@ -91,20 +89,11 @@ static void squared_step(Squared* env) {
     env->observations[env->ay * SQUARED_SIZE + env->ax] = 1;
 }
 
-static void squared_fill(uint8_t* rgb, int x0, int y0, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
-    for (int y = y0; y < y0 + h; y++) {
-        for (int x = x0; x < x0 + w; x++) {
-            uint8_t* p = rgb + ((size_t)y * SQUARED_RENDER_W + x) * 3;
-            p[0] = r; p[1] = g; p[2] = b;
-        }
-    }
-}
-
 static void squared_render(Squared* env, uint8_t* rgb) {
     memset(rgb, 30, (size_t)SQUARED_RENDER_W * SQUARED_RENDER_H * 3);
-    const int c = SQUARED_CELL_PX;
-    squared_fill(rgb, env->tx * c + 1, env->ty * c + 1, c - 2, c - 2, 220, 60, 60);
-    squared_fill(rgb, env->ax * c + 2, env->ay * c + 2, c - 4, c - 4, 80, 200, 120);
+    const int c = SQUARED_CELL_PX, w = SQUARED_RENDER_W, h = SQUARED_RENDER_H;
+    shoal_fill_rect(rgb, w, h, env->tx * c + 1, env->ty * c + 1, c - 2, c - 2, 220, 60, 60);
+    shoal_fill_rect(rgb, w, h, env->ax * c + 2, env->ay * c + 2, c - 4, c - 4, 80, 200, 120);
 }
 
 static void squared_close(Squared* env) { (void)env; }

@@ -229,8 +229,8 @@ def test_env_check_catches_an_out_of_bounds_write_under_asan(user_env: Path, cap
 
     _edit(
         user_env / "walker.h",
-        "    env->truncations[0] = (uint8_t)timed_out;\n",
-        "    env->truncations[0] = (uint8_t)timed_out;\n    env->truncations[1] = 0; /* the bug */\n",
+        "    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);\n",
+        "    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);\n    env->truncations[1] = 0; /* the bug */\n",
     )
     assert main(["env", "check", "walker"]) == 1
     out = capsys.readouterr().out
