@@ -87,11 +87,27 @@ class Action:
         return "float32" if self.kind == "continuous" else "int32"
 
 
-class Settings:
-    """The settings of an environment definition (C or Python), validated by name against its params."""
+@dataclass(frozen=True, kw_only=True)
+class Definition:
+    """What every environment definition, C (EnvDef) or Python (PyEnvDef), tells the rest of shoal; its
+    settings are validated by name against its params."""
 
     name: str
-    params: tuple[Param, ...]
+    obs_shape: tuple[int, ...]
+    obs_dtype: str
+    obs_low: float
+    obs_high: float
+    action: Action
+    perf: str
+    solved: float
+    log_fields: tuple[str, ...]
+    params: tuple[Param, ...] = ()
+    agents_per_env: Callable[[Kwargs], int] = field(default=lambda kw: 1)
+    # For games: the agent indices within one environment that each player controls.
+    players: Callable[[Kwargs], tuple[tuple[int, ...], ...]] | None = None
+    # Where it was found: "built-in", or the path of its spec file.
+    source: str = BUILT_IN
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, kwargs: Kwargs) -> dict[str, int | float]:
         """Defaults overlaid with validated user kwargs; unknown names are refused."""
@@ -108,32 +124,19 @@ class Settings:
         return {p.name: config[p.name] for p in self.params if p.game}
 
 
-@dataclass(frozen=True)
-class EnvDef(Settings):
-    name: str
+@dataclass(frozen=True, kw_only=True)
+class EnvDef(Definition):
+    """A C environment: its header, the struct and Log struct it defines, and where it was found."""
+
     header: str
     struct: str
     log_struct: str
-    log_fields: tuple[str, ...]
-    obs_shape: tuple[int, ...]
-    obs_dtype: str
-    obs_low: float
-    obs_high: float
-    action: Action
-    perf: str
-    solved: float
-    params: tuple[Param, ...] = ()
-    agents_per_env: Callable[[Kwargs], int] = field(default=lambda kw: 1)
-    # For games: the agent indices within one environment that each player controls.
-    players: Callable[[Kwargs], tuple[tuple[int, ...], ...]] | None = None
-    # Where it was found: the directory holding its header and spec, and "built-in" or the spec's path.
+    # The directory holding its header and spec.
     directory: Path = HERE
-    source: str = BUILT_IN
     # Headers besides env.h and `header` whose content is part of the environment (its own includes).
     includes: tuple[str, ...] = ()
     # The spec's semantic content (training defaults left out), hashed into the version.
     canonical: str = ""
-    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def sources(self) -> tuple[Path, ...]:

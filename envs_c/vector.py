@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Self
 
 import numpy as np
 
@@ -25,7 +25,37 @@ def count_agents(num_envs: Any, num_threads: Any, agents_per_env: int) -> int:
     return agents
 
 
-class VecEnv:
+def log_means(fields: Sequence[str], totals: np.ndarray) -> dict[str, float]:
+    """A summed Log (`totals`, a value per name in `fields`, episodes last) as per-episode averages, with
+    n the number of episodes; {} if none ended."""
+    episodes = float(totals[-1])
+    if episodes == 0:
+        return {}
+    out = {key: float(v) / episodes for key, v in zip(fields[:-1], totals[:-1], strict=True)}
+    out["n"] = episodes
+    return out
+
+
+class ClosesOnExit:
+    """A batch of environments closed by leaving its `with` block, or when collected while still open."""
+
+    _closed: bool
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VecEnv(ClosesOnExit):
     """`num_envs` copies of one C environment stepped together.
 
     Every buffer has `num_agents` rows. `step` returns views of the shared buffers: they are overwritten by
@@ -221,12 +251,7 @@ class VecEnv:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
         self._check_open("log")
         self._fn["vec_log"](self._envs, self.num_envs, self._ffi.from_buffer("float[]", self._log))
-        episodes = float(self._log[-1])
-        if episodes == 0:
-            return {}
-        out = {key: float(v) / episodes for key, v in zip(self._log_fields[:-1], self._log[:-1], strict=True)}
-        out["n"] = episodes
-        return out
+        return log_means(self._log_fields, self._log)
 
     def env_log(self, index: int) -> dict[str, float]:
         """Like `log`, for environment `index` alone: lets an evaluation count exactly one episode per
@@ -236,12 +261,7 @@ class VecEnv:
             raise ValueError(f"env index must be in [0, {self.num_envs}), got {index}")
         out = np.zeros_like(self._log)
         self._fn["vec_log"](self._envs + index, 1, self._ffi.from_buffer("float[]", out))
-        episodes = float(out[-1])
-        if episodes == 0:
-            return {}
-        fields = {key: float(v) / episodes for key, v in zip(self._log_fields[:-1], out[:-1], strict=True)}
-        fields["n"] = episodes
-        return fields
+        return log_means(self._log_fields, out)
 
     def render(self, index: int = 0) -> np.ndarray:
         """An RGB frame (H, W, 3) of environment `index`, drawn headless into a uint8 buffer."""
@@ -266,16 +286,6 @@ class VecEnv:
 
     def _after_close(self) -> None:
         raise RuntimeError(f"{self._name}: step after close")
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True) is False:
-            self.close()
-
-    def __enter__(self) -> VecEnv:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def write_actions(name: str, buffer: np.ndarray, actions: Any, integer: bool) -> None:

@@ -20,8 +20,8 @@ import math
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from gymnasium import spaces
 from envs_c.pyenvs import allowlist
 from envs_c.pyenvs.adapters import GAME_LOG, SINGLE_LOG, obs_dtype
 from envs_c.pyenvs.recipe import Recipe, pettingzoo_module
-from envs_c.registry import Action, Kwargs, Param, Settings, env_path
+from envs_c.registry import Action, Definition, Kwargs, Param, env_path
 
 HERE = Path(__file__).resolve().parent
 SPEC_SUFFIX = ".pyenv.toml"
@@ -61,25 +61,11 @@ class SpecFile:
     canonical: str
 
 
-@dataclass(frozen=True)
-class PyEnvDef(Settings):
+@dataclass(frozen=True, kw_only=True)
+class PyEnvDef(Definition):
     """A Python environment, shaped like registry.EnvDef where the rest of shoal reads one."""
 
-    name: str
     recipe: Recipe
-    obs_shape: tuple[int, ...]
-    obs_dtype: str
-    obs_low: float
-    obs_high: float
-    action: Action
-    perf: str
-    solved: float
-    log_fields: tuple[str, ...]
-    params: tuple[Param, ...]
-    agents_per_env: Callable[[Kwargs], int]
-    players: Callable[[Kwargs], tuple[tuple[int, ...], ...]] | None
-    source: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
     # Episode return at perf 0 and 1: given by a spec file, or (None, reward_threshold) where the random
     # policy's return is measured on first use (envs_c.pyenvs.baseline).
     returns: tuple[float | None, float] | None = None

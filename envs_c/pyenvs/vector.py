@@ -29,7 +29,7 @@ from envs_c.pyenvs import worker
 from envs_c.pyenvs.baseline import random_return
 from envs_c.pyenvs.definition import PyEnvDef
 from envs_c.spec import EnvSpec, make_spec
-from envs_c.vector import _checked, count_agents, write_actions
+from envs_c.vector import ClosesOnExit, _checked, count_agents, log_means, write_actions
 
 ALIGN = 64
 START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
@@ -101,7 +101,7 @@ def _with_perf_range(name: str, definition: PyEnvDef) -> Any:
     return replace(recipe, perf_low=low, perf_high=high)
 
 
-class PyVecEnv:
+class PyVecEnv(ClosesOnExit):
     """`num_envs` copies of one Python environment on `num_threads` worker processes (at most one per
     environment). Buffers, methods and semantics are those of envs_c.VecEnv."""
 
@@ -283,12 +283,7 @@ class PyVecEnv:
         # Workers write the Logs only while stepping, and nothing steps between two commands.
         totals = self._logs[rows].sum(axis=0, dtype=np.float64)
         self._logs[rows] = 0
-        episodes = float(totals[-1])
-        if episodes == 0:
-            return {}
-        out = {key: float(v) / episodes for key, v in zip(self._log_fields[:-1], totals[:-1], strict=True)}
-        out["n"] = episodes
-        return out
+        return log_means(self._log_fields, totals)
 
     def render(self, index: int = 0) -> np.ndarray:
         """An RGB frame (H, W, 3) of environment `index`, drawn by the environment's rgb_array renderer."""
@@ -311,16 +306,6 @@ class PyVecEnv:
                 proc.join(1.0)
         for conn in self._conns:
             conn.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_closed", True) is False:
-            self.close()
-
-    def __enter__(self) -> PyVecEnv:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _map(shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> tuple[worker.Layout, Any]:
