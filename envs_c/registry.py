@@ -157,6 +157,15 @@ class SpecError(ValueError):
     """A spec file that cannot define an environment; the message names the file and the key."""
 
 
+def read_spec_table(path: Path) -> dict[str, Any]:
+    """The TOML table of a spec file (C or Python); SpecError names the file if it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SpecError(f"{path}: {e}") from None
+
+
 def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...):
     if key not in table:
         if default is ...:
@@ -298,11 +307,7 @@ def parse_spec(path: Path, source: str | None = None) -> EnvDef:
     """Read and validate one `NAME.env.toml`; raises SpecError naming the file and the offending key."""
     name = path.name[: -len(SUFFIX)]
     where = str(path)
-    try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"{where}: {e}") from None
+    raw = read_spec_table(path)
     _ident(name, f"{where}: environment name", NAME_RE)
     defaults = {key: raw.pop(key) for key in DEFAULT_TABLES if key in raw}
     canonical = json.dumps(raw, sort_keys=True, default=str)

@@ -19,7 +19,6 @@ import json
 import math
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from gymnasium import spaces
 from envs_c.pyenvs import allowlist
 from envs_c.pyenvs.adapters import GAME_LOG, SINGLE_LOG, obs_dtype
 from envs_c.pyenvs.recipe import Recipe, pettingzoo_module
-from envs_c.registry import Action, Definition, Kwargs, Param, env_path
+from envs_c.registry import Action, Definition, Kwargs, Param, SpecError, env_path, read_spec_table
 
 HERE = Path(__file__).resolve().parent
 SPEC_SUFFIX = ".pyenv.toml"
@@ -75,18 +74,10 @@ class PyEnvDef(Definition):
         return self.digest
 
 
-class SpecError(ValueError):
-    pass
-
-
 def parse_spec_file(path: Path) -> SpecFile:
     """Read one `*.pyenv.toml`; SpecError names the file and the key."""
     where = str(path)
-    try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"{where}: {e}") from None
+    raw = read_spec_table(path)
     unknown = sorted(set(raw) - set(SPEC_KEYS))
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(SPEC_KEYS)}")
