@@ -1,21 +1,7 @@
-"""`shoal.client.Client`: the Python client of the shoal API (implemented in services/client.py)."""
+"""`shoal.client.Client`: the Python client of the shoal API (implemented in services/client.py).
 
-from services.client import (
-    AuthError,
-    Client,
-    InvalidRequest,
-    NotFound,
-    ServerError,
-    ShoalError,
-    Unavailable,
-)
+Re-exports the names of services.client.__all__: Client and the errors it raises.
+"""
 
-__all__ = [
-    "AuthError",
-    "Client",
-    "InvalidRequest",
-    "NotFound",
-    "ServerError",
-    "ShoalError",
-    "Unavailable",
-]
+from services.client import *  # noqa: F403
+from services.client import __all__ as __all__
