@@ -126,14 +126,7 @@ def train(
                 if isinstance(env, SelfPlayEnv) and trainer.epoch % env.config.snapshot_interval == 0:
                     env.snapshot(trainer.step)
         except NonFinite as e:
-            return Result(
-                "failed",
-                e.step,
-                trainer.elapsed(),
-                failure_kind=FailureKind.nan_loss,
-                failure_reason=str(e),
-                last_checkpoint=trainer.last_checkpoint,
-            )
+            return trainer.failed(FailureKind.nan_loss, e, e.step)
     return trainer.finish()
 
 
@@ -382,6 +375,17 @@ class Trainer:
             self.save()
         return Result("preempted", self.step, self.elapsed(), last_checkpoint=self.last_checkpoint)
 
+    def failed(self, kind: FailureKind, error: Exception, step: int | None = None) -> Result:
+        """The Result of a run that failed with `error` at `step` (default: the steps trained so far)."""
+        return Result(
+            "failed",
+            self.step if step is None else step,
+            self.elapsed(),
+            failure_kind=kind,
+            failure_reason=str(error),
+            last_checkpoint=self.last_checkpoint,
+        )
+
     def finish(self) -> Result:
         """The final checkpoint and the clean evaluation; call after the training environment is closed.
         Their seconds and the set-up's go out with the evaluation's row: what a run costs beside training."""
@@ -393,14 +397,7 @@ class Trainer:
             score, raw = evaluate(self.policy, self.env_name, self.config, self.seed, self.device)
         except EvaluationError as e:
             # The weights are saved above; the run fails because its score would be a made-up number.
-            return Result(
-                "failed",
-                self.step,
-                self.elapsed(),
-                failure_kind=FailureKind.crash,
-                failure_reason=str(e),
-                last_checkpoint=self.last_checkpoint,
-            )
+            return self.failed(FailureKind.crash, e)
         seconds = {
             "time/setup": self.start - self.created,
             "time/last_checkpoint": saved - trained,
