@@ -96,13 +96,8 @@ def services_platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator
     env = platform_env(
         tmp, pg_url, redis_url, SHOAL_HEARTBEAT_TIMEOUT="4", SHOAL_BROKER_VISIBILITY_TIMEOUT="10"
     )
-    platform = Platform(env, tmp)
-    try:
-        platform.start_api()
-        platform.start_worker()
+    with Platform(env, tmp).running("train") as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 @pytest.fixture
@@ -148,11 +143,5 @@ def embedded_platform(tmp_path_factory) -> Iterator[Platform]:
     subprocess.run(
         [sys.executable, "-m", "services.cli", "migrate"], env=env, check=True, cwd=tmp, capture_output=True
     )
-    platform = Platform(env, tmp)
-    try:
-        platform.start_api()
-        for queue in ("train", "sweeper", "elo"):
-            platform.start_worker(queue)
+    with Platform(env, tmp).running("train", "sweeper", "elo") as platform:
         yield platform
-    finally:
-        platform.stop()

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,6 +98,17 @@ class Platform:
 
     def start_worker(self, queue: str = "train") -> subprocess.Popen:
         return self.spawn("worker", "--queue", queue, log=f"worker-{queue}.log")
+
+    @contextmanager
+    def running(self, *queues: str) -> Iterator[Platform]:
+        """The API and a worker for each of `queues` while the block runs; every process stops after it."""
+        try:
+            self.start_api()
+            for queue in queues:
+                self.start_worker(queue)
+            yield self
+        finally:
+            self.stop()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=30)

@@ -38,13 +38,8 @@ def platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator[Platform
         SHOAL_ENV_CACHE=str(tmp / "cache"),
         SHOAL_PYTHON_ENVS=f"{allowlist.DEFAULT},gymnasium:tests.pyenv_fixtures:*",
     )
-    platform = Platform(env, tmp)
-    try:
-        platform.start_api()
-        platform.start_worker()
+    with Platform(env, tmp).running("train") as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 def _runs(client) -> int:

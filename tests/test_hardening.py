@@ -148,15 +148,11 @@ def test_a_burst_beyond_the_pool_queues_instead_of_stalling(pg_url, redis_url, t
     """60 clients against a pool of 4: before the admission gate, threads waiting for a connection starved
     the requests holding one of a thread to finish on, and everyone waited for the pool's 30 s timeout."""
     env = platform_env(tmp_path, pg_url, redis_url, SHOAL_DB_POOL_SIZE="2", SHOAL_DB_MAX_OVERFLOW="2")
-    platform = Platform(env, tmp_path)
-    try:
-        platform.start_api()
+    with Platform(env, tmp_path).running() as platform:
         codes, latencies = asyncio.run(_burst(platform.url, clients=60, seconds=4))
         began = time.monotonic()
         health = httpx.get(f"{platform.url}/healthz", timeout=30)
         health_seconds = time.monotonic() - began
-    finally:
-        platform.stop()
     assert codes and set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
     assert max(latencies) < 10, max(latencies)
     assert health.status_code == 200 and health_seconds < 5

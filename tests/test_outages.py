@@ -108,13 +108,10 @@ def cut_off(pg_url: str, redis_url: str, tmp_path) -> Iterator[tuple[Platform, P
         SHOAL_HEARTBEAT_TIMEOUT="20",
         SHOAL_BROKER_VISIBILITY_TIMEOUT="60",
     )
-    platform = Platform(env, tmp_path)
     try:
-        platform.start_api()
-        platform.start_worker()
-        yield platform, pg_proxy, redis_proxy
+        with Platform(env, tmp_path).running("train") as platform:
+            yield platform, pg_proxy, redis_proxy
     finally:
-        platform.stop()
         pg_proxy.cut()
         redis_proxy.cut()
 

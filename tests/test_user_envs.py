@@ -179,30 +179,20 @@ def test_user_env_trains_through_the_api_and_a_broken_one_fails_the_run(tmp_path
         SHOAL_ENV_CACHE=str(tmp_path / "cache"),
     )
     subprocess.run([sys.executable, "-m", "services.cli", "migrate"], env=env, check=True, cwd=tmp_path)
-    platform = Platform(env, tmp_path)
-    try:
-        platform.start_api()
-        platform.start_worker()
-        with platform.client() as client:
-            listed = {e["name"]: e for e in client.get("/envs").json()}
-            assert listed["walker"]["source"] == str(envs / "walker.env.toml")
-            assert listed["cartpole"]["source"] == "built-in"
-            assert listed["walker"]["defaults"]["train"]["learning_rate"] == 0.005
-            small = {"train": {"num_envs": 16, "num_steps": 32, "minibatch_size": 256, "eval_episodes": 8}}
-            bad = client.post(
-                "/runs", json={"env": "broken", "total_timesteps": 2048, "hyperparameters": small}
-            )
-            assert bad.status_code in (200, 201), bad.text
-            failed = wait_for_run(client, bad.json()["id"], 180, "the broken run to fail")
-            assert failed["status"] == "failed" and "error: expected ';'" in failed["failure_reason"], failed
-            good = client.post(
-                "/runs", json={"env": "walker", "total_timesteps": 4096, "hyperparameters": small}
-            )
-            done = wait_for_run(client, good.json()["id"], 240, "the walker run to finish")
-            assert done["status"] == "succeeded", done  # the same worker, after the failed build
-            assert done["env_version"] == envs_c.registry.parse_spec(envs / "walker.env.toml").version()
-    finally:
-        platform.stop()
+    with Platform(env, tmp_path).running("train") as platform, platform.client() as client:
+        listed = {e["name"]: e for e in client.get("/envs").json()}
+        assert listed["walker"]["source"] == str(envs / "walker.env.toml")
+        assert listed["cartpole"]["source"] == "built-in"
+        assert listed["walker"]["defaults"]["train"]["learning_rate"] == 0.005
+        small = {"train": {"num_envs": 16, "num_steps": 32, "minibatch_size": 256, "eval_episodes": 8}}
+        bad = client.post("/runs", json={"env": "broken", "total_timesteps": 2048, "hyperparameters": small})
+        assert bad.status_code in (200, 201), bad.text
+        failed = wait_for_run(client, bad.json()["id"], 180, "the broken run to fail")
+        assert failed["status"] == "failed" and "error: expected ';'" in failed["failure_reason"], failed
+        good = client.post("/runs", json={"env": "walker", "total_timesteps": 4096, "hyperparameters": small})
+        done = wait_for_run(client, good.json()["id"], 240, "the walker run to finish")
+        assert done["status"] == "succeeded", done  # the same worker, after the failed build
+        assert done["env_version"] == envs_c.registry.parse_spec(envs / "walker.env.toml").version()
 
 
 def test_the_tutorials_environment_passes_every_check(tmp_path: Path, monkeypatch) -> None:
@@ -230,7 +220,8 @@ def test_env_check_catches_an_out_of_bounds_write_under_asan(user_env: Path, cap
     _edit(
         user_env / "walker.h",
         "    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);\n",
-        "    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);\n    env->truncations[1] = 0; /* the bug */\n",
+        "    SHOAL_STEP_RESULT(env, 0, reward, reached, timed_out);\n"
+        "    env->truncations[1] = 0; /* the bug */\n",
     )
     assert main(["env", "check", "walker"]) == 1
     out = capsys.readouterr().out
