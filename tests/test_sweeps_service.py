@@ -31,6 +31,23 @@ def sweep_platform(services_platform):
     return services_platform
 
 
+def create_sweep(client, **body) -> int:
+    """POST /sweeps for a cartpole sweep with `body`; the new sweep's id."""
+    created = client.post("/sweeps", json={"env": "cartpole", **body})
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def wait_finished(client, sweep_id: int, timeout: float, what: str = "the sweep to finish") -> dict:
+    """The sweep as the API shows it once finished."""
+    return wait_for(
+        lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
+        timeout,
+        2,
+        what,
+    )
+
+
 def check_consistent(sweep: dict, max_runs: int) -> None:
     trials = sweep["trials"]
     assert sweep["status"] == "finished"
@@ -56,19 +73,7 @@ def check_consistent(sweep: dict, max_runs: int) -> None:
 
 def test_a_sweep_finds_a_solving_trial_and_promotes_it_exactly(sweep_platform):
     with sweep_platform.client() as client:
-        created = client.post(
-            "/sweeps",
-            json={
-                "env": "cartpole",
-                "space": SPACE,
-                "hyperparameters": BASE,
-                "max_runs": 12,
-                "parallelism": 2,
-                "seed": 1,
-            },
-        )
-        assert created.status_code == 201, created.text
-        sweep_id = created.json()["id"]
+        sweep_id = create_sweep(client, space=SPACE, hyperparameters=BASE, max_runs=12, parallelism=2, seed=1)
         in_flight_seen = wait_for(
             lambda: (
                 (s := client.get(f"/sweeps/{sweep_id}").json())
@@ -78,12 +83,7 @@ def test_a_sweep_finds_a_solving_trial_and_promotes_it_exactly(sweep_platform):
             what="two trials in flight",
         )
         assert in_flight_seen
-        sweep = wait_for(
-            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
-            900,
-            2,
-            "the sweep to finish",
-        )
+        sweep = wait_finished(client, sweep_id, 900)
         check_consistent(sweep, 12)
         assert sweep["best"]["score"] >= 0.95, "no trial reached cartpole's solved threshold"
         assert any(t["predicted_score"] is not None for t in sweep["trials"]), "no model-based suggestion"
@@ -107,18 +107,9 @@ def test_a_sweep_finds_a_solving_trial_and_promotes_it_exactly(sweep_platform):
 def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
     platform = sweep_platform
     with platform.client() as client:
-        sweep_id = client.post(
-            "/sweeps",
-            json={
-                "env": "cartpole",
-                "space": SPACE,
-                "hyperparameters": BASE,
-                "max_runs": 6,
-                "parallelism": 2,
-                "seed": 7,
-                "early_stopping": False,
-            },
-        ).json()["id"]
+        sweep_id = create_sweep(
+            client, space=SPACE, hyperparameters=BASE, max_runs=6, parallelism=2, seed=7, early_stopping=False
+        )
         wait_for(
             lambda: any(
                 t["status"] == "succeeded" for t in client.get(f"/sweeps/{sweep_id}").json()["trials"]
@@ -144,12 +135,7 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
         time.sleep(2)
         platform.start_worker("sweeper")
         platform.start_worker("train")
-        sweep = wait_for(
-            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
-            900,
-            2,
-            "the sweep to finish after the crash",
-        )
+        sweep = wait_finished(client, sweep_id, 900, "the sweep to finish after the crash")
         check_consistent(sweep, 6)
         assert all(t["status"] == "succeeded" for t in sweep["trials"]), (
             "an infrastructure failure reached the model"
@@ -161,25 +147,16 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
 def test_a_step_budget_ends_the_sweep_once_spent_and_never_overruns(sweep_platform):
     budget = 400_000
     with sweep_platform.client() as client:
-        created = client.post(
-            "/sweeps",
-            json={
-                "env": "cartpole",
-                "space": {
-                    "train": {
-                        "total_timesteps": {"distribution": "log_normal", "min": 20_000, "max": 80_000},
-                        "learning_rate": SPACE["train"]["learning_rate"],
-                    }
-                },
-                "hyperparameters": BASE,
-                "cost_unit": "steps",
-                "budget": "400k steps",
-                "parallelism": 2,
-                "seed": 5,
-            },
+        steps = {"distribution": "log_normal", "min": 20_000, "max": 80_000}
+        sweep_id = create_sweep(
+            client,
+            space={"train": {"total_timesteps": steps, "learning_rate": SPACE["train"]["learning_rate"]}},
+            hyperparameters=BASE,
+            cost_unit="steps",
+            budget="400k steps",
+            parallelism=2,
+            seed=5,
         )
-        assert created.status_code == 201, created.text
-        sweep_id = created.json()["id"]
         seen = []  # what the API said was used while the sweep ran: it never exceeds the budget
         sweep = wait_for(
             lambda: (
@@ -209,30 +186,16 @@ def test_a_step_budget_ends_the_sweep_once_spent_and_never_overruns(sweep_platfo
 def test_a_categorical_parameter_reaches_the_trials_runs(sweep_platform):
     choices = ["adam", "muon"]
     with sweep_platform.client() as client:
-        created = client.post(
-            "/sweeps",
-            json={
-                "env": "cartpole",
-                "space": {
-                    "train": {
-                        "optimizer": {"distribution": "categorical", "choices": choices},
-                        "learning_rate": SPACE["train"]["learning_rate"],
-                    }
-                },
-                "hyperparameters": {"train": {**BASE["train"], "total_timesteps": 16_384}},
-                "max_runs": 4,
-                "parallelism": 2,
-                "early_stopping": False,
-            },
+        optimizer = {"distribution": "categorical", "choices": choices}
+        sweep_id = create_sweep(
+            client,
+            space={"train": {"optimizer": optimizer, "learning_rate": SPACE["train"]["learning_rate"]}},
+            hyperparameters={"train": {**BASE["train"], "total_timesteps": 16_384}},
+            max_runs=4,
+            parallelism=2,
+            early_stopping=False,
         )
-        assert created.status_code == 201, created.text
-        sweep_id = created.json()["id"]
-        sweep = wait_for(
-            lambda: (s := client.get(f"/sweeps/{sweep_id}").json())["status"] == "finished" and s,
-            300,
-            2,
-            "the sweep to finish",
-        )
+        sweep = wait_finished(client, sweep_id, 300)
         runs = {t["id"]: client.get(f"/runs/{t['run_id']}").json() for t in sweep["trials"]}
 
     assert sweep["space"]["train"]["optimizer"]["mean"] == "adam", "centred on configs/cartpole.toml"
