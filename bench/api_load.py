@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dashboard_bench import ADMIN_URL, PAGE_POINTS, _free_port, load_run  # noqa: E402
+from dashboard_bench import ADMIN_URL, PAGE_POINTS, _free_port, load_run, wait_until_up  # noqa: E402
 
 REDIS_URL = os.environ.get("SHOAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 TOKEN = "bench"
@@ -103,16 +103,7 @@ def start_api(
     process = subprocess.Popen(
         [*command, "--workers", str(workers)], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError((workdir / "api.log").read_text()[-2000:])
+    return process, wait_until_up(process, port, "/healthz", workdir)
 
 
 def seed(base: str, url: str) -> int:

@@ -144,16 +144,8 @@ def python_speed(
         with envs_c.make("gymnasium:CartPole-v1", num_envs, seed=0, num_threads=workers) as env:
             return _time_steps(env.step, actions, seconds)
 
-    def make_async() -> float:
-        env = gymnasium.vector.AsyncVectorEnv([lambda: gymnasium.make("CartPole-v1")] * num_envs)
-        env.reset(seed=0)
-        try:
-            return _time_steps(env.step, actions, seconds)
-        finally:
-            env.close()
-
-    def make_sync() -> float:
-        env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make("CartPole-v1")] * num_envs)
+    def gymnasium_vector(cls: type[gymnasium.vector.VectorEnv]) -> float:
+        env = cls([lambda: gymnasium.make("CartPole-v1")] * num_envs)
         env.reset(seed=0)
         try:
             return _time_steps(env.step, actions, seconds)
@@ -162,8 +154,10 @@ def python_speed(
 
     runners = {
         f"shoal, {workers} worker processes": shoal,
-        f"gymnasium AsyncVectorEnv, {num_envs} processes": make_async,
-        "gymnasium SyncVectorEnv, in-process": make_sync,
+        f"gymnasium AsyncVectorEnv, {num_envs} processes": lambda: gymnasium_vector(
+            gymnasium.vector.AsyncVectorEnv
+        ),
+        "gymnasium SyncVectorEnv, in-process": lambda: gymnasium_vector(gymnasium.vector.SyncVectorEnv),
     }
     if puffer:
         runners[f"PufferLib 3.0 Multiprocessing, {workers} workers"] = lambda: puffer_speed(

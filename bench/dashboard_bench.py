@@ -154,12 +154,18 @@ def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    return process, wait_until_up(process, port, "/runs?limit=1", workdir)
+
+
+def wait_until_up(process: subprocess.Popen, port: int, probe: str, workdir: Path) -> str:
+    """The base URL of the API `process` on `port` once GET `probe` answers 200; after 60 s without, the
+    process is killed and the error carries the end of its log (workdir/api.log)."""
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/runs?limit=1", timeout=2).status_code == 200:
-                return process, base
+            if httpx.get(f"{base}{probe}", timeout=2).status_code == 200:
+                return base
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
