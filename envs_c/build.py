@@ -49,6 +49,11 @@ ShoalPool* shoal_pool_new(int);
 void shoal_pool_run(ShoalPool*, void (*)(void*, int, int), void*, int);
 void shoal_pool_step(ShoalPool*, void (*)(void*, int, int), void*, int, void*, void*, size_t);
 void shoal_pool_free(ShoalPool*);
+typedef struct { void* envs; const int32_t* index; void* out; } ShoalSubset;
+typedef struct {
+    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t src_rows;
+} ShoalGather;
+void shoal_pool_gather(ShoalPool*, ShoalGather*, int);
 """
 
 
@@ -76,7 +81,8 @@ void {n}_vec_reset({s}*, int, uint64_t);
 void {n}_vec_step({s}*, int, int);
 void {n}_vec_log({s}*, int, float*);
 void {n}_vec_close({s}*, int);
-void {n}_vec_scripted({s}*, int, void*);
+void {n}_vec_scripted_some(void*, int, int);
+void {n}_vec_log_some({s}*, const int32_t*, int, float*);
 void {n}_vec_step_any(void*, int, int);
 void {n}_render({s}*, uint8_t*);
 """

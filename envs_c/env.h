@@ -187,6 +187,15 @@ static inline uint64_t shoal_seed(uint64_t seed, int index) {
     return shoal_next(&state);
 }
 
+/* A scattered subset of a batch, for the thread pool: the pool hands a shard function contiguous ranges of
+ * [0, n), and NAME_vec_scripted_some reads those as positions in `index` (environments of `envs`), writing
+ * the k-th listed environment's rows at row k of `out`. Python checks every index before the call. */
+typedef struct {
+    void* envs;
+    const int32_t* index;
+    void* out;
+} ShoalSubset;
+
 /* Batched entry points. Every environment struct starts with the fields these loops touch, SHOAL_ENV_FIELDS.
  * NAME_num_agents(T*) and NAME_obs_size(T*) report what the environment will write, so vec_init can refuse
  * buffers that Python sized differently instead of writing past them; vec_sizes reports them before init,
@@ -239,6 +248,23 @@ static inline uint64_t shoal_seed(uint64_t seed, int index) {
         for (int i = 0; i < num_envs; i++) {                                                            \
             NAME##_scripted(&envs[i], rows);                                                            \
             rows += (size_t)NAME##_num_agents(&envs[i]) * (ACT_SIZE);                                   \
+        }                                                                                               \
+    }                                                                                                   \
+    void NAME##_vec_scripted_some(void* job, int start, int end) {                                      \
+        const ShoalSubset* subset = (const ShoalSubset*)job;                                            \
+        T* envs = (T*)subset->envs;                                                                     \
+        for (int k = start; k < end; k++) {                                                             \
+            T* e = &envs[subset->index[k]];                                                             \
+            size_t row = (size_t)k * (size_t)NAME##_num_agents(e) * (ACT_SIZE);                         \
+            NAME##_scripted(e, (ACT_T*)subset->out + row);                                              \
+        }                                                                                               \
+    }                                                                                                   \
+    /* Each listed environment's Log as one row of `out`, cleared as vec_log clears it. */             \
+    void NAME##_vec_log_some(T* envs, const int32_t* index, int n, float* out) {                        \
+        for (int k = 0; k < n; k++) {                                                                   \
+            memcpy(out + (size_t)k * (sizeof(envs[0].log) / sizeof(float)), &envs[index[k]].log,       \
+                   sizeof(envs[0].log));                                                                \
+            memset(&envs[index[k]].log, 0, sizeof(envs[0].log));                                        \
         }                                                                                               \
     }                                                                                                   \
     void NAME##_vec_log(T* envs, int num_envs, float* out) {                                            \

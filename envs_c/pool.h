@@ -217,4 +217,29 @@ static inline void shoal_pool_run(ShoalPool* p, shoal_shard_fn fn, void* envs, i
     shoal_pool_step(p, fn, envs, num_envs, NULL, NULL, 0);
 }
 
+/* Rows of one buffer gathered into another on the pool: dst row k = src row index[k] (a row past src_rows
+ * reads as zeros; callers pass valid rows, the check keeps a bad one from reading out of bounds). Self-play
+ * regroups the learner's and the opponents' rows of every step this way, at the cores' memory bandwidth. */
+typedef struct {
+    const char* src;
+    const int64_t* index;
+    char* dst;
+    size_t row_bytes;
+    int64_t src_rows;
+} ShoalGather;
+
+static void shoal_gather_shard(void* job, int start, int end) {
+    const ShoalGather* g = (const ShoalGather*)job;
+    for (int k = start; k < end; k++) {
+        char* row = g->dst + (size_t)k * g->row_bytes;
+        int64_t from = g->index[k];
+        if (from < 0 || from >= g->src_rows) memset(row, 0, g->row_bytes);
+        else memcpy(row, g->src + (size_t)from * g->row_bytes, g->row_bytes);
+    }
+}
+
+static inline void shoal_pool_gather(ShoalPool* p, ShoalGather* g, int rows) {
+    shoal_pool_run(p, shoal_gather_shard, g, rows);
+}
+
 #endif

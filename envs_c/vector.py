@@ -36,6 +36,15 @@ def log_means(fields: Sequence[str], totals: np.ndarray) -> dict[str, float]:
     return out
 
 
+def env_indices(envs: Sequence[int] | np.ndarray, num_envs: int, what: str) -> np.ndarray:
+    """`envs` as int32 indices of a batch of `num_envs`; ValueError naming `what` for one out of range (the
+    C loops index with them unchecked)."""
+    index = np.asarray(envs).reshape(-1)
+    if len(index) and (index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= num_envs):
+        raise ValueError(f"{what}: env indices must be integers in [0, {num_envs})")
+    return np.ascontiguousarray(index, dtype=np.int32)
+
+
 class ClosesOnExit:
     """A batch of environments closed by leaving its `with` block, or when collected while still open."""
 
@@ -85,7 +94,7 @@ class VecEnv(ClosesOnExit):
         ffi, lib = module.ffi, module.lib
         self._ffi = ffi
         self._name = name
-        self._log_fields = env.log_fields
+        self.log_fields = env.log_fields
         self._action_width = env.action.width
 
         obs = self.spec.observation_space
@@ -94,7 +103,7 @@ class VecEnv(ClosesOnExit):
         for i in range(num_envs):
             for key, value in self.spec.config.items():
                 setattr(self._envs[i], key, value)
-        ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_close", "vec_scripted", "render")
+        ops = ("vec_init", "vec_reset", "vec_step", "vec_log", "vec_log_some", "vec_close", "render")
         self._fn = {op: getattr(lib, f"{name}_{op}") for op in ops}
         self._check_sizes(lib, obs)
         self._init_c(ffi)
@@ -149,6 +158,9 @@ class VecEnv(ClosesOnExit):
             self._pool = ffi.gc(pool, lib.shoal_pool_free)
             self._step_any = ffi.addressof(lib, f"{name}_vec_step_any")
         self._pool_step = lib.shoal_pool_step
+        self._scripted_some = ffi.addressof(lib, f"{name}_vec_scripted_some")
+        self._gather = lib.shoal_pool_gather
+        self._all = np.arange(num_envs, dtype=np.int32)
         self._from_buffer = ffi.from_buffer
         self._act_dtype = self.actions.dtype
         self._act_shape = self.actions.shape
@@ -237,31 +249,66 @@ class VecEnv(ClosesOnExit):
     def _write_actions(self, actions: Any) -> None:
         write_actions(self._name, self.actions, actions, self._int_actions)
 
-    def scripted_actions(self) -> np.ndarray:
-        """The C heuristic policy's actions for the current state, shaped and typed like `actions`.
+    def scripted_actions(self, envs: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """The C heuristic policy's actions for the current state of environments `envs` (all of them by
+        default), their agents' rows in that order, typed like `actions`; computed on the thread pool.
 
         Games write a move for every seat (the seat not to move gets 0); callers take the rows they need.
         """
         self._check_open("scripted_actions")
-        out = np.zeros_like(self.actions)
-        self._fn["vec_scripted"](self._envs, self.num_envs, self._ffi.from_buffer(out))
+        index = self._all if envs is None else env_indices(envs, self.num_envs, "scripted_actions")
+        out = np.zeros((len(index) * self.spec.agents_per_env, *self.actions.shape[1:]), self.actions.dtype)
+        ffi = self._ffi
+        job = ffi.new("ShoalSubset*", {"envs": self._envs, "index": ffi.from_buffer("int32_t[]", index)})
+        job.out = ffi.from_buffer(out)
+        pool = self._pool if self._pool is not None else ffi.NULL
+        self._pool_step(pool, self._scripted_some, job, len(index), ffi.NULL, ffi.NULL, 0)
+        return out
+
+    def take_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`np.take(src, index, axis=0, out=out)` on the environments' thread pool: regrouping the rows of
+        large buffers every step (self-play's seats) at the cores' memory bandwidth, not one core's.
+        `index` must be int64; rows past `src` come back zero."""
+        if not (src.flags.c_contiguous and out.flags.c_contiguous and index.dtype == np.int64):
+            raise ValueError("take_rows needs C-contiguous arrays and int64 indices")
+        if out.dtype != src.dtype or out.shape != (len(index), *src.shape[1:]):
+            raise ValueError(f"take_rows: out must be {src.dtype} {(len(index), *src.shape[1:])}")
+        ffi = self._ffi
+        job = ffi.new(
+            "ShoalGather*",
+            {
+                "src": ffi.from_buffer(src),
+                "index": ffi.from_buffer("int64_t[]", index),
+                "dst": ffi.from_buffer(out),
+                "row_bytes": src[:1].nbytes,
+                "src_rows": len(src),
+            },
+        )
+        self._gather(self._pool if self._pool is not None else ffi.NULL, job, len(index))
         return out
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
         self._check_open("log")
         self._fn["vec_log"](self._envs, self.num_envs, self._ffi.from_buffer("float[]", self._log))
-        return log_means(self._log_fields, self._log)
+        return log_means(self.log_fields, self._log)
+
+    def env_logs(self, envs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The Log totals of each of environments `envs` since its last read, one row each (the fields of
+        `log_fields`, n last), cleared as `log` clears them."""
+        self._check_open("env_logs")
+        index = env_indices(envs, self.num_envs, "env_logs")
+        out = np.zeros((len(index), len(self.log_fields)), np.float32)
+        ffi = self._ffi
+        self._fn["vec_log_some"](
+            self._envs, ffi.from_buffer("int32_t[]", index), len(index), ffi.from_buffer("float[]", out)
+        )
+        return out
 
     def env_log(self, index: int) -> dict[str, float]:
         """Like `log`, for environment `index` alone: lets an evaluation count exactly one episode per
         environment instead of over-sampling the environments whose episodes are short."""
-        self._check_open("env_log")
-        if not 0 <= index < self.num_envs:
-            raise ValueError(f"env index must be in [0, {self.num_envs}), got {index}")
-        out = np.zeros_like(self._log)
-        self._fn["vec_log"](self._envs + index, 1, self._ffi.from_buffer("float[]", out))
-        return log_means(self._log_fields, out)
+        return log_means(self.log_fields, self.env_logs([index])[0])
 
     def render(self, index: int = 0) -> np.ndarray:
         """An RGB frame (H, W, 3) of environment `index`, drawn headless into a uint8 buffer."""

@@ -6,6 +6,7 @@ from here, so no test imports conftest (which pytest loads itself, under a modul
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import socket
@@ -136,3 +137,19 @@ def platform_env(tmp: Path, database_url: str, broker_url: str, **extra: str) ->
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def favouring(policy: Any, column: int) -> Any:
+    """A copy of `policy` (a trainer Policy with discrete actions) that plays `column` in every action
+    dimension whatever it sees: tells apart which member of a self-play pool made a move."""
+    import torch  # here, not at the top: most tests that use this module never touch a policy
+
+    member = copy.deepcopy(policy)
+    with torch.no_grad():
+        member.actor.weight.zero_()
+        member.actor.bias.fill_(-100.0)
+        start = 0
+        for n in member.nvec:
+            member.actor.bias[start + column] = 100.0
+            start += n
+    return member

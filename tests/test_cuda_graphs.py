@@ -6,14 +6,17 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import envs_c
-from services.common.config import resolve
+from services.common.config import PolicyConfig, SelfPlayConfig, resolve
 from services.trainer import loop
 from services.trainer.graphs import Graphed
+from services.trainer.league import FIRST_SNAPSHOT, MIRROR, SelfPlayEnv
 from services.trainer.policy import Policy
+from tests.helpers import favouring
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
@@ -141,3 +144,26 @@ def test_cartpole_learns_on_the_gpu_with_graphs(tmp_path: Path):
     result = loop.train("cartpole", config, 0, tmp_path, sink)
     assert result.status == "succeeded"
     assert result.final_score >= 0.5
+
+
+def test_graphed_selfplay_opponents_play_their_own_members_moves():
+    # Every opponent row is played by one captured graph that runs every member and keeps each row's own.
+    # Members that always play one column (the learner 0, the two snapshots 1 and 2) show which one played.
+    env = envs_c.make("connect4", 64, seed=0, opponent=1)
+    learner = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], PolicyConfig()).to(CUDA)
+    wrapped = SelfPlayEnv(env, learner, SelfPlayConfig(mirror=0.4, past=0.6, bot=0.0), CUDA, graphs=True)
+    for column in (1, 2, 0):
+        learner.load_state_dict(favouring(learner, column).state_dict())
+        if column:
+            wrapped.snapshot(column)
+    wrapped.reset(0)
+    plays = {MIRROR: 0, FIRST_SNAPSHOT: 1, FIRST_SNAPSHOT + 1: 2}
+    seen: set[int] = set()
+    for _ in range(60):  # games end and draw their next opponents from the full pool
+        codes, seats = wrapped.opponent.copy(), wrapped.seat.copy()
+        wrapped.step(np.zeros_like(wrapped.actions))
+        theirs = env.actions.reshape(env.num_envs, 2)[np.arange(env.num_envs), 1 - seats]
+        np.testing.assert_array_equal(theirs, [plays[int(c)] for c in codes])
+        seen |= {int(c) for c in codes}
+    assert seen == set(plays)
+    wrapped.close()

@@ -181,3 +181,32 @@ def test_gif(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_gif([], tmp_path / "none.gif", fps=10)
     env.close()
+
+
+def test_scripted_actions_and_logs_of_a_subset_are_those_environments_rows() -> None:
+    env = envs_c.make("connect4", 6, seed=2, num_threads=2, opponent=1)
+    env.reset(2)
+    every = env.scripted_actions().reshape(6, 2)
+    np.testing.assert_array_equal(env.scripted_actions([4, 1]), every[[4, 1]].ravel())
+    for _ in range(60):
+        env.step(env.scripted_actions())
+    logs = env.env_logs([0, 3])
+    assert logs.shape == (2, len(env.log_fields)) and (logs[:, -1] >= 1).all()
+    assert (env.env_logs([0, 3]) == 0).all()  # read once, then cleared
+    for bad in ([6], [-1], [0.5]):
+        with pytest.raises(ValueError, match="env indices must be integers in"):
+            env.env_logs(bad)
+    env.close()
+
+
+def test_take_rows_is_np_take_on_the_pool_and_zeroes_rows_out_of_range() -> None:
+    env = envs_c.make("moba", 4, seed=0, num_threads=2, opponent=1)
+    env.reset(0)
+    index = np.array([5, 0, 23, 7, 7], dtype=np.int64)
+    out = np.full((5, *env.observations.shape[1:]), -1, env.observations.dtype)
+    np.testing.assert_array_equal(env.take_rows(env.observations, index, out), env.observations[index])
+    env.take_rows(env.observations, np.array([24, -1], dtype=np.int64), out[:2])
+    assert (out[:2] == 0).all()
+    with pytest.raises(ValueError, match="int64"):
+        env.take_rows(env.observations, index.astype(np.int32), out)
+    env.close()

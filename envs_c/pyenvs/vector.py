@@ -18,7 +18,7 @@ import os
 import pickle
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -29,7 +29,7 @@ from envs_c.pyenvs import worker
 from envs_c.pyenvs.baseline import random_return
 from envs_c.pyenvs.definition import PyEnvDef
 from envs_c.spec import EnvSpec, make_spec
-from envs_c.vector import ClosesOnExit, _checked, count_agents, log_means, write_actions
+from envs_c.vector import ClosesOnExit, _checked, count_agents, env_indices, log_means, write_actions
 
 ALIGN = 64
 START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
@@ -122,7 +122,7 @@ class PyVecEnv(ClosesOnExit):
         self.per_env = self.spec.agents_per_env
         self.num_agents = count_agents(num_envs, num_threads, self.per_env)
         self.seed = int(seed)
-        self._log_fields = definition.log_fields
+        self.log_fields = definition.log_fields
         self._int_actions = definition.action.kind != "continuous"
         self._closed = True
         self._conns: list[Connection] = []
@@ -160,7 +160,7 @@ class PyVecEnv(ClosesOnExit):
             "rewards": ((n,), np.dtype(np.float32)),
             "terminals": ((n,), np.dtype(np.uint8)),
             "truncations": ((n,), np.dtype(np.uint8)),
-            "logs": ((self.num_envs, len(self._log_fields)), np.dtype(np.float32)),
+            "logs": ((self.num_envs, len(self.log_fields)), np.dtype(np.float32)),
             "scripted": (action_shape, np.dtype(action.dtype)),
         }
 
@@ -261,29 +261,41 @@ class PyVecEnv(ClosesOnExit):
         self._publish()
         return self._result
 
-    def scripted_actions(self) -> np.ndarray:
-        """A random action per agent (a random legal move for the seat to move in a game)."""
+    def scripted_actions(self, envs: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """A random action per agent (a random legal move for the seat to move in a game), for the agents of
+        environments `envs` in that order (all of them by default)."""
         self._command(worker.SCRIPTED, "scripted_actions")
-        return self._shared["scripted"].copy()
+        rows = self._shared["scripted"].reshape(self.num_envs, -1, *self.actions.shape[1:])
+        if envs is None:
+            return rows.reshape(self.actions.shape).copy()
+        return rows[env_indices(envs, self.num_envs, "scripted_actions")].reshape(-1, *self.actions.shape[1:])
+
+    def take_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`np.take(src, index, axis=0, out=out)`, as the C environments' VecEnv offers it."""
+        return np.take(src, index, axis=0, out=out)
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
         if self._closed:
             raise RuntimeError(f"{self._name}: log after close")
-        return self._read_log(slice(None))
+        # Workers write the Logs only while stepping, and nothing steps between two commands.
+        totals = self._logs.sum(axis=0, dtype=np.float64)
+        self._logs[:] = 0
+        return log_means(self.log_fields, totals)
+
+    def env_logs(self, envs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The Log totals of each of environments `envs` since its last read, one row each (the fields of
+        `log_fields`, n last), cleared as `log` clears them."""
+        if self._closed:
+            raise RuntimeError(f"{self._name}: env_logs after close")
+        index = env_indices(envs, self.num_envs, "env_logs")
+        out = self._logs[index]
+        self._logs[index] = 0
+        return out
 
     def env_log(self, index: int) -> dict[str, float]:
         """Like `log`, for environment `index` alone."""
-        if self._closed:
-            raise RuntimeError(f"{self._name}: env_log after close")
-        self._worker_of(index, "env")
-        return self._read_log(slice(index, index + 1))
-
-    def _read_log(self, rows: slice) -> dict[str, float]:
-        # Workers write the Logs only while stepping, and nothing steps between two commands.
-        totals = self._logs[rows].sum(axis=0, dtype=np.float64)
-        self._logs[rows] = 0
-        return log_means(self._log_fields, totals)
+        return log_means(self.log_fields, self.env_logs([index])[0])
 
     def render(self, index: int = 0) -> np.ndarray:
         """An RGB frame (H, W, 3) of environment `index`, drawn by the environment's rgb_array renderer."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -44,3 +45,9 @@ class Graphed:
                 self.out = self.fn()
         self.graph.replay()
         return self.out
+
+
+def pinned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed page-locked array (numpy keeps the torch tensor that owns the memory alive): copies between
+    it and the device are one DMA each, and the only host memory a captured graph may copy with."""
+    return torch.zeros(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()

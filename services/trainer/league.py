@@ -5,7 +5,8 @@ checkpoints the config names, the scripted bot), prioritised fictitious self-pla
 learner's results against every member. `SelfPlayEnv` wraps a game created with both seats reading the
 action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
 already uses; every step it fills the other seat with one batched forward pass per member present, on the
-learner's device. The learner changes seat every game, so it learns to move second in the board games too.
+learner's device, computed right after the environment step while the trainer's own forward pass runs. The
+learner changes seat every game, so it learns to move second in the board games too.
 
 Snapshots are written to `pool_dir` as they are taken, so a run resumed from a checkpoint gets back the pool
 it had at that checkpoint. A `LeagueLink` (the worker's database glue) supplies the Elo service's results
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from envs_c.vector import VecEnv
 from services.common.config import SelfPlayConfig
 from services.trainer import checkpoint as ckpt
+from services.trainer.graphs import Graphed, pinned_zeros
 from services.trainer.policy import Policy
 
 MIRROR, BOT, FIRST_SNAPSHOT = 0, 1, 2
@@ -146,6 +148,37 @@ class League:
         return out
 
 
+def play_members(
+    members: Sequence[tuple[int, Policy]],
+    obs: torch.Tensor,
+    codes: torch.Tensor,
+    out: torch.Tensor,
+    every_member: bool,
+) -> torch.Tensor:
+    """Environment actions for rows `obs` into `out` (returned), row i sampled from the member whose code is
+    `codes[i]`; rows of any other code (the bot's) are left as they are. Recurrent members act from a fresh
+    state: opponents play without memory.
+
+    `every_member` runs each member on every row and keeps each row's own: a fixed-shape step that one CUDA
+    graph replays whatever the mix, where a small policy costs the device little and the host one launch.
+    Otherwise each member present runs on its own rows only, the cheaper choice on a CPU."""
+    for code, policy in members:
+        if every_member:
+            rows, mine = slice(None), obs
+        else:
+            rows = (codes == code).nonzero().squeeze(1)
+            if len(rows) == 0:
+                continue
+            mine = obs[rows]
+        params, _, _ = policy(mine, policy.initial_state(len(mine), obs.device))
+        actions = policy.env_actions(policy.sample(params)).to(out.dtype)
+        if every_member:
+            out = torch.where(codes.view(-1, *([1] * (out.dim() - 1))) == code, actions, out)
+        else:
+            out[rows] = actions
+    return out
+
+
 class SelfPlayEnv:
     """The learner's seat of a two-player game; the other seat is played by the league's members.
 
@@ -164,6 +197,7 @@ class SelfPlayEnv:
         seed: int = 0,
         allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
         *,
+        graphs: bool = False,
         pool_dir: Path | None = None,
         resume: Path | None = None,
         link: LeagueLink | None = None,
@@ -195,15 +229,79 @@ class SelfPlayEnv:
         self._snapshots = [
             copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
         ]
+        self._allocate_opponents(alloc, graphs)
         self._returns = np.zeros(env.num_envs)  # the learner's return in the game under way, per agent
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, float] = {}
+        fields = env.log_fields[:-1]  # n last
+        self._fields = {name: k for k, name in enumerate(fields)}
+        # Perf and the return are the learner's own in either seat; the environment's other fields are
+        # seat 0's view, so they count only the games the learner played in seat 0.
+        self._seat_free = np.isin(fields, ("perf", "episode_return", "episode_length"))
+        self._sums = np.zeros(len(fields))
+        self._counts = np.zeros(len(fields))
         self._episodes = 0.0
-        self._obs_dtype = torch.uint8 if env.observations.dtype == np.uint8 else torch.float32
         self._load_fixed()
         self._restore_pool(ckpt.read_meta(resume)["step"] if resume is not None else 0)
         self._read_elo()
         self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
+
+    def _allocate_opponents(
+        self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray], graphs: bool
+    ) -> None:
+        """Host buffers of the opponents' rows (page-locked with `graphs`) and, with `graphs`, the captured
+        step that plays every network member on all of them."""
+        alloc = pinned_zeros if graphs else alloc
+        env, rows = self.env, len(self._theirs)
+        self._their_obs = alloc((rows, *env.observations.shape[1:]), env.observations.dtype)
+        self._their_actions = alloc((rows, *env.actions.shape[1:]), env.actions.dtype)
+        self._their_codes = alloc((rows,), np.dtype(np.int64))
+        self._bot_rows = np.zeros(0, np.int64)
+        self._bot_actions = self._their_actions[:0]
+        self._graphed = graphs
+        if graphs:
+            self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
+            self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
+            self._play_all = Graphed(self._play_captured, True)
+            self._ready = torch.cuda.Event()
+
+    def members(self) -> list[tuple[int, Policy]]:
+        """Every member played by a network, with its code: the learner itself and each pool slot."""
+        slots = [(FIRST_SNAPSHOT + k, policy) for k, policy in enumerate(self._snapshots)]
+        return [(MIRROR, self.learner), *slots]
+
+    def _play_captured(self) -> None:
+        self._device_obs.copy_(torch.from_numpy(self._their_obs), non_blocking=True)
+        self._device_codes.copy_(torch.from_numpy(self._their_codes), non_blocking=True)
+        host = torch.from_numpy(self._their_actions)
+        out = torch.zeros_like(host, device=self.device)
+        out = play_members(self.members(), self._device_obs, self._device_codes, out, every_member=True)
+        host.copy_(out, non_blocking=True)
+
+    @torch.no_grad()
+    def _play_opponents(self) -> None:
+        """Start the opponents' actions for the state the environments now show; `step` collects them.
+
+        With graphs the networks' actions are queued on the device and the bots' moves are computed on the
+        host meanwhile; without, the members play now."""
+        self.env.take_rows(self.env.observations, self._theirs, self._their_obs)
+        self._their_codes[:] = np.repeat(self.opponent, self._seat)  # the member of every opponent row
+        if self._graphed:
+            self._play_all()
+            self._ready.record()
+        else:
+            obs, codes, out = (
+                torch.from_numpy(a).to(self.device)
+                for a in (self._their_obs, self._their_codes, self._their_actions)
+            )
+            out = play_members(self.members(), obs, codes, out, every_member=False)
+            self._their_actions[:] = out.cpu().numpy()
+        bots = np.flatnonzero(self.opponent == BOT)
+        self._bot_rows = (self._base[bots] + self._seat_rows[1 - self.seat[bots]]).ravel()
+        self._bot_actions = self._their_actions[:0]
+        if len(bots):
+            # The scripted move of every seat of those games, of which the opponent's seat is taken.
+            seats = self.env.scripted_actions(bots).reshape(len(bots), self.spec.agents_per_env, -1)
+            picked = np.take_along_axis(seats, self._seat_rows[1 - self.seat[bots]][:, :, None], axis=1)
+            self._bot_actions = picked.reshape(-1, *self.env.actions.shape[1:])
 
     def _place(self) -> None:
         """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
@@ -260,31 +358,14 @@ class SelfPlayEnv:
         self.env.reset(seed)
         self._returns[:] = 0.0
         self._gather()
+        self._play_opponents()
         return self.observations
 
     def _gather(self) -> None:
         env = self.env
-        full = (env.observations, env.rewards, env.terminals, env.truncations)
-        for mine, theirs in zip(self._result, full, strict=True):
-            np.take(theirs, self._mine, axis=0, out=mine)
-
-    @torch.no_grad()
-    def _opponent_actions(self) -> np.ndarray:
-        """One forward pass per member present, over all the environments it plays in."""
-        rows_of = np.repeat(self.opponent, self._seat)  # the member of every opponent row
-        out = np.zeros((len(self._theirs), *self.env.actions.shape[1:]), self.env.actions.dtype)
-        if (rows_of == BOT).any():
-            out[rows_of == BOT] = self.env.scripted_actions()[self._theirs[rows_of == BOT]]
-        networked = rows_of != BOT
-        if not networked.any():
-            return out
-        for code in np.unique(rows_of[networked]):
-            policy = self.learner if code == MIRROR else self._snapshots[code - FIRST_SNAPSHOT]
-            pick = rows_of == code
-            obs = torch.from_numpy(self.env.observations[self._theirs[pick]]).to(self.device)
-            params, _, _ = policy(obs.to(self._obs_dtype))
-            out[pick] = policy.env_actions(policy.sample(params)).cpu().numpy()
-        return out
+        env.take_rows(env.observations, self._mine, self.observations)
+        for mine, full in zip(self._result[1:], (env.rewards, env.terminals, env.truncations), strict=True):
+            np.take(full, self._mine, axis=0, out=mine)
 
     def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step with the learner's `actions` (None: already written into `self.actions`)."""
@@ -292,7 +373,10 @@ class SelfPlayEnv:
             np.copyto(self.actions, actions, casting="unsafe")
         full = self.env.actions
         full[self._mine] = self.actions
-        full[self._theirs] = self._opponent_actions()
+        if self._graphed:
+            self._ready.synchronize()
+        full[self._theirs] = self._their_actions
+        full[self._bot_rows] = self._bot_actions
         self.env.step()
         self._gather()
         self._returns += self.rewards.reshape(self.num_envs, self._seat).mean(1)
@@ -300,6 +384,7 @@ class SelfPlayEnv:
         ended = np.flatnonzero(self.terminals[:: self._seat] | self.truncations[:: self._seat])
         if len(ended):
             self._finish(ended)
+        self._play_opponents()
         return self._result
 
     def _finish(self, ended: np.ndarray) -> None:
@@ -308,19 +393,18 @@ class SelfPlayEnv:
         The environment logs seat 0's view: perf is flipped for a learner in seat 1, the return is the
         learner's own, and the environment's other fields are averaged over the games it played in seat 0.
         """
-        results = np.zeros(len(ended))
-        for j, i in enumerate(ended):
-            log = self.env.env_log(int(i))
-            n = log.pop("n", 0.0)
-            seat0 = log.pop("perf", 0.5)
-            results[j] = seat0 if self.seat[i] == 0 else 1.0 - seat0
-            log |= {"perf": results[j], "episode_return": float(self._returns[i])}
-            seat_free = ("perf", "episode_return", "episode_length")
-            for key, value in log.items():
-                if self.seat[i] == 0 or key in seat_free:
-                    self._sums[key] = self._sums.get(key, 0.0) + value * n
-                    self._counts[key] = self._counts.get(key, 0.0) + n
-            self._episodes += n
+        totals = self.env.env_logs(ended).astype(np.float64)
+        games, totals = totals[:, -1], totals[:, :-1]
+        perf, ret = self._fields["perf"], self._fields["episode_return"]
+        seat0 = np.divide(totals[:, perf], games, out=np.full(len(ended), 0.5), where=games > 0)
+        first = self.seat[ended] == 0
+        results = np.where(first, seat0, 1.0 - seat0)
+        totals[:, perf] = results * games
+        totals[:, ret] = self._returns[ended] * games
+        counted = first[:, None] | self._seat_free[None, :]
+        self._sums += np.where(counted, totals, 0.0).sum(0)
+        self._counts += np.where(counted, games[:, None], 0.0).sum(0)
+        self._episodes += games.sum()
         self.league.record(self.opponent[ended], results)
         self._returns[ended] = 0.0
         self.seat[ended] = 1 - self.seat[ended]
@@ -336,9 +420,12 @@ class SelfPlayEnv:
         """Like VecEnv.log, for the learner's seat (perf is its result against the mix of opponents)."""
         if not self._episodes:
             return {}
-        out = {key: value / self._counts[key] for key, value in self._sums.items()}
+        out = {
+            key: float(self._sums[k] / self._counts[k]) for key, k in self._fields.items() if self._counts[k]
+        }
         out["n"] = self._episodes
-        self._sums, self._counts, self._episodes = {}, {}, 0.0
+        self._sums[:] = self._counts[:] = 0.0
+        self._episodes = 0.0
         return out
 
     def metrics(self) -> dict[str, float]:

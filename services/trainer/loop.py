@@ -21,7 +21,7 @@ import envs_c
 from services.common.config import RunConfig
 from services.common.failures import FailureKind
 from services.trainer import checkpoint as ckpt
-from services.trainer.graphs import Graphed
+from services.trainer.graphs import Graphed, pinned_zeros
 from services.trainer.league import LeagueLink, SelfPlayEnv
 from services.trainer.optim import Adam, MuonWithAdam, Optimizer
 from services.trainer.policy import Policy, State
@@ -155,13 +155,14 @@ class Trainer:
         torch.manual_seed(seed)
         # On a GPU the C loop writes straight into page-locked memory, so every host<->device copy below is
         # one asynchronous DMA with no staging copy and no host wait.
-        self.allocate = _pinned_zeros if self.device.type == "cuda" else None
+        self.allocate = pinned_zeros if self.device.type == "cuda" else None
         self.spec = envs_c.make_spec(env_name, **config.env).to_dict()  # the learner's seat, as evaluated
         # With self-play, the learner's seat of the game (set below).
         self.env: envs_c.VecEnv | SelfPlayEnv = self._open_env()
         try:
             self.policy = Policy(self.env.spec.observation_space.shape, self.spec["action"], config.policy)
             self.policy.to(self.device)
+            self.graphs = self.device.type == "cuda" and tc.cuda_graphs
             if config.selfplay is not None:
                 # From here on the loop sees the learner's seat only; the league plays the other one.
                 self.env = SelfPlayEnv(
@@ -171,11 +172,11 @@ class Trainer:
                     self.device,
                     seed,
                     self.allocate,
+                    graphs=self.graphs,
                     pool_dir=out_dir / "pool",
                     resume=resume,
                     link=league,
                 )
-            self.graphs = self.device.type == "cuda" and tc.cuda_graphs
             self.optimizer = make_optimizer(self.policy, tc, self.graphs)
             self._restore(resume)
             self._allocate()
@@ -232,7 +233,7 @@ class Trainer:
         host_obs = torch.from_numpy(env.observations)
         host_act = torch.from_numpy(env.actions)
         host_rew = torch.from_numpy(env.rewards)
-        self.done_array = (_pinned_zeros if device.type == "cuda" else np.zeros)(
+        self.done_array = (pinned_zeros if device.type == "cuda" else np.zeros)(
             (self.agents,), np.dtype(np.uint8)
         )
         host_done = torch.from_numpy(self.done_array)
@@ -430,11 +431,6 @@ def make_optimizer(policy: Policy, tc, graphs: bool = False) -> Optimizer:
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _pinned_zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A zeroed page-locked array; numpy keeps the torch tensor that owns the memory alive."""
-    return torch.zeros(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
 
 
 def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
