@@ -164,19 +164,18 @@ def play_members(
     Otherwise each member present runs on its own rows only, the cheaper choice on a CPU."""
     for code, policy in members:
         if every_member:
-            rows, mine = slice(None), obs
-        else:
-            rows = (codes == code).nonzero().squeeze(1)
-            if len(rows) == 0:
-                continue
-            mine = obs[rows]
-        params, _, _ = policy(mine, policy.initial_state(len(mine), obs.device))
-        actions = policy.env_actions(policy.sample(params)).to(out.dtype)
-        if every_member:
+            actions = _member_actions(policy, obs, out.dtype)
             out = torch.where(codes.view(-1, *([1] * (out.dim() - 1))) == code, actions, out)
-        else:
-            out[rows] = actions
+            continue
+        rows = (codes == code).nonzero().squeeze(1)
+        if len(rows):
+            out[rows] = _member_actions(policy, obs[rows], out.dtype)
     return out
+
+
+def _member_actions(policy: Policy, obs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    params, _, _ = policy(obs, policy.initial_state(len(obs), obs.device))
+    return policy.env_actions(policy.sample(params)).to(dtype)
 
 
 class SelfPlayEnv:
