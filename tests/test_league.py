@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,16 @@ import torch
 import envs_c
 from services.common.config import ConfigError, SelfPlayConfig, resolve
 from services.trainer import checkpoint as ckpt
-from services.trainer.league import BOT, FIRST_SNAPSHOT, MIRROR, League, SelfPlayEnv, play_members
+from services.trainer.league import (
+    BOT,
+    FIRST_SNAPSHOT,
+    MIRROR,
+    League,
+    SelfPlayEnv,
+    play_every_member,
+    play_members,
+    stack_pool,
+)
 from services.trainer.loop import train
 from services.trainer.policy import Policy
 from tests.helpers import favouring
@@ -124,26 +134,31 @@ def test_selfplay_env_shows_the_learner_seat_only(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["connect4", "moba"])
 def test_each_opponent_row_is_played_by_its_own_member_whether_or_not_every_member_runs(name: str) -> None:
-    # The GPU path runs every member on every row and keeps each row's own (one captured graph); the CPU
-    # path runs each member on its rows. Members that always play a fixed, different move tell them apart.
+    # The GPU path plays every member on every row and keeps each row's own (one captured graph, the pool
+    # as one batched pass); the CPU path runs each member on its rows. Members that always play a fixed,
+    # different move tell them apart; loading a snapshot after the pool is stacked must reach both paths.
     spec = envs_c.make_spec(name, opponent=1).to_dict()
     env = envs_c.make(name, 2, seed=0, opponent=1)
-    base = Policy(env.spec.observation_space.shape, spec["action"], resolve(name).policy)
-    members = [
-        (MIRROR, favouring(base, 0)),
-        *((FIRST_SNAPSHOT + k, favouring(base, k + 1)) for k in range(2)),
-    ]
+    learner = favouring(Policy(env.spec.observation_space.shape, spec["action"], resolve(name).policy), 0)
+    snapshots = [copy.deepcopy(learner).requires_grad_(False) for _ in range(2)]
+    stacked = stack_pool(snapshots)
+    for k, snapshot in enumerate(snapshots):
+        snapshot.load_state_dict(favouring(learner, k + 1).state_dict())
     rows = 64
     codes = torch.from_numpy(np.random.default_rng(0).choice([MIRROR, BOT, 2, 3], size=rows))
     obs = torch.from_numpy(np.random.default_rng(1).random((rows, *env.observations.shape[1:]))).to(
         torch.from_numpy(env.observations).dtype
     )
     expected = {MIRROR: 0, BOT: -1, 2: 1, 3: 2}
-    for every_member in (True, False):
-        untouched = torch.full((rows, *env.actions.shape[1:]), -1, dtype=torch.int32)
-        out = play_members(members, obs, codes, untouched, every_member)
-        want = torch.tensor([expected[int(c)] for c in codes], dtype=torch.int32)
-        torch.testing.assert_close(out, want.view(-1, *([1] * (out.dim() - 1))).expand_as(out))
+    want = torch.tensor([expected[int(c)] for c in codes], dtype=torch.int32)
+    with torch.no_grad():
+        for every_member in (False, True):
+            untouched = torch.full((rows, *env.actions.shape[1:]), -1, dtype=torch.int32)
+            if every_member:
+                out = play_every_member(learner, stacked, obs, codes, untouched)
+            else:
+                out = play_members(learner, snapshots, obs, codes, untouched)
+            torch.testing.assert_close(out, want.view(-1, *([1] * (out.dim() - 1))).expand_as(out))
     env.close()
 
 

@@ -4,9 +4,9 @@
 checkpoints the config names, the scripted bot), prioritised fictitious self-play over the pool and the
 learner's results against every member. `SelfPlayEnv` wraps a game created with both seats reading the
 action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
-already uses; every step it fills the other seat with one batched forward pass per member present, on the
-learner's device, computed right after the environment step while the trainer's own forward pass runs. The
-learner changes seat every game, so it learns to move second in the board games too.
+already uses; every step it fills the other seat on the learner's device, right after the environment step
+(on a GPU in one captured graph that plays the whole pool as one batched pass), while the trainer's own
+forward pass runs. The learner changes seat every game, so it learns to move second in the board games too.
 
 Snapshots are written to `pool_dir` as they are taken, so a run resumed from a checkpoint gets back the pool
 it had at that checkpoint. A `LeagueLink` (the worker's database glue) supplies the Elo service's results
@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.func import functional_call, vmap
 
 from envs_c.vector import VecEnv
 from services.common.config import SelfPlayConfig
@@ -149,33 +151,66 @@ class League:
 
 
 def play_members(
-    members: Sequence[tuple[int, Policy]],
+    learner: Policy,
+    snapshots: Sequence[Policy],
     obs: torch.Tensor,
     codes: torch.Tensor,
     out: torch.Tensor,
-    every_member: bool,
 ) -> torch.Tensor:
     """Environment actions for rows `obs` into `out` (returned), row i sampled from the member whose code is
-    `codes[i]`; rows of any other code (the bot's) are left as they are. Recurrent members act from a fresh
-    state: opponents play without memory.
-
-    `every_member` runs each member on every row and keeps each row's own: a fixed-shape step that one CUDA
-    graph replays whatever the mix, where a small policy costs the device little and the host one launch.
-    Otherwise each member present runs on its own rows only, the cheaper choice on a CPU."""
-    for code, policy in members:
-        if every_member:
-            actions = _member_actions(policy, obs, out.dtype)
-            out = torch.where(codes.view(-1, *([1] * (out.dim() - 1))) == code, actions, out)
-            continue
+    `codes[i]` (MIRROR: the learner, FIRST_SNAPSHOT + k: `snapshots[k]`); rows of any other code (the
+    bot's) are left as they are. Each member present runs on its own rows only: the cheaper choice where
+    nothing is captured. Self-play policies are feed-forward (the config refuses recurrent ones)."""
+    for code, policy in enumerate([learner, None, *snapshots]):
         rows = (codes == code).nonzero().squeeze(1)
-        if len(rows):
-            out[rows] = _member_actions(policy, obs[rows], out.dtype)
+        if policy is not None and len(rows):
+            out[rows] = _member_actions(policy, obs[rows]).to(out.dtype)
     return out
 
 
-def _member_actions(policy: Policy, obs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    params, _, _ = policy(obs, policy.initial_state(len(obs), obs.device))
-    return policy.env_actions(policy.sample(params)).to(dtype)
+def play_every_member(
+    learner: Policy,
+    stacked: dict[str, torch.Tensor],
+    obs: torch.Tensor,
+    codes: torch.Tensor,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """`play_members` as one fixed-shape computation that a CUDA graph replays whatever the mix: every
+    member plays every row and each row keeps its own member's move. The snapshots run as one batched
+    pass over `stacked` (`stack_pool`), so the device's work and the launches do not grow with the pool."""
+    acting = _Acting(learner)
+    pool = vmap(lambda state: functional_call(acting, state, (obs,)), randomness="different")(stacked)
+    moves = torch.cat([_member_actions(learner, obs)[None], out[None].to(pool.dtype), pool]).to(out.dtype)
+    pick = codes.view(1, -1, *([1] * (out.dim() - 1))).expand(1, *out.shape)
+    return moves.gather(0, pick).squeeze(0)
+
+
+def stack_pool(snapshots: Sequence[Policy]) -> dict[str, torch.Tensor]:
+    """The snapshots' parameters and buffers stacked slot-first, one tensor per name (named as
+    `_Acting` sees them), and each snapshot's own tensors made views of its slot: loading weights into
+    a snapshot updates what `play_every_member` reads, with no copy to keep in step."""
+    named = [dict([*policy.named_parameters(), *policy.named_buffers()]) for policy in snapshots]
+    stacked = {name: torch.stack([tensors[name] for tensors in named]) for name in named[0]}
+    for k, tensors in enumerate(named):
+        for name, tensor in tensors.items():
+            tensor.data = stacked[name][k]
+    return {f"policy.{name}": tensor for name, tensor in stacked.items()}
+
+
+class _Acting(nn.Module):
+    """A policy's environment actions as a module's forward, for torch.func to call with other weights."""
+
+    def __init__(self, policy: Policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return _member_actions(self.policy, obs)
+
+
+def _member_actions(policy: Policy, obs: torch.Tensor) -> torch.Tensor:
+    params, _, _ = policy(obs)
+    return policy.env_actions(policy.sample(params))
 
 
 class SelfPlayEnv:
@@ -228,6 +263,7 @@ class SelfPlayEnv:
         self._snapshots = [
             copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
         ]
+        self._pool = stack_pool(self._snapshots)
         self._allocate_opponents(alloc, graphs)
         self._returns = np.zeros(env.num_envs)  # the learner's return in the game under way, per agent
         fields = env.log_fields[:-1]  # n last
@@ -262,17 +298,12 @@ class SelfPlayEnv:
             self._play_all = Graphed(self._play_captured, True)
             self._ready = torch.cuda.Event()
 
-    def members(self) -> list[tuple[int, Policy]]:
-        """Every member played by a network, with its code: the learner itself and each pool slot."""
-        slots = [(FIRST_SNAPSHOT + k, policy) for k, policy in enumerate(self._snapshots)]
-        return [(MIRROR, self.learner), *slots]
-
     def _play_captured(self) -> None:
         self._device_obs.copy_(torch.from_numpy(self._their_obs), non_blocking=True)
         self._device_codes.copy_(torch.from_numpy(self._their_codes), non_blocking=True)
         host = torch.from_numpy(self._their_actions)
         out = torch.zeros_like(host, device=self.device)
-        out = play_members(self.members(), self._device_obs, self._device_codes, out, every_member=True)
+        out = play_every_member(self.learner, self._pool, self._device_obs, self._device_codes, out)
         host.copy_(out, non_blocking=True)
 
     @torch.no_grad()
@@ -291,7 +322,7 @@ class SelfPlayEnv:
                 torch.from_numpy(a).to(self.device)
                 for a in (self._their_obs, self._their_codes, self._their_actions)
             )
-            out = play_members(self.members(), obs, codes, out, every_member=False)
+            out = play_members(self.learner, self._snapshots, obs, codes, out)
             self._their_actions[:] = out.cpu().numpy()
         bots = np.flatnonzero(self.opponent == BOT)
         self._bot_rows = (self._base[bots] + self._seat_rows[1 - self.seat[bots]]).ravel()
