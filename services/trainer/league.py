@@ -4,9 +4,10 @@
 checkpoints the config names, the scripted bot), prioritised fictitious self-play over the pool and the
 learner's results against every member. `SelfPlayEnv` wraps a game created with both seats reading the
 action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
-already uses; every step it fills the other seat on the learner's device, right after the environment step
-(on a GPU in one captured graph that plays the whole pool as one batched pass), while the trainer's own
-forward pass runs. The learner changes seat every game, so it learns to move second in the board games too.
+already uses; every step it fills the other seat on the learner's device, launched right after the
+environment step (on a GPU in one captured graph that plays the whole pool as one batched pass) and
+collected by the next step. The learner changes seat every game, so it learns to move second in the board
+games too.
 
 Snapshots are written to `pool_dir` as they are taken, so a run resumed from a checkpoint gets back the pool
 it had at that checkpoint. A `LeagueLink` (the worker's database glue) supplies the Elo service's results
