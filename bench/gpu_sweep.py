@@ -219,22 +219,27 @@ def tables(rec: Recorder) -> str:
 
 
 class Platform:
-    """`shoal up` in a scratch directory, in its own process group (killed whole at the end); on the
-    embedded SQLite database and broker unless given the URLs of others."""
+    """`shoal up` of this checkout in a scratch directory, on a free loopback port, in its own process group
+    (killed whole at the end); on the embedded SQLite database and broker unless given the URLs of others.
+    `env` is added to this process's environment."""
 
     def __init__(
         self,
         home: Path,
-        port: int,
-        env: dict[str, str],
+        env: dict[str, str] | None = None,
         database_url: str | None = None,
         broker_url: str | None = None,
     ):
         self.home = home
-        self.base = f"http://127.0.0.1:{port}"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.base = f"http://127.0.0.1:{s.getsockname()[1]}"
         self.token = secrets.token_urlsafe(24)
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self.env = {
-            **env,
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": path,
             "SHOAL_API_TOKEN": self.token,
             "SHOAL_DATABASE_URL": database_url or f"sqlite:///{home / 'shoal.db'}",
             "SHOAL_BROKER_URL": broker_url or f"sqla+sqlite:///{home / 'broker.db'}",
@@ -294,12 +299,7 @@ def run_ours(args: argparse.Namespace, rec: Recorder, wall_cap: float) -> None:
     started = time.monotonic()
     deadline = started + wall_cap
     home = Path(tempfile.mkdtemp(prefix="shoal-sweep-", dir=args.scratch))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    platform = Platform(home, port, env)
+    platform = Platform(home)
     m["platform_log"] = str(platform.log_path)
     try:
         platform.start(timeout=min(120.0, wall_cap))

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sys
 import tempfile
 import time
@@ -67,13 +65,8 @@ def last_rows(platform: Platform, run_id: int, keys: list[str]) -> dict[str, flo
 
 
 def measure(steps: int, timeout: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as home:
-        platform = Platform(Path(home), port, env)
+        platform = Platform(Path(home))
         try:
             platform.start(timeout=120)
             started = time.monotonic()

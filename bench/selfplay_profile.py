@@ -19,11 +19,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from selfplay_bench import MIX  # noqa: E402
 
 from services.common.config import resolve  # noqa: E402
 from services.trainer.loop import Trainer  # noqa: E402
-
-MIX = {"mirror": 0.5, "past": 0.3, "bot": 0.2}
 
 
 class Discard:

@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_sweep import PPO_SPACE, ROOT, Platform
+from gpu_sweep import PPO_SPACE, Platform
 
 SWEPT = ("learning_rate", "ent_coef", "gamma", "gae_lambda", "clip_coef")
 ENDED = ("succeeded", "failed", "early_stopped", "lost", "cancelled")
@@ -186,14 +185,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env["SHOAL_TRAIN_WORKERS"] = str(trainers)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     database_url, broker_url = fresh_servers(args, trainers)
-    platform = Platform(scratch / f"trainers-{trainers}", port, env, database_url, broker_url)
+    env = {"SHOAL_TRAIN_WORKERS": str(trainers)}
+    platform = Platform(scratch / f"trainers-{trainers}", env, database_url, broker_url)
     result: dict[str, Any] = {"trainers": trainers, "database": (database_url or "sqlite").split(":")[0]}
     try:
         platform.start(timeout=120)

@@ -264,7 +264,6 @@ class SelfPlayEnv:
         self._snapshots = [
             copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
         ]
-        self._pool = stack_pool(self._snapshots)
         self._allocate_opponents(alloc, graphs)
         self._returns = np.zeros(env.num_envs)  # the learner's return in the game under way, per agent
         fields = env.log_fields[:-1]  # n last
@@ -284,7 +283,7 @@ class SelfPlayEnv:
         self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray], graphs: bool
     ) -> None:
         """Host buffers of the opponents' rows (page-locked with `graphs`) and, with `graphs`, the captured
-        step that plays every network member on all of them."""
+        step that plays every network member on all of them (the pool stacked for it)."""
         alloc = pinned_zeros if graphs else alloc
         env, rows = self.env, len(self._theirs)
         self._their_obs = alloc((rows, *env.observations.shape[1:]), env.observations.dtype)
@@ -294,6 +293,7 @@ class SelfPlayEnv:
         self._bot_actions = self._their_actions[:0]
         self._graphed = graphs
         if graphs:
+            self._pool = stack_pool(self._snapshots)
             self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
             self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
             self._play_all = Graphed(self._play_captured, True)
@@ -326,13 +326,13 @@ class SelfPlayEnv:
             out = play_members(self.learner, self._snapshots, obs, codes, out)
             self._their_actions[:] = out.cpu().numpy()
         bots = np.flatnonzero(self.opponent == BOT)
-        self._bot_rows = (self._base[bots] + self._seat_rows[1 - self.seat[bots]]).ravel()
+        seat_rows = self._seat_rows[1 - self.seat[bots]]  # the bot's rows within each of its games
+        self._bot_rows = (self._base[bots] + seat_rows).ravel()
         self._bot_actions = self._their_actions[:0]
         if len(bots):
-            # The scripted move of every seat of those games, of which the opponent's seat is taken.
-            seats = self.env.scripted_actions(bots).reshape(len(bots), self.spec.agents_per_env, -1)
-            picked = np.take_along_axis(seats, self._seat_rows[1 - self.seat[bots]][:, :, None], axis=1)
-            self._bot_actions = picked.reshape(-1, *self.env.actions.shape[1:])
+            # The scripted move of every agent of those games, game after game; the bot's seat is taken.
+            moves = self.env.scripted_actions(bots)
+            self._bot_actions = moves[(self._base[: len(bots)] + seat_rows).ravel()]
 
     def _place(self) -> None:
         """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
