@@ -6,7 +6,9 @@
 # -C .old` (configs too: services finds them beside itself), trained by the variants named "old_...".
 # .svc (optional, bench/services_carry.sh): PostgreSQL and Redis for the throughput bench.
 # PARTS (default "tests lstm throughput startup") picks and orders the parts; WALL caps each variant (s);
-# VARIANTS overrides the variant list ("name [--set k=v ...]" per line). Everything lands in $OUT.
+# VARIANTS overrides the variant list ("name [--set k=v ...]" per line); TRAINERS the throughput part's
+# trainer counts (default 1,4); STARTUP_ENVS the start-up part's games (default "breakout pong").
+# Everything lands in $OUT.
 set -u
 export PYTHONUNBUFFERED=1
 WALL=${WALL:-20}; DEADLINE=${DEADLINE:-585}; PARTS=${PARTS:-tests lstm throughput startup}
@@ -43,7 +45,7 @@ for part in $PARTS; do
       --repeat-alone 3 "${servers[@]}" --out "$OUT/throughput.json" > /tmp/throughput.txt 2>&1
     log "throughput rc=$?"; cat /tmp/throughput.txt >> "$OUT/summary.txt" ;;
   startup)
-    for env in breakout pong; do
+    for env in ${STARTUP_ENVS:-breakout pong}; do
       [ "$(left)" -lt 45 ] && { log "startup: no time for $env"; break; }
       timeout $(( $(left) - 5 )) python3 bench/startup.py --device cuda --env "$env" --repeats 3 \
         --max-train-seconds 10 --json "$OUT/startup_$env.json" > "/tmp/startup_$env.txt" 2>&1

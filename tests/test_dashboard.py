@@ -658,6 +658,12 @@ def test_metrics_and_checkpoints_can_be_downloaded(
     assert len(rows) == 401
     as_json = page.request.get(page.get_by_test_id("export-json").get_attribute("href")).json()
     assert len(as_json["rows"]) == 400
+    # A click sends the stored token (a plain link would not), so downloads work where reads need one.
+    with page.expect_request("**/metrics/export?format=csv") as sent, page.expect_download() as saved:
+        page.get_by_test_id("export-csv").click()
+    assert sent.value.headers.get("authorization") == f"Bearer {TOKEN}"
+    assert saved.value.suggested_filename == f"run-{runs['done']}-metrics.csv"
+    assert Path(saved.value.path()).read_text() == exported.text()
     # TensorBoard: the command to run, pointed at this server.
     command = page.get_by_test_id("export-tensorboard").inner_text()
     assert command.startswith(f"shoal export tensorboard {runs['done']} ")

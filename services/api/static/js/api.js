@@ -60,3 +60,40 @@ export function envs() {
   });
   return envsPromise;
 }
+
+/** GET `href` with the stored token as a blob. Links and images carry no header, so where reads need a
+ *  token (SHOAL_READ_REQUIRES_TOKEN) the dashboard fetches files itself. */
+export async function fetchBlob(href) {
+  const response = await fetch(href, { headers: token.get() ? { Authorization: `Bearer ${token.get()}` } : {} });
+  if (!response.ok) throw new ApiError(response.status, await describe(response));
+  const match = /filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "");
+  return { blob: await response.blob(), name: match ? match[1] : new URL(href, location.origin).pathname.split("/").pop() };
+}
+
+/** What an <img> shows for `url`: the URL itself, or where a token is stored (an <img> sends none) the
+ *  file fetched with it. */
+export async function imageSource(url) {
+  return url && token.get() ? URL.createObjectURL((await fetchBlob(url)).blob) : url;
+}
+
+/** A link that downloads `href`; while a token is stored, the click fetches the file with it. */
+export function downloadLink(href, filename, attrs, text) {
+  const link = document.createElement("a");
+  Object.assign(link, { href, download: filename });
+  for (const [k, v] of Object.entries(attrs || {})) link.setAttribute(k, v);
+  link.textContent = text;
+  link.addEventListener("click", async (event) => {
+    if (!token.get()) return;
+    event.preventDefault();
+    try {
+      const { blob, name } = await fetchBlob(href);
+      const saved = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: filename || name });
+      saved.click();
+      setTimeout(() => URL.revokeObjectURL(saved.href), 60_000);
+    } catch (e) {
+      link.title = `download failed: ${e.message}`;
+      link.classList.add("bad");
+    }
+  });
+  return link;
+}

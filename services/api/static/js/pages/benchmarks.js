@@ -1,6 +1,6 @@
 // #/benchmarks: the training benchmark's figure and its time-to-solved table (written by bench/), with the
 // hardware, date and command they come from.
-import { api } from "../api.js";
+import { api, imageSource } from "../api.js";
 import { h, num, table, unavailable } from "../ui.js";
 
 export default async function benchmarksPage(root, ctx) {
@@ -9,11 +9,12 @@ export default async function benchmarksPage(root, ctx) {
     api("/benchmarks/figure", { signal: ctx.signal }).catch((e) => e),
     api("/benchmarks", { signal: ctx.signal }).catch((e) => e),
   ]);
+  const src = figure instanceof Error ? "" : await imageSource(figure.url).catch(() => "");
   if (!ctx.alive) return;
   root.append(
     figure instanceof Error ? "" : measured(figure.measured),
     figure instanceof Error ? unavailable("benchmark figure", figure)
-      : figure.url ? h("div", { class: "panel" }, h("img", { src: figure.url, alt: "training benchmark", style: { maxWidth: "100%" }, "data-testid": "bench-figure" }))
+      : src ? h("div", { class: "panel" }, h("img", { src, alt: "training benchmark", style: { maxWidth: "100%" }, "data-testid": "bench-figure" }))
         : h("div", { class: "unavailable" }, "No benchmark figure yet (docs/bench_train.png is written by the training benchmark)."),
     h("h2", {}, "Time to solved"),
     rows instanceof Error ? unavailable("benchmark table", rows)

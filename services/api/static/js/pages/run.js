@@ -4,7 +4,7 @@
 //
 // The page is a handful of sections, each built from the shared `page` ({ id, ctx, run, note }) and each with
 // a `refresh()`; runPage lays them out and `follow` refreshes them while the run is live.
-import { api, envs } from "../api.js";
+import { api, downloadLink, envs, imageSource } from "../api.js";
 import { chartControls, keysParam, lineChart, metricPicker, orderKeys, prefs, setRouteParam, smoothingParam, startTime, xOf } from "../charts.js";
 import { badge, duration, flatten, h, kvTable, num, progress, steps, table, tags, unavailable, when } from "../ui.js";
 
@@ -134,8 +134,8 @@ function headerSection(page) {
 
 function exportLinks(id) {
   return h("div", { class: "row export", "data-testid": "export" }, h("span", { class: "muted" }, "download metrics (every point):"),
-    h("a", { href: `/runs/${id}/metrics/export?format=csv`, download: `run-${id}-metrics.csv`, "data-testid": "export-csv" }, "CSV"),
-    h("a", { href: `/runs/${id}/metrics/export?format=json`, download: `run-${id}-metrics.json`, "data-testid": "export-json" }, "JSON"),
+    downloadLink(`/runs/${id}/metrics/export?format=csv`, `run-${id}-metrics.csv`, { "data-testid": "export-csv" }, "CSV"),
+    downloadLink(`/runs/${id}/metrics/export?format=json`, `run-${id}-metrics.json`, { "data-testid": "export-json" }, "JSON"),
     h("span", { class: "muted", title: "writes TensorBoard event files through this API; then tensorboard --logdir tb" },
       "· TensorBoard: ", h("code", { "data-testid": "export-tensorboard" }, tensorboardCommand(id))));
 }
@@ -284,8 +284,8 @@ function checkpointsSection(page) {
         { label: "env version", value: (c) => h("span", { class: "mono" }, c.env_version) },
         { label: "saved", value: (c) => h("span", { title: c.created_at }, when(c.created_at)) },
         { label: "download", value: (c) => h("span", {},
-          h("a", { href: c.download_url, download: "", "data-testid": "checkpoint-download" }, "weights"), " · ",
-          h("a", { href: `${c.download_url}?part=meta`, download: "" }, "meta")) },
+          downloadLink(c.download_url, "", { "data-testid": "checkpoint-download" }, "weights"), " · ",
+          downloadLink(`${c.download_url}?part=meta`, "", {}, "meta")) },
       ], [...checkpoints].reverse()))
       : h("div", { class: "muted" }, "No checkpoint yet."));
   }
@@ -300,8 +300,9 @@ function replaySection(page) {
       const { url } = await api(`/runs/${page.id}/replay`, { signal: page.ctx.signal });
       if (url === shown) return;
       shown = url;
-      el.replaceChildren(url
-        ? h("div", {}, h("h2", {}, "Replay of the latest checkpoint"), h("img", { class: "replay", src: url, alt: `replay of run ${page.id}`, "data-testid": "replay" }))
+      const src = await imageSource(url);
+      el.replaceChildren(src
+        ? h("div", {}, h("h2", {}, "Replay of the latest checkpoint"), h("img", { class: "replay", src, alt: `replay of run ${page.id}`, "data-testid": "replay" }))
         : "");
     } catch {
       /* no replay is the common case; nothing to show */
