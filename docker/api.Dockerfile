@@ -38,7 +38,9 @@ RUN apt-get update \
  && chown shoal:shoal /data/artifacts
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts
+# SHOAL_ENV_PATH: user environments' specs, mounted at /envs, listed by GET /envs beside the built-ins.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts \
+    SHOAL_ENV_PATH=/envs
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

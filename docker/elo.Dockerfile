@@ -20,7 +20,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 COPY pyproject.toml docker/requirements.py /tmp/build/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python /tmp/build/requirements.py /tmp/build/pyproject.toml elo > /tmp/build/requirements.txt \
+    python /tmp/build/requirements.py /tmp/build/pyproject.toml elo python-envs > /tmp/build/requirements.txt \
  && pip install -r /tmp/build/requirements.txt \
  && python -c "import torch, sys; sys.exit(torch.version.cuda is not None)"
 # Editable install from /app: configs/ and migrations/ are read relative to the source tree.
@@ -31,22 +31,22 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
  && python -c "import torch" \
  && python -m compileall -q services envs_c migrations
 
-# ---- runtime: no compiler ------------------------------------------------------------------------------
+# ---- runtime: with gcc, which compiles a user's environment (SHOAL_ENV_PATH) on its first use ------------
 FROM ${PYTHON_IMAGE} AS runtime
 # tini is PID 1: it forwards SIGTERM to the Celery worker (a warm shutdown) and reaps zombies.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin shoal \
  && mkdir -p /data/artifacts \
  && chown shoal:shoal /data/artifacts
 COPY --from=builder /opt/venv /opt/venv
-# The built-in environments, compiled: the runtime has no compiler (a user environment is built into this
-# cache by `shoal env build` where one is, see docs/envs.md).
-COPY --from=builder /opt/shoal /opt/shoal
+# The built-in environments, compiled. User environments are found in SHOAL_ENV_PATH (mount them at /envs)
+# and compiled into the same cache on first use, so the worker's user owns it.
+COPY --from=builder --chown=10001:10001 /opt/shoal /opt/shoal
 COPY --from=builder /app /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 SHOAL_ARTIFACTS=/data/artifacts \
-    SHOAL_ENV_CACHE=/opt/shoal/envs
+    SHOAL_ENV_CACHE=/opt/shoal/envs SHOAL_ENV_PATH=/envs
 WORKDIR /app
 USER 10001:10001
 ENTRYPOINT ["tini", "--", "shoal"]

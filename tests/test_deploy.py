@@ -48,6 +48,11 @@ NEEDS = {
     "elo": {"database_url", "broker_url", "artifacts"},
 }
 TRAINER_GRACE_SECONDS = 120  # a trainer checkpoints and requeues on SIGTERM
+# Where the images look for user environments (SHOAL_ENV_PATH), who looks them up (the API lists them, the
+# trainers and Elo workers run them) and who must be able to compile them on first use.
+USER_ENVS = "/envs"
+FINDS_ENVS = {"api", "trainer", "elo"}
+RUNS_ENVS = {"trainer", "elo"}
 
 
 def missing(what: str) -> None:
@@ -177,6 +182,15 @@ def test_compose_sets_no_unknown_setting(compose_services: dict[str, dict[str, A
         assert not unknown, f"compose service {name} sets unknown settings {sorted(unknown)}"
     example = {line.split("=", 1)[0] for line in Path(ENV_EXAMPLE).read_text().splitlines() if "=" in line}
     assert not {k for k in example if k.startswith("SHOAL_")} - known, ".env.example: unknown SHOAL_*"
+
+
+def test_compose_mounts_user_environments_where_the_images_look(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in compose_services.items():
+        role = role_of_image(service["image"], service.get("command", []))
+        targets = {target for _, target in volume_mounts(service)}
+        assert (USER_ENVS in targets) == (role in FINDS_ENVS), f"{name} ({role}): user environments at /envs"
 
 
 def test_compose_trainers(compose_services: dict[str, dict[str, Any]]) -> None:
@@ -311,6 +325,20 @@ def test_workloads_get_their_settings(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_workloads_mount_user_environments_where_the_images_look(target: str) -> None:
+    for obj in render(target):
+        for container in containers(obj):
+            role = role_of_image(container["image"], container.get("args", []))
+            volumes = {v["name"]: v for v in (kustomize_lite.pod_spec(obj) or {}).get("volumes", [])}
+            mounts = {m["mountPath"]: volumes.get(m["name"], {}) for m in container.get("volumeMounts", [])}
+            where = f"{target}: {obj['kind']}/{obj['metadata']['name']} ({role})"
+            assert (USER_ENVS in mounts) == (role in FINDS_ENVS), f"{where}: user environments at /envs"
+            if role in FINDS_ENVS:
+                # Optional: a cluster without user environments runs the built-ins.
+                assert mounts[USER_ENVS]["configMap"] == {"name": "shoal-user-envs", "optional": True}
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_manifests_set_no_unknown_setting(target: str) -> None:
     known = set(SETTING.values())
     for obj in render(target):
@@ -395,7 +423,11 @@ def test_dockerfile(role: str) -> None:
     assert len(stages) >= 2, "multi-stage: a builder and a runtime"
     builder, runtime = stages[0], stages[-1]
     run = lambda stage: " ".join(" ".join(c.value) for c in stage if c.cmd == "RUN")  # noqa: E731
-    assert "gcc" in run(builder) and "gcc" not in run(runtime), "gcc in the builder only"
+    assert "gcc" in run(builder), "the builder compiles the built-in environments"
+    # Workers compile a user's environment on its first use; the other images carry no compiler.
+    assert ("gcc" in run(runtime)) == (role in RUNS_ENVS), f"{role}: gcc at run time"
+    env = " ".join(" ".join(c.value) for c in runtime if c.cmd == "ENV")
+    assert (f"SHOAL_ENV_PATH {USER_ENVS}" in env) == (role in FINDS_ENVS), f"{role}: SHOAL_ENV_PATH"
     users = [c.value[0] for c in runtime if c.cmd == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the runtime runs as a non-root user"
     (entrypoint,) = [c for c in runtime if c.cmd == "ENTRYPOINT"]
@@ -410,8 +442,10 @@ def test_dockerfile(role: str) -> None:
             for source in command.value[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: no such path"
                 assert source == "." or source not in ignored, f"COPY {source}: excluded by .dockerignore"
-    extra = re.search(r"requirements\.py \S+ (\w+)", run(builder)).group(1)
-    assert extra == role, f"{role} image installs the {extra!r} extra"
+    extras = re.search(r"requirements\.py \S+ ([\w -]+?) >", run(builder)).group(1).split()
+    assert extras[0] == role, f"{role} image installs the {extras[0]!r} extra"
+    # Gymnasium and PettingZoo environments train and play wherever environments run.
+    assert ("python-envs" in extras) == (role in RUNS_ENVS), f"{role} image extras {extras}"
 
 
 def test_dockerignore_keeps_what_the_images_read() -> None:
