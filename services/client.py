@@ -186,7 +186,8 @@ class Client:
         limit: int = 50,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of runs, newest first unless `sort` names a field ("-final_score", "created_at", ...)."""
+        """One page of runs, newest first unless `sort` names a field ("-final_score", "created_at", ...) or
+        a value of the resolved config ("config.train.gamma")."""
         params = {
             "env": env,
             "status": status,

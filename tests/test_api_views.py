@@ -128,6 +128,35 @@ def test_runs_sort_by_summary_fields_with_missing_values_last(client):
     assert refused.status_code == 422 and "sort" in json.dumps(refused.json()["detail"])
 
 
+def test_runs_sort_by_a_config_value_across_pages(client):
+    """The runs table's hyperparameter columns: the whole list is ordered, numbers by value (10 after 9),
+    runs without the value last; a path that is not one is refused naming `sort`."""
+    tag = f"cfg-{uuid.uuid4().hex[:8]}"
+    rates = (0.003, 0.0001, 0.01, 0.0003, 0.001)
+    ids = [new_run(client, hyperparameters={"train": {"learning_rate": x}}, tags=[tag])["id"] for x in rates]
+    epochs = {ids[0]: 9, ids[1]: 10, ids[2]: 2}
+    with session_scope() as session:
+        for run_id, value in epochs.items():
+            run = session.get(Run, run_id)
+            run.config = {**run.config, "extra": {"epochs": value}}
+        session.get(Run, ids[4]).config = {}
+
+    def pages(sort: str) -> list[int]:
+        out = []
+        for offset in (0, 2, 4):
+            params = {"sort": sort, "tag": tag, "limit": 2, "offset": offset}
+            out += [r["id"] for r in client.get("/runs", params=params).json()["items"]]
+        return out
+
+    by_rate = [ids[1], ids[3], ids[0], ids[2], ids[4]]  # ascending, the run without a config last
+    assert pages("config.train.learning_rate") == by_rate
+    assert pages("-config.train.learning_rate") == [*by_rate[3::-1], ids[4]]
+    assert pages("config.extra.epochs") == [ids[2], ids[0], ids[1], ids[4], ids[3]]
+    for bad in ("config.", "config.train.lr;drop", "config.a.b.c.d.e", "-config"):
+        refused = client.get("/runs", params={"sort": bad})
+        assert refused.status_code == 422 and "sort" in json.dumps(refused.json()["detail"]), bad
+
+
 def logged_run(client: TestClient, points: int = 25_000) -> tuple[int, dict[str, list]]:
     """A run with two keys at every step, a third every 10th step, and a NaN: what export must return."""
     run_id = new_run(client)["id"]

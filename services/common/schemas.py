@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -80,10 +80,10 @@ RUN_SORTS = (
     "progress_steps",
     "total_timesteps",
 )
-if TYPE_CHECKING:  # a Literal built at run time is no type to mypy; to it, a sort key is a string
-    RunSort = str
-else:
-    RunSort = Literal[RUN_SORTS + tuple(f"-{field}" for field in RUN_SORTS)]
+# A summary field, or a value of the resolved config by its dotted path ("config.train.gamma"), the
+# hyperparameter columns of the dashboard's runs table; descending with a leading "-".
+RUN_SORT_PATTERN = rf"^-?(?:{'|'.join(RUN_SORTS)}|config(?:\.[A-Za-z_][A-Za-z0-9_]{{0,63}}){{1,4}})$"
+RunSort = Annotated[str, StringConstraints(pattern=RUN_SORT_PATTERN)]
 
 
 class CheckpointOut(BaseModel):

@@ -4,11 +4,12 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, selectinload
 
 from services.api.auth import RunCreator, Writer, reader, require_owner
@@ -80,10 +81,23 @@ def list_runs(
             | Run.id.in_(select(RunTag.run_id).where(RunTag.tag.ilike(like)))
         )
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    column = getattr(Run, sort.lstrip("-"))
+    field = sort.lstrip("-")
+    if field.startswith("config."):
+        column = config_value(session, field.split(".")[1:])
+    else:
+        column = getattr(Run, field)
     order = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
     runs = session.scalars(query.order_by(order, Run.id.desc()).limit(limit).offset(offset)).all()
     return RunPage(items=[RunOut.of(r) for r in runs], total=total, limit=limit, offset=offset)
+
+
+def config_value(session: Session, path: list[str]) -> ColumnElement[Any]:
+    """The resolved config's value at `path`, as the database orders it: numbers by value, and runs that do
+    not have it as NULL. PostgreSQL orders jsonb (its json has no ordering); SQLite's json_extract gives
+    plain SQL values."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.jsonb_extract_path(cast(Run.config, JSONB), *path)
+    return func.json_extract(Run.config, "$." + ".".join(f'"{key}"' for key in path))
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=NOT_FOUND)

@@ -81,8 +81,8 @@ function toggle({ selected, compareButton }, id, on) {
   compareButton.textContent = `Compare selected${selected.size ? ` (${selected.size})` : ""}`;
 }
 
-// Summary columns sort on the server (across every page); hyperparameter columns ("config.train.gamma")
-// sort the runs on this page.
+// Every column with a `sort` orders the whole list on the server: a summary field, or a hyperparameter of
+// the resolved config by its path ("config.train.gamma").
 const columns = (page, configKeys) => [
   { label: "", value: (r) => h("input", { type: "checkbox", checked: page.selected.has(r.id), onchange: (e) => toggle(page, r.id, e.target.checked) }) },
   { label: "run", sort: "id", value: (r) => h("span", {}, h("a", { href: `#/runs/${r.id}` }, `#${r.id}`)) },
@@ -94,7 +94,7 @@ const columns = (page, configKeys) => [
   { label: "progress", sort: "progress_steps", value: (r) => h("span", {}, progress(r.progress_steps, r.total_timesteps), " ", h("span", { class: "muted" }, steps(r.progress_steps))) },
   { label: "score", sort: "final_score", class: "num", title: "final_score: the clean evaluation at the end", value: (r) => num(r.final_score) },
   ...configKeys.map((key) => ({
-    label: key.split(".").pop(), sort: `config.${key}`, class: "num mono hp", title: `${key} (resolved config; sorts this page)`,
+    label: key.split(".").pop(), sort: `config.${key}`, class: "num mono hp", title: `${key} (resolved config)`,
     value: (r) => {
       const v = configValue(r, key);
       return v === undefined ? "–" : param(v);
@@ -111,14 +111,12 @@ function onSort({ filters, update }, key) {
   // First click: descending for numbers people rank (score, progress...), ascending for names.
   const ascendingFirst = ["name", "env", "status"].includes(key);
   const next = filters.sort === key ? `-${key}` : filters.sort === `-${key}` ? key : ascendingFirst ? key : `-${key}`;
-  // A server-side sort starts again at the first page; sorting this page's hyperparameters keeps it.
-  update({ sort: next, ...(key.startsWith("config.") ? { offset: filters.offset } : {}) });
+  update({ sort: next });
 }
 
 async function load(page) {
   const { filters, list } = page;
-  const pageSort = filters.sort.replace(/^-/, "").startsWith("config.");
-  const params = { ...filters, sort: pageSort ? "" : filters.sort, limit: PAGE };
+  const params = { ...filters, limit: PAGE };
   const mine = (page.loading = api("/runs", { params, signal: page.ctx.signal }));
   let answer;
   try {
@@ -133,10 +131,9 @@ async function load(page) {
     return;
   }
   const failed = answer.items.filter((r) => r.status === "failed").length;
-  const rows = pageSort ? sortByConfig(answer.items, filters.sort) : answer.items;
   list.replaceChildren(
     failed ? h("div", { class: "banner bad", "data-testid": "failed-summary" }, `${failed} failed run${failed > 1 ? "s" : ""} on this page`) : "",
-    table(columns(page, differing(answer.items)), rows, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id }),
+    table(columns(page, differing(answer.items)), answer.items, (r) => ({ class: r.status === "failed" ? "failed" : "", "data-run": r.id }),
       { current: filters.sort || "-id", onSort: (key) => onSort(page, key) }),
     pager(page, answer));
 }
@@ -172,13 +169,3 @@ function differing(runs) {
 }
 
 /** The page's runs by one hyperparameter ("config.train.gamma", "-" first for descending); runs without it last. */
-function sortByConfig(runs, sort) {
-  const descending = sort.startsWith("-");
-  const key = sort.replace(/^-/, "").slice("config.".length);
-  const cmp = (a, b) => (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b)));
-  return [...runs].sort((ra, rb) => {
-    const a = configValue(ra, key), b = configValue(rb, key);
-    if (a === undefined || b === undefined) return (a === undefined) - (b === undefined);
-    return descending ? cmp(b, a) : cmp(a, b);
-  });
-}
