@@ -51,6 +51,13 @@ def test_shoal_up_demo_trains_cartpole_on_the_embedded_default(tmp_path):
     assert float(finished.group(2)) >= 0.9
     assert (tmp_path / ".shoal" / "shoal.db").exists()
     assert list(runs.glob("*/ckpt_*.safetensors"))
+    # What the terminal shows is shoal's own lines: no access log of the dashboard's polling, no Celery
+    # banners or root warnings, no framework deprecation warnings, and progress never past 100%.
+    assert not re.search(r'"(GET|POST) /\S* HTTP/1\.1" \d{3}', output), output[-3000:]
+    for noise in ("-------------- celery@", "superuser privileges", "DeprecationWarning"):
+        assert noise not in output, f"{noise!r} in shoal up's output:\n{output[-3000:]}"
+    percents = [float(p) for p in re.findall(r"([\d.]+)% of", output)]
+    assert percents and max(percents) == 100.0, output[-3000:]
 
 
 def test_shoal_up_with_two_trainers_trains_two_runs_at_once(tmp_path):
