@@ -309,6 +309,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     for module in QUEUE_MODULES[args.queue]:
         importlib.import_module(module)
+    if args.queue == "train":
+        import torch
+
+        if torch.cuda.is_available():
+            from services.trainer.warmup import warm_up
+
+            warm_up("cuda")
     # Training runs one job per process (per GPU); the solo pool also makes a killed worker lose its job
     # visibly, which the reaper then requeues.
     pool = ["--pool", "solo"] if args.queue == "train" else ["--concurrency", str(args.concurrency or 1)]

@@ -225,3 +225,14 @@ def test_a_finished_run_reports_what_it_cost_beside_training(tmp_path):
     assert all(seconds >= 0 for seconds in spent)
     assert last["time/evaluation"] > 0  # it stepped episodes to their end
     assert sum(spent) + sink.rows[-2][1]["uptime"] <= wall
+
+
+def test_warm_up_trains_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A trainer's start-up warm-up runs a real tiny training and keeps none of it; a fault in it is
+    reported, not raised, so the worker still takes runs."""
+    from services.trainer import warmup
+
+    monkeypatch.setattr(warmup.tempfile, "tempdir", str(tmp_path))
+    assert warmup.warm_up("cpu").startswith("warm-up on cpu: succeeded in ")
+    assert not list(tmp_path.iterdir())
+    assert "failed: " in warmup.warm_up("no-such-device")
