@@ -180,6 +180,25 @@ def runs(embedded_platform: Platform) -> dict[str, int]:
     }
 
 
+@pytest.fixture(scope="module")
+def million(embedded_platform: Platform) -> int:
+    """A finished run whose env/perf has 1,000,000 points (SPS every 1,000th), written as a trainer does."""
+    url = embedded_platform.env["SHOAL_DATABASE_URL"]
+    with session_scope(url) as session:
+        run = create_run(session, "cartpole", None, seed=9, tags=["million"])
+        run.status, run.final_score = RunStatus.succeeded, 0.95
+        run.progress_steps = run.total_timesteps = 1_000_000 * 64
+        run_id = run.id
+    rng = np.random.default_rng(9)
+    perf = np.clip(np.linspace(0.0, 1.0, 1_000_000) + rng.normal(0, 0.05, 1_000_000), 0, 1).tolist()
+    writer = MetricWriter(run_id)
+    for i, value in enumerate(perf, start=1):
+        writer.append(i * 64, {"env/perf": value} if i % 1000 else {"env/perf": value, "SPS": 2e6}, at=i)
+    with session_scope(url) as session:
+        writer.flush(session)
+    return run_id
+
+
 def chart(page: Page, name: str) -> dict:
     return page.evaluate(
         """(name) => { const u = shoal.charts.get(name);
@@ -238,6 +257,21 @@ def test_run_page_draws_each_curve_with_its_envelope(page: Page, runs: dict[str,
     # Two points per pixel of a chart (three 472 px columns at 1440 px), not a flat 2000 per series.
     assert asked and set(asked) == {"944"}, asked
     assert page.locator("[data-testid=hyperparameters]").inner_text().count("learning_rate") == 1
+    no_console_errors(page)
+
+
+def test_a_million_point_run_draws_on_the_run_and_compare_pages_without_errors(
+    page: Page, runs: dict[str, int], million: int
+) -> None:
+    open_page(page, f"/runs/{million}")
+    wait_for_chart(page, "env/perf", 400, timeout=30_000)
+    drawn = chart(page, "env/perf")
+    # Downsampled to two points per pixel, and the curve still ends at the run's last step.
+    assert 400 <= len(drawn["x"]) <= 944 and drawn["x"][-1] == 1_000_000 * 64
+    wait_for_chart(page, "SPS", 400)
+    open_page(page, f"/compare?ids={million},{runs['done']}")
+    wait_for_chart(page, "compare:env/perf", 100, timeout=30_000)
+    assert chart(page, "compare:env/perf")["series"] == 3
     no_console_errors(page)
 
 
