@@ -566,19 +566,26 @@ def test_axis_labels_are_abbreviated_never_clipped_and_never_overlap(
         wait_for_chart(page, key, 100)
     page.wait_for_timeout(300)  # the ResizeObserver settles the widths
     for key in ("SPS", "env/perf", "losses/policy", "performance/learning_rate", "env/episode_length"):
-        axes = page.evaluate(AXES, key)
-        assert axes["yNeed"] <= axes["ySize"] + 0.5, (key, axes["y"], axes["yNeed"], axes["ySize"])
-        assert len(set(axes["y"])) == len(axes["y"]), (key, axes["y"])  # neighbours never read the same
-        boxes = axes["x"]
-        assert len(boxes) >= 3, (key, boxes)
-        for a, b in itertools.pairwise(boxes):
-            assert a["right"] + 4 <= b["left"], (key, a, b)
-        assert boxes[0]["left"] >= -axes["plotLeft"]
-        assert boxes[-1]["right"] <= axes["chartWidth"] - axes["plotLeft"]
-        assert all(re.fullmatch(r"[\d.]+M|0", b["text"]) for b in boxes), boxes  # 5M, 10M, 12.5M
-    sps = page.evaluate(AXES, "SPS")["y"]
-    assert all(t.endswith("k") or t == "0" for t in sps), sps  # 355k, not 355,000 cut to 55,000
+        assert_axes_readable(page, key)
     no_console_errors(page)
+
+
+def assert_axes_readable(page: Page, name: str) -> None:
+    """The chart's y labels fit their axis and differ; its x labels (steps of the long run) stay inside
+    the chart, 4 px apart at least, in millions; SPS reads 355k, not 355,000 cut to 55,000."""
+    axes = page.evaluate(AXES, name)
+    assert axes["yNeed"] <= axes["ySize"] + 0.5, (name, axes["y"], axes["yNeed"], axes["ySize"])
+    shown = [t for t in axes["y"] if t]  # a log axis leaves its minor ticks unlabelled
+    assert len(set(shown)) == len(shown), (name, axes["y"])  # neighbours never read the same
+    boxes = axes["x"]
+    assert len(boxes) >= 2, (name, boxes)
+    for a, b in itertools.pairwise(boxes):
+        assert a["right"] + 4 <= b["left"], (name, a, b)
+    assert boxes[0]["left"] >= -axes["plotLeft"]
+    assert boxes[-1]["right"] <= axes["chartWidth"] - axes["plotLeft"]
+    assert all(re.fullmatch(r"[\d.]+M|0", b["text"]) for b in boxes), boxes  # 5M, 10M, 12.5M
+    if name.endswith("SPS"):
+        assert all(t[-1] in "kM" or t == "0" for t in shown), axes["y"]
 
 
 def test_legends_show_the_latest_value_and_single_points_are_drawn(page: Page, runs: dict[str, int]) -> None:
@@ -637,6 +644,32 @@ def test_every_key_can_be_charted_and_the_layout_lives_in_the_url(page: Page, ru
     wait_for_chart(page, "SPS", 100)
     assert page.evaluate("shoal.charts.has('performance/learning_rate')") is False
     assert page.evaluate("shoal.charts.get('SPS').scales.y.distr") == 3
+    no_console_errors(page)
+
+
+def test_compare_charts_any_key_and_keeps_its_layout_and_labels(page: Page, runs: dict[str, int]) -> None:
+    open_page(page, f"/compare?ids={runs['long']},{runs['done']}")
+    wait_for_chart(page, "compare:env/perf", 100)
+    assert not page.evaluate("shoal.charts.has('compare:env/episode_length')")  # not a default chart
+    picker = page.get_by_test_id("metric-picker")
+    picker.locator("summary").click()
+    picker.locator("input[data-key='env/episode_length']").check()
+    picker.locator("input[data-key='losses/value']").uncheck()
+    wait_for_chart(page, "compare:env/episode_length", 100)
+    page.locator("[data-chart='compare:SPS'] [data-testid=log-toggle]").click()
+    assert "env/episode_length" in page.url and "log=SPS" in page.url, page.url
+
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    wait_for_chart(page, "compare:env/episode_length", 100)
+    assert not page.evaluate("shoal.charts.has('compare:losses/value')")
+    assert page.evaluate("shoal.charts.get('compare:SPS').scales.y.distr") == 3
+    # The long run's 355k SPS over 20M steps, at both sizes the run page is checked at.
+    for width, height in ((1400, 900), (1024, 768)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)  # the ResizeObserver settles the widths
+        for key in ("compare:SPS", "compare:env/perf"):
+            assert_axes_readable(page, key)
     no_console_errors(page)
 
 
