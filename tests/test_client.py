@@ -5,6 +5,7 @@ sweep and promote; play and poll matches; typed errors carrying the API's messag
 from __future__ import annotations
 
 import csv
+import sys
 
 import pandas as pd
 import pytest
@@ -64,6 +65,19 @@ def test_a_run_is_launched_followed_named_and_read_back(client: Client, finished
     assert list(history.columns[:2]) == ["step", "time"] and history["step"].is_monotonic_increasing
     rows = client.history(run_id, ["SPS"], as_frame=False)
     assert rows and set(rows[0]) == {"step", "time", "SPS"}
+
+
+def test_without_pandas_metrics_come_as_plain_lists(
+    client: Client, finished_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pandas is an optional extra: where it is missing the default is plain lists, and asking for a
+    frame says what to install."""
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now raises ImportError
+    plain = client.metrics(finished_run["id"], ["SPS"])
+    assert list(plain) == ["SPS"] and len(plain["SPS"]["step"]) > 0
+    assert isinstance(client.history(finished_run["id"], ["SPS"]), list)
+    with pytest.raises(ImportError, match=r"pip install 'shoal\[client\]'"):
+        client.metrics(finished_run["id"], ["SPS"], as_frame=True)
 
 
 def test_metrics_and_checkpoints_download_to_files(client: Client, finished_run: dict, tmp_path) -> None:
