@@ -166,6 +166,8 @@ def runs(embedded_platform: Platform) -> dict[str, int]:
         "done": insert_run(p, seed=1, tags=("baseline",)),
         "done_seed2": insert_run(p, seed=2, tags=("baseline",)),
         "other_env_params": insert_run(p, seed=3, overrides={"env": {"max_steps": 400}}),
+        # cartpole's default spelled out as an override: the same resolved config as "done".
+        "default_spelled_out": insert_run(p, seed=8, overrides={"env": {"max_steps": 500}}),
         "other_version": insert_run(p, seed=4, env_version="0123456789abcdef"),
         # 20M steps at 355k SPS: the labels that used to be clipped ("55,000") or to collide.
         "long": insert_run(p, seed=6, step_size=50_000, sps=355_000, extra_keys=True, name="long-run"),
@@ -745,10 +747,11 @@ def test_metrics_and_checkpoints_can_be_downloaded(
 
 
 def test_compare_charts_losses_and_group_colours_match_the_swatches(page: Page, runs: dict[str, int]) -> None:
-    ids = f"{runs['done']},{runs['done_seed2']},{runs['other_env_params']}"
+    ids = f"{runs['done']},{runs['done_seed2']},{runs['default_spelled_out']},{runs['other_env_params']}"
     open_page(page, f"/compare?ids={ids}&group=config")
     wait_for_chart(page, "compare:losses/value", 10)
-    assert chart(page, "compare:losses/value")["lines"] == 2  # the two seeds, and the other config
+    # The two seeds and the run that spells the default out are one config; the other is another.
+    assert chart(page, "compare:losses/value")["lines"] == 2
     colours = page.evaluate(
         """() => { const u = shoal.charts.get('compare:env/perf');
              const hex = (c) => '#' + c.match(/\\d+/g).slice(0, 3)
@@ -760,7 +763,8 @@ def test_compare_charts_losses_and_group_colours_match_the_swatches(page: Page, 
              return { strokes, swatches }; }"""
     )
     by_run = dict(colours["swatches"])
-    assert by_run[runs["done"]] == by_run[runs["done_seed2"]] == colours["strokes"][0]
+    same = (by_run[runs[name]] for name in ("done", "done_seed2", "default_spelled_out"))
+    assert len(set(same)) == 1 and by_run[runs["done"]] == colours["strokes"][0]
     assert by_run[runs["other_env_params"]] == colours["strokes"][1] != colours["strokes"][0]
     no_console_errors(page)
 
