@@ -7,7 +7,7 @@
 # .svc (optional, bench/services_carry.sh): PostgreSQL and Redis for the throughput bench.
 # PARTS (default "tests lstm throughput startup") picks and orders the parts; WALL caps each variant (s);
 # VARIANTS overrides the variant list ("name [--set k=v ...]" per line); TRAINERS the throughput part's
-# trainer counts (default 1,4); STARTUP_ENVS the start-up part's games (default "breakout pong").
+# trainer counts (default 1,4) and TRIALS its trials per count (default 32); STARTUP_ENVS the start-up part's games (default "breakout pong").
 # Everything lands in $OUT.
 set -u
 export PYTHONUNBUFFERED=1
@@ -41,7 +41,7 @@ for part in $PARTS; do
       grep -i -E "error|Traceback" "/tmp/$name.log" | head -3
     done <<< "$VARIANTS" ;;
   throughput)
-    timeout $(( $(left) - 45 )) python3 bench/trial_throughput.py --trainers "${TRAINERS:-1,4}" --trials 32 \
+    timeout $(( $(left) - 45 )) python3 bench/trial_throughput.py --trainers "${TRAINERS:-1,4}" --trials "${TRIALS:-32}" \
       --repeat-alone 3 "${servers[@]}" --out "$OUT/throughput.json" > /tmp/throughput.txt 2>&1
     log "throughput rc=$?"; cat /tmp/throughput.txt >> "$OUT/summary.txt" ;;
   startup)
