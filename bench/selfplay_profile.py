@@ -24,18 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from selfplay_bench import MIX  # noqa: E402
 
 from services.common.config import resolve  # noqa: E402
-from services.trainer.loop import Trainer  # noqa: E402
-
-
-class Discard:
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        pass
-
-    def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        return None
+from services.trainer.loop import Discard, Trainer  # noqa: E402
 
 
 def profile(env: str, selfplay: bool, device: str, rollouts: int, top: int) -> None:

@@ -40,6 +40,19 @@ class Sink(Protocol):
         (a time budget): the final checkpoint and the evaluation still follow."""
 
 
+class Discard:
+    """A sink that keeps nothing: for training that is not a run (a warm-up, a profile)."""
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
+        pass
+
+    def interrupt(self) -> Interrupt:
+        return None
+
+
 @dataclass
 class Result:
     status: str  # succeeded | failed | cancelled | preempted

@@ -12,10 +12,9 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from services.common.config import resolve
-from services.trainer.loop import Interrupt, train
+from services.trainer.loop import Discard, train
 
 log = logging.getLogger(__name__)
 # Two updates with CUDA graphs and a short evaluation: every kernel family a PPO run calls, in seconds.
@@ -30,19 +29,6 @@ WARM_UP = {
 }
 
 
-class _Discard:
-    """A sink that keeps nothing: the warm-up's rows and checkpoints are not a run's."""
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        pass
-
-    def checkpoint(self, step: int, stem: Path, size_bytes: int, meta: dict[str, Any]) -> None:
-        pass
-
-    def interrupt(self) -> Interrupt:
-        return None
-
-
 def warm_up(device: str, env: str = "cartpole") -> str:
     """Train `env` for two updates on `device` in a scratch directory. Its outcome, for the log: a warm-up
     that fails costs only the speed it was for, so the worker takes runs either way."""
@@ -50,7 +36,7 @@ def warm_up(device: str, env: str = "cartpole") -> str:
     try:
         config = resolve(env, {"train": {**WARM_UP["train"], "device": device}})
         with tempfile.TemporaryDirectory(prefix="shoal-warm-up-") as scratch:
-            outcome = train(env, config, 0, Path(scratch), _Discard()).status
+            outcome = train(env, config, 0, Path(scratch), Discard()).status
     except Exception as e:  # the worker's runs will meet the same fault and record it
         outcome = f"failed: {e}"
     outcome = f"warm-up on {device}: {outcome} in {time.perf_counter() - started:.2f} s"

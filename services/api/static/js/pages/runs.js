@@ -167,5 +167,3 @@ function differing(runs) {
     .sort((a, b) => (overridden.has(b) - overridden.has(a)) || a.localeCompare(b))
     .slice(0, MAX_CONFIG_COLUMNS);
 }
-
-/** The page's runs by one hyperparameter ("config.train.gamma", "-" first for descending); runs without it last. */
