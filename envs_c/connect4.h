@@ -14,7 +14,7 @@
 #ifndef SHOAL_CONNECT4_H
 #define SHOAL_CONNECT4_H
 
-#include "env.h"
+#include "board.h"
 
 #define C4_ROWS 6
 #define C4_COLS 7
@@ -27,15 +27,7 @@
 #define C4_WIN_SCORE 100000
 
 typedef struct {
-    SHOAL_LOG_FIELDS
-    float wins;
-    float draws;
-    float invalid_actions;
-    float n;
-} Connect4Log;
-
-typedef struct {
-    SHOAL_ENV_FIELDS(float, int32_t, Connect4Log)
+    SHOAL_ENV_FIELDS(float, int32_t, BoardLog)
     int opponent;
     int depth;
     uint64_t stones[2]; /* per seat */
@@ -206,17 +198,7 @@ static void connect4_step(Connect4* env) {
     env->tick += 1;
     int done = result != 0;
     float r0 = winner == 0 ? 1.0f : (winner == 1 ? -1.0f : 0.0f);
-    SHOAL_ZERO_SUM_RESULT(env, env->opponent, r0, done, 0);
-    env->episode_return += r0;
-    if (done) {
-        float result = winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f);
-        SHOAL_LOG_GAME(env->log, result, r0, env->episode_return, (float)env->tick);
-        env->log.invalid_actions += env->invalid_actions;
-        env->games += 1;
-        connect4_reset(env);
-        return;
-    }
-    connect4_observe(env);
+    SHOAL_BOARD_STEP_END(connect4, env, r0, done, winner == 0 ? 1.0f : (winner < 0 ? 0.5f : 0.0f), r0);
 }
 
 static void connect4_render(Connect4* env, uint8_t* rgb) {

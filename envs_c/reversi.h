@@ -16,7 +16,7 @@
 #ifndef SHOAL_REVERSI_H
 #define SHOAL_REVERSI_H
 
-#include "env.h"
+#include "board.h"
 
 #define REVERSI_CELLS 64
 #define REVERSI_OBS (2 * REVERSI_CELLS + 1)
@@ -24,15 +24,7 @@
 #define REVERSI_RENDER_H 192
 
 typedef struct {
-    SHOAL_LOG_FIELDS
-    float wins;
-    float draws;
-    float invalid_actions;
-    float n;
-} ReversiLog;
-
-typedef struct {
-    SHOAL_ENV_FIELDS(float, int32_t, ReversiLog)
+    SHOAL_ENV_FIELDS(float, int32_t, BoardLog)
     int opponent;
     uint64_t discs[2];
     int to_move;
@@ -225,17 +217,8 @@ static void reversi_step(Reversi* env) {
     env->tick += 1;
     int n0 = __builtin_popcountll(env->discs[0]), n1 = __builtin_popcountll(env->discs[1]);
     float r0 = done ? (n0 > n1 ? 1.0f : (n0 < n1 ? -1.0f : 0.0f)) : 0.0f;
-    SHOAL_ZERO_SUM_RESULT(env, env->opponent, r0, done, 0);
-    env->episode_return += r0;
-    if (done) {
-        float result = n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f);
-        SHOAL_LOG_GAME(env->log, result, (float)(n0 - n1), env->episode_return, (float)env->tick);
-        env->log.invalid_actions += env->invalid_actions;
-        env->games += 1;
-        reversi_reset(env);
-        return;
-    }
-    reversi_observe(env);
+    float result = n0 > n1 ? 1.0f : (n0 == n1 ? 0.5f : 0.0f);
+    SHOAL_BOARD_STEP_END(reversi, env, r0, done, result, (float)(n0 - n1));
 }
 
 static void reversi_render(Reversi* env, uint8_t* rgb) {
