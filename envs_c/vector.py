@@ -45,10 +45,37 @@ def env_indices(envs: Sequence[int] | np.ndarray, num_envs: int, what: str) -> n
     return np.ascontiguousarray(index, dtype=np.int32)
 
 
-class ClosesOnExit:
-    """A batch of environments closed by leaving its `with` block, or when collected while still open."""
+class VecEnvBase:
+    """What the C environments' VecEnv and the Python environments' PyVecEnv (envs_c/pyenvs/vector.py)
+    share: the constructor's arguments and their checks, and closing by leaving the `with` block or when
+    collected while still open."""
 
     _closed: bool
+
+    def __init__(
+        self,
+        name: str,
+        num_envs: int,
+        seed: int = 0,
+        num_threads: int = 1,
+        allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+        **kwargs: Any,
+    ):
+        """`allocate(shape, dtype)` returns a zeroed C-contiguous array for each shared buffer (default
+        np.zeros): a trainer passes one that hands out page-locked memory, so the C loop writes straight
+        into memory the GPU can copy from asynchronously."""
+        self.spec: EnvSpec = make_spec(name, **kwargs)
+        self._name = name
+        self.num_envs = num_envs
+        self.num_agents = count_agents(num_envs, num_threads, self.spec.agents_per_env)
+        self.seed = int(seed)
+        self.log_fields = self.spec.definition.log_fields
+        self._int_actions = self.spec.definition.action.kind != "continuous"
+        self._open(min(num_threads, num_envs), allocate)
+
+    def _open(self, threads: int, allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None) -> None:
+        """Start the batch's environments, stepped by `threads` threads or processes (at most one each)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
@@ -64,7 +91,7 @@ class ClosesOnExit:
         self.close()
 
 
-class VecEnv(ClosesOnExit):
+class VecEnv(VecEnvBase):
     """`num_envs` copies of one C environment stepped together.
 
     Every buffer has `num_agents` rows. `step` returns views of the shared buffers: they are overwritten by
@@ -73,28 +100,11 @@ class VecEnv(ClosesOnExit):
     GIL once, instead of a Python executor whose per-step overhead outweighs a step of cheap environments.
     """
 
-    def __init__(
-        self,
-        name: str,
-        num_envs: int,
-        seed: int = 0,
-        num_threads: int = 1,
-        allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
-        **kwargs: Any,
-    ):
-        """`allocate(shape, dtype)` returns a zeroed C-contiguous array for each shared buffer (default
-        np.zeros): a trainer passes one that hands out page-locked memory, so the C loop writes straight
-        into memory the GPU can copy from asynchronously."""
-        self.spec: EnvSpec = make_spec(name, **kwargs)
-        self.num_envs = num_envs
-        self.num_agents = count_agents(num_envs, num_threads, self.spec.agents_per_env)
-        self.seed = int(seed)
-        env = self.spec.definition
+    def _open(self, threads: int, allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None) -> None:
+        name, num_envs, env = self._name, self.num_envs, self.spec.definition
         module = load(name)  # compiled on first use; EnvBuildError carries the compiler's message
         ffi, lib = module.ffi, module.lib
         self._ffi = ffi
-        self._name = name
-        self.log_fields = env.log_fields
         self._action_width = env.action.width
 
         obs = self.spec.observation_space
@@ -112,9 +122,8 @@ class VecEnv(ClosesOnExit):
             getattr(lib, f"{name.upper()}_RENDER_W"),
             3,
         )
-        self._int_actions = env.action.kind != "continuous"
         self._actions_ptr = ffi.from_buffer(self.actions)
-        self._start_stepping(ffi, lib, min(num_threads, num_envs))
+        self._start_stepping(ffi, lib, threads)
         self._closed = False
 
     def _allocate(self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray]) -> None:

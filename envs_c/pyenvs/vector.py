@@ -28,8 +28,7 @@ import numpy as np
 from envs_c.pyenvs import worker
 from envs_c.pyenvs.baseline import random_return
 from envs_c.pyenvs.definition import PyEnvDef
-from envs_c.spec import EnvSpec, make_spec
-from envs_c.vector import ClosesOnExit, _checked, count_agents, env_indices, log_means, write_actions
+from envs_c.vector import VecEnvBase, _checked, env_indices, log_means, write_actions
 
 ALIGN = 64
 START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
@@ -101,34 +100,19 @@ def _with_perf_range(name: str, definition: PyEnvDef) -> Any:
     return replace(recipe, perf_low=low, perf_high=high)
 
 
-class PyVecEnv(ClosesOnExit):
+class PyVecEnv(VecEnvBase):
     """`num_envs` copies of one Python environment on `num_threads` worker processes (at most one per
     environment). Buffers, methods and semantics are those of envs_c.VecEnv."""
 
-    def __init__(
-        self,
-        name: str,
-        num_envs: int,
-        seed: int = 0,
-        num_threads: int = 1,
-        allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
-        **kwargs: Any,
-    ):
-        self.spec: EnvSpec = make_spec(name, **kwargs)
+    def _open(self, threads: int, allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None) -> None:
         definition = self.spec.definition
         assert isinstance(definition, PyEnvDef), "make_spec of a Python env's id describes it with one"
-        self._name = name
-        self.num_envs = num_envs
         self.per_env = self.spec.agents_per_env
-        self.num_agents = count_agents(num_envs, num_threads, self.per_env)
-        self.seed = int(seed)
-        self.log_fields = definition.log_fields
-        self._int_actions = definition.action.kind != "continuous"
         self._closed = True
         self._conns: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
 
-        recipe = _with_perf_range(name, definition)
+        recipe = _with_perf_range(self._name, definition)
         shapes = self._shapes(definition)
         layout, self._memory = _map(shapes)
         try:
@@ -145,7 +129,7 @@ class PyVecEnv(ClosesOnExit):
             self.terminals = shared["terminals"]
             self.truncations = shared["truncations"]
             self._result = (self.observations, self.rewards, self.terminals, self.truncations)
-            self._start(layout, recipe, int(self.spec.config.get("opponent", 0)), min(num_threads, num_envs))
+            self._start(layout, recipe, int(self.spec.config.get("opponent", 0)), threads)
         finally:
             os.unlink(layout.path)  # the workers have mapped it (or failed): nothing else needs the name
         self.reset(self.seed)
