@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dashboard_bench import ADMIN_URL, PAGE_POINTS, _free_port, load_run, wait_until_up  # noqa: E402
+from dashboard_bench import ADMIN_URL, PAGE_POINTS, launch_api, load_run  # noqa: E402
 
 REDIS_URL = os.environ.get("SHOAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 TOKEN = "bench"
@@ -78,7 +78,6 @@ def drop_database(name: str) -> None:
 def start_api(
     url: str, workdir: Path, workers: int, cache_seconds: float, quiet: bool = True
 ) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
     env = {
         **os.environ,
         "SHOAL_DATABASE_URL": url,
@@ -90,20 +89,7 @@ def start_api(
         "SHOAL_ARTIFACTS": str(workdir / "artifacts"),
         "PYTHONPATH": str(ROOT),
     }
-    log = open(workdir / "api.log", "wb")  # noqa: SIM115
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "api",
-        "--port",
-        str(port),
-        *(["--quiet"] if quiet else []),
-    ]
-    process = subprocess.Popen(
-        [*command, "--workers", str(workers)], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
-    )
-    return process, wait_until_up(process, port, "/healthz", workdir)
+    return launch_api(env, workdir, "/healthz", *(["--quiet"] if quiet else []), "--workers", str(workers))
 
 
 def seed(base: str, url: str) -> int:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.common.metrics import FANOUT, LEVELS, MetricWriter  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "SHOAL_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -144,40 +145,33 @@ def check_rollups_match_the_writer() -> None:
 
 
 def start_api(url: str, workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
     env = {**os.environ, "SHOAL_DATABASE_URL": url, "PYTHONPATH": str(ROOT), "SHOAL_API_TOKEN": "bench"}
-    log = open(workdir / "api.log", "wb")  # noqa: SIM115
+    return launch_api(env, workdir, "/runs?limit=1")
+
+
+def launch_api(env: dict[str, str], workdir: Path, probe: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """`shoal api` with `env` and the further `args` on a free port, its output in workdir/api.log: the
+    process and its base URL once GET `probe` answers 200. After 60 s without, the process is killed and the
+    error carries the end of its log."""
+    port = free_port()
+    log = open(workdir / "api.log", "wb")  # noqa: SIM115 (kept open for the child's lifetime)
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "api", "--port", str(port)],
+        [sys.executable, "-m", "services.cli", "api", "--port", str(port), *args],
         env=env,
         cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return process, wait_until_up(process, port, "/runs?limit=1", workdir)
-
-
-def wait_until_up(process: subprocess.Popen, port: int, probe: str, workdir: Path) -> str:
-    """The base URL of the API `process` on `port` once GET `probe` answers 200; after 60 s without, the
-    process is killed and the error carries the end of its log (workdir/api.log)."""
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}{probe}", timeout=2).status_code == 200:
-                return base
+                return process, base
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
     raise RuntimeError((workdir / "api.log").read_text()[-2000:])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def latencies(base: str, run_ids: list[int], requests: int, params: dict) -> tuple[list[float], int, int]:
