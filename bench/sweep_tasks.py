@@ -554,6 +554,12 @@ PPO = {
     "clip_coef": uni(0.05, 0.5, 0.2),
 }
 
+
+def _ppo(*names: str) -> dict[str, Any]:
+    """The parameters `names` of PPO, in that order."""
+    return {name: PPO[name] for name in names}
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -579,9 +585,7 @@ FAMILIES: dict[str, Family] = {
             "7-d, 3 decades, score near 1 judged in nines (up to 4); one irrelevant parameter",
             {
                 "train": {
-                    "learning_rate": PPO["learning_rate"],
-                    "gamma": PPO["gamma"],
-                    "ent_coef": PPO["ent_coef"],
+                    **_ppo("learning_rate", "gamma", "ent_coef"),
                     "vf_coef": uni(0.1, 2.0, 0.5),
                     "total_timesteps": steps(1e4, 1e7),
                     "batch_size": pow2(512, 32768, 4096),
@@ -628,10 +632,7 @@ FAMILIES: dict[str, Family] = {
             "7-d, 3 decades: fast learners win cheap runs, the opposite settings win long ones",
             {
                 "train": {
-                    "learning_rate": PPO["learning_rate"],
-                    "gamma": PPO["gamma"],
-                    "ent_coef": PPO["ent_coef"],
-                    "clip_coef": PPO["clip_coef"],
+                    **_ppo("learning_rate", "gamma", "ent_coef", "clip_coef"),
                     "total_timesteps": steps(1e4, 1e7),
                     "update_epochs": integer(1, 8, 4),
                 },
@@ -706,9 +707,7 @@ FAMILIES: dict[str, Family] = {
             "8-d, 2 decades; without lr annealing long runs unlearn (score falls at the top of the range)",
             {
                 "train": {
-                    "learning_rate": PPO["learning_rate"],
-                    "gamma": PPO["gamma"],
-                    "ent_coef": PPO["ent_coef"],
+                    **_ppo("learning_rate", "gamma", "ent_coef"),
                     "anneal_lr": cat(["none", "linear", "cosine"], "none"),
                     "total_timesteps": steps(1e5, 1e7),
                     "batch_size": pow2(1024, 65536, 8192),
@@ -726,8 +725,7 @@ FAMILIES: dict[str, Family] = {
             "3-d, 1 decade, small budget; sharp optimum next to a NaN cliff costing the whole run; t noise",
             {
                 "train": {
-                    "learning_rate": PPO["learning_rate"],
-                    "ent_coef": PPO["ent_coef"],
+                    **_ppo("learning_rate", "ent_coef"),
                     "total_timesteps": steps(1e6, 1e7),
                 }
             },
