@@ -54,6 +54,10 @@ typedef struct {
     const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t src_rows;
 } ShoalGather;
 void shoal_pool_gather(ShoalPool*, ShoalGather*, int);
+typedef struct {
+    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t dst_rows;
+} ShoalScatter;
+void shoal_pool_scatter(ShoalPool*, ShoalScatter*, int);
 """
 
 
@@ -133,6 +137,7 @@ def module_key(env: EnvDef) -> str:
     """Hash of everything the compiled module depends on; its file name, so a change is a new module."""
     digest = hashlib.sha256()
     for part in (
+        POOL,
         declarations(env),
         _source(env),
         CFFI_VERSION,

@@ -242,4 +242,29 @@ static inline void shoal_pool_gather(ShoalPool* p, ShoalGather* g, int rows) {
     shoal_pool_run(p, shoal_gather_shard, g, rows);
 }
 
+/* The inverse on the pool: dst row index[k] = src row k, for `rows` source rows; an index outside
+ * [0, dst_rows) leaves its row out, which is how a caller skips rows (-1). The indices must be distinct:
+ * two threads writing one row would race. Self-play writes both seats' actions back this way. */
+typedef struct {
+    const char* src;
+    const int64_t* index;
+    char* dst;
+    size_t row_bytes;
+    int64_t dst_rows;
+} ShoalScatter;
+
+static void shoal_scatter_shard(void* job, int start, int end) {
+    const ShoalScatter* g = (const ShoalScatter*)job;
+    for (int k = start; k < end; k++) {
+        int64_t to = g->index[k];
+        if (to >= 0 && to < g->dst_rows) {
+            memcpy(g->dst + (size_t)to * g->row_bytes, g->src + (size_t)k * g->row_bytes, g->row_bytes);
+        }
+    }
+}
+
+static inline void shoal_pool_scatter(ShoalPool* p, ShoalScatter* g, int rows) {
+    shoal_pool_run(p, shoal_scatter_shard, g, rows);
+}
+
 #endif

@@ -169,6 +169,7 @@ class VecEnv(VecEnvBase):
         self._pool_step = lib.shoal_pool_step
         self._scripted_some = ffi.addressof(lib, f"{name}_vec_scripted_some")
         self._gather = lib.shoal_pool_gather
+        self._scatter = lib.shoal_pool_scatter
         self._all = np.arange(num_envs, dtype=np.int32)
         self._from_buffer = ffi.from_buffer
         self._act_dtype = self.actions.dtype
@@ -294,6 +295,28 @@ class VecEnv(VecEnvBase):
             },
         )
         self._gather(self._pool if self._pool is not None else ffi.NULL, job, len(index))
+        return out
+
+    def put_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`out[index] = src` on the environments' thread pool, for distinct rows `index`: self-play writes
+        both seats' actions back into the action buffer every step. `index` must be int64; a row outside
+        `out` is left out, so -1 skips a row of `src`."""
+        if not (src.flags.c_contiguous and out.flags.c_contiguous and index.dtype == np.int64):
+            raise ValueError("put_rows needs C-contiguous arrays and int64 indices")
+        if src.dtype != out.dtype or src.shape != (len(index), *out.shape[1:]):
+            raise ValueError(f"put_rows: src must be {out.dtype} {(len(index), *out.shape[1:])}")
+        ffi = self._ffi
+        job = ffi.new(
+            "ShoalScatter*",
+            {
+                "src": ffi.from_buffer(src),
+                "index": ffi.from_buffer("int64_t[]", index),
+                "dst": ffi.from_buffer(out),
+                "row_bytes": out[:1].nbytes,
+                "dst_rows": len(out),
+            },
+        )
+        self._scatter(self._pool if self._pool is not None else ffi.NULL, job, len(index))
         return out
 
     def log(self) -> dict[str, float]:

@@ -210,3 +210,19 @@ def test_take_rows_is_np_take_on_the_pool_and_zeroes_rows_out_of_range() -> None
     with pytest.raises(ValueError, match="int64"):
         env.take_rows(env.observations, index.astype(np.int32), out)
     env.close()
+
+
+def test_put_rows_is_a_scatter_on_the_pool_that_leaves_out_rows_out_of_range() -> None:
+    env = envs_c.make("moba", 4, seed=0, num_threads=2, opponent=1)
+    rows = np.arange(10, dtype=np.int32).reshape(5, 2)
+    index = np.array([5, 0, -1, 23, 24], dtype=np.int64)
+    out = np.full_like(env.actions, -7)
+    env.put_rows(rows, index, out)
+    expected = np.full_like(env.actions, -7)
+    expected[[5, 0, 23]] = rows[[0, 1, 3]]
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="int64"):
+        env.put_rows(rows, index.astype(np.int32), out)
+    with pytest.raises(ValueError, match="src must be"):
+        env.put_rows(rows[:4], index, out)
+    env.close()

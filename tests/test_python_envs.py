@@ -228,6 +228,9 @@ def test_two_player_game_against_the_bot_and_in_mirror_mode(fixtures_allowed: Pa
             assert (terminals[0::2] == terminals[1::2]).all()  # both seats end together
             assert (rewards[0::2] == -rewards[1::2]).all()  # zero-sum
         assert env.log()["invalid_actions"] > 0
+        # Self-play writes both seats back with put_rows, as on the C environments: -1 leaves a row out.
+        out = env.put_rows(np.array([5, 6, 7], np.int32), np.array([6, -1, 1]), np.zeros(8, np.int32))
+        np.testing.assert_array_equal(out, [0, 7, 0, 0, 0, 0, 5, 0])
 
 
 def test_a_pettingzoo_game_checkpoint_plays_rated_matches(fixtures_allowed: Path, tmp_path: Path) -> None:
@@ -236,7 +239,7 @@ def test_a_pettingzoo_game_checkpoint_plays_rated_matches(fixtures_allowed: Path
     from services.common.config import resolve
     from services.elo import match
     from services.trainer import loop
-    from tests.test_trainer import Recorder
+    from tests.helpers import Recorder
 
     config = resolve(
         "pettingzoo:classic.tictactoe_v3",
@@ -265,7 +268,7 @@ def test_replay_gif_of_a_gymnasium_checkpoint(fixtures_allowed: Path, tmp_path: 
     from services.common.config import resolve
     from services.trainer import loop
     from services.trainer.replay import replay_gif
-    from tests.test_trainer import Recorder
+    from tests.helpers import Recorder
 
     config = resolve(
         CARTPOLE,

@@ -258,6 +258,12 @@ class PyVecEnv(VecEnvBase):
         """`np.take(src, index, axis=0, out=out)`, as the C environments' VecEnv offers it."""
         return np.take(src, index, axis=0, out=out)
 
+    def put_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`out[index] = src` leaving out the rows outside `out`, as the C environments' VecEnv offers it."""
+        kept = (index >= 0) & (index < len(out))
+        out[index[kept]] = src[kept]
+        return out
+
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
         if self._closed:

@@ -278,6 +278,7 @@ class SelfPlayEnv:
         self._restore_pool(ckpt.read_meta(resume)["step"] if resume is not None else 0)
         self._read_elo()
         self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
+        self._seat_bot()
 
     def _allocate_opponents(
         self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray], graphs: bool
@@ -289,8 +290,7 @@ class SelfPlayEnv:
         self._their_obs = alloc((rows, *env.observations.shape[1:]), env.observations.dtype)
         self._their_actions = alloc((rows, *env.actions.shape[1:]), env.actions.dtype)
         self._their_codes = alloc((rows,), np.dtype(np.int64))
-        self._bot_rows = np.zeros(0, np.int64)
-        self._bot_actions = self._their_actions[:0]
+        self._bot_moves: np.ndarray | None = None  # the scripted moves of the bot's games, every agent's
         self._graphed = graphs
         if graphs:
             self._pool = stack_pool(self._snapshots)
@@ -325,19 +325,21 @@ class SelfPlayEnv:
             )
             out = play_members(self.learner, self._snapshots, obs, codes, out)
             self._their_actions[:] = out.cpu().numpy()
-        bots = np.flatnonzero(self.opponent == BOT)
-        seat_rows = self._seat_rows[1 - self.seat[bots]]  # the bot's rows within each of its games
-        self._bot_rows = (self._base[bots] + seat_rows).ravel()
-        self._bot_actions = self._their_actions[:0]
-        if len(bots):
-            # The scripted move of every agent of those games, game after game; the bot's seat is taken.
-            moves = self.env.scripted_actions(bots)
-            self._bot_actions = moves[(self._base[: len(bots)] + seat_rows).ravel()]
+        self._bot_moves = self.env.scripted_actions(self._bots) if len(self._bots) else None
 
     def _place(self) -> None:
         """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
         self._mine = (self._base + self._seat_rows[self.seat]).ravel()
         self._theirs = (self._base + self._seat_rows[1 - self.seat]).ravel()
+
+    def _seat_bot(self) -> None:
+        """The games the bot plays, and where their scripted moves go: the bot's seat's rows of the full
+        action buffer, -1 (left out) for the learner's seat, whose moves the environment computes too."""
+        self._bots = np.flatnonzero(self.opponent == BOT)
+        seat_rows = self._seat_rows[1 - self.seat[self._bots]]
+        rows = np.full((len(self._bots), self.spec.agents_per_env), -1, np.int64)
+        np.put_along_axis(rows, seat_rows, self._base[self._bots] + seat_rows, axis=1)
+        self._bot_rows = rows.ravel()
 
     def _load_fixed(self) -> None:
         if not self.config.pool:
@@ -402,13 +404,14 @@ class SelfPlayEnv:
         """Step with the learner's `actions` (None: already written into `self.actions`)."""
         if actions is not None:
             np.copyto(self.actions, actions, casting="unsafe")
-        full = self.env.actions
-        full[self._mine] = self.actions
+        env, full = self.env, self.env.actions
+        env.put_rows(self.actions, self._mine, full)
         if self._graphed:
             self._ready.synchronize()
-        full[self._theirs] = self._their_actions
-        full[self._bot_rows] = self._bot_actions
-        self.env.step()
+        env.put_rows(self._their_actions, self._theirs, full)
+        if self._bot_moves is not None:  # over the rows the networks played for the bot's games
+            env.put_rows(self._bot_moves, self._bot_rows, full)
+        env.step()
         self._gather()
         self._returns += self.rewards.reshape(self.num_envs, self._seat).mean(1)
         # Every agent of a game ends with it: read each environment's first learner row.
@@ -446,6 +449,7 @@ class SelfPlayEnv:
         learner_rows = (np.arange(self._seat) + self._seat * ended[:, None]).ravel()
         self.observations[learner_rows] = self.env.observations[rows]
         self.opponent[ended] = self.league.sample(len(ended))
+        self._seat_bot()
 
     def log(self) -> dict[str, float]:
         """Like VecEnv.log, for the learner's seat (perf is its result against the mix of opponents)."""
