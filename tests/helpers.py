@@ -100,6 +100,9 @@ class Platform:
     def start_worker(self, queue: str = "train") -> subprocess.Popen:
         return self.spawn("worker", "--queue", queue, log=f"worker-{queue}.log")
 
+    def live_workers(self) -> list[subprocess.Popen]:
+        return [p for p in self.processes if "worker" in str(p.args) and p.poll() is None]
+
     @contextmanager
     def running(self, *queues: str) -> Iterator[Platform]:
         """The API and a worker for each of `queues` while the block runs; every process stops after it."""

@@ -74,21 +74,26 @@ def test_cancel_stops_a_running_run_within_5_seconds(services_platform):
         assert time.monotonic() - asked < 5
 
 
+def _post_checkpointed_run(client, total_timesteps: int, seed: int, checkpoint_interval: int) -> int:
+    """A cartpole run that saves a checkpoint every `checkpoint_interval` updates; its id."""
+    body = {
+        "env": "cartpole",
+        "total_timesteps": total_timesteps,
+        "seed": seed,
+        "hyperparameters": {"train": {"checkpoint_interval": checkpoint_interval}},
+    }
+    return client.post("/runs", json=body).json()["id"]
+
+
 def test_a_killed_worker_loses_nothing(services_platform, pg_url):
     platform = services_platform
     with platform.client() as client:
-        body = {
-            "env": "cartpole",
-            "total_timesteps": 400_000,
-            "seed": 2,
-            "hyperparameters": {"train": {"checkpoint_interval": 20}},
-        }
-        run_id = client.post("/runs", json=body).json()["id"]
+        run_id = _post_checkpointed_run(client, 400_000, seed=2, checkpoint_interval=20)
         wait_for(
             lambda: len(client.get(f"/runs/{run_id}").json()["checkpoints"]) >= 1, 120, what="a checkpoint"
         )
         time.sleep(1.5)
-        for worker in [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]:
+        for worker in platform.live_workers():
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
         killed_at = client.get(f"/runs/{run_id}").json()
@@ -140,17 +145,11 @@ def test_a_killed_worker_loses_nothing(services_platform, pg_url):
 def test_sigterm_checkpoints_and_requeues_the_run_for_another_worker(services_platform):
     platform = services_platform
     with platform.client() as client:
-        body = {
-            "env": "cartpole",
-            "total_timesteps": 600_000,
-            "seed": 3,
-            "hyperparameters": {"train": {"checkpoint_interval": 1000}},
-        }
-        run_id = client.post("/runs", json=body).json()["id"]
+        run_id = _post_checkpointed_run(client, 600_000, seed=3, checkpoint_interval=1000)
         wait_for(
             lambda: client.get(f"/runs/{run_id}").json()["progress_steps"] > 50_000, 120, what="progress"
         )
-        workers = [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]
+        workers = platform.live_workers()
         for worker in workers:
             os.kill(worker.pid, signal.SIGTERM)
         for worker in workers:
@@ -188,7 +187,7 @@ def test_a_run_received_by_a_worker_that_died_before_starting_it_is_delivered_ag
     # Its run is still queued and never had a heartbeat, so the reaper cannot see it: only the broker's
     # visibility timeout hands the message to another worker.
     platform = services_platform
-    workers = [p for p in platform.processes if "worker" in str(p.args) and p.poll() is None]
+    workers = platform.live_workers()
     for worker in workers:
         os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:

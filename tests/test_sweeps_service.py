@@ -126,7 +126,7 @@ def test_a_sweep_survives_killed_sweeper_and_trainer_workers(sweep_platform):
             return sum(r["status"] == "running" for r in runs)
 
         wait_for(lambda: training() == 2, 60, what="two trials training")
-        alive = [p for p in platform.processes if p.poll() is None and "worker" in str(p.args)]
+        alive = platform.live_workers()
         sweeper = next(p for p in alive if "sweeper" in str(p.args))
         trainer = next(p for p in alive if "train" in str(p.args))
         for process in (sweeper, trainer):
