@@ -1,4 +1,5 @@
-"""Helpers the tests share: paths, the API token, polling, and the platform as real processes.
+"""Helpers the tests share: paths, the API token, polling, the platform as real processes, a recording
+trainer sink, small configs and checkpoints.
 
 Fixtures live in conftest.py and tests receive them as arguments; everything a test imports by name comes
 from here, so no test imports conftest (which pytest loads itself, under a module name of its choosing).
@@ -156,3 +157,66 @@ def favouring(policy: Any, column: int) -> Any:
             member.actor.bias[start + column] = 100.0
             start += n
     return member
+
+
+class Recorder:
+    """A trainer sink that keeps everything and can cancel after some checkpoints (a simulated kill)."""
+
+    def __init__(self, stop_after_checkpoints: int | None = None):
+        self.rows: list[tuple[int, dict]] = []
+        self.checkpoints: list[tuple[int, Path]] = []
+        self.stop_after = stop_after_checkpoints
+
+    def metrics(self, step, values):
+        self.rows.append((step, values))
+
+    def checkpoint(self, step, stem, size_bytes, meta):
+        self.checkpoints.append((step, stem))
+
+    def interrupt(self):
+        if self.stop_after is not None and len(self.checkpoints) >= self.stop_after:
+            return "cancel"
+        return None
+
+
+def small(env: str = "cartpole", **train) -> Any:
+    """The config of a short training run of `env` (16 updates of 16 x 128 steps), with `train` overrides."""
+    from services.common.config import resolve
+
+    return resolve(
+        env,
+        {
+            "train": {
+                "total_timesteps": 8 * 2048,
+                "num_envs": 16,
+                "num_steps": 128,
+                "checkpoint_interval": 2,
+                "eval_episodes": 4,
+                **train,
+            }
+        },
+    )
+
+
+def make_checkpoint(directory: Path, env: str, name: str = "ckpt", recurrent: str = "none", **config) -> Path:
+    """An untrained policy saved the way the trainer saves one (opponent=0 unless told otherwise)."""
+    import torch
+
+    import envs_c
+    from services.common.config import PolicyConfig
+    from services.trainer.checkpoint import save_policy
+    from services.trainer.policy import Policy
+
+    spec = envs_c.make_spec(env, **config)
+    torch.manual_seed(0)
+    policy = Policy(spec.observation_space.shape, spec.to_dict()["action"], PolicyConfig(recurrent=recurrent))
+    stem = directory / name
+    meta = {
+        "env": env,
+        "env_version": spec.version,
+        "env_config": spec.config,
+        "env_spec": spec.to_dict(),
+        "step": 0,
+    }
+    save_policy(stem, policy, meta)
+    return stem

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.elo.match import Refused, load_player
-from tests.test_elo_match import make_checkpoint
+from tests.helpers import make_checkpoint
 
 ENV = "connect4"
 

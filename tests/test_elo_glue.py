@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, TRAIN_TASK, app
 from services.common.db import session_scope
-from tests.helpers import TOKEN
-from tests.test_elo_match import make_checkpoint
+from tests.helpers import TOKEN, make_checkpoint
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import torch
 
 import envs_c
-from services.common.config import PolicyConfig
 from services.elo.match import Player, Refused, load_player, pair_seeds, play
-from services.trainer.checkpoint import save_policy
-from services.trainer.policy import Policy
+from tests.helpers import make_checkpoint
 
 RANDOM, SCRIPTED = Player("random"), Player("scripted")
-
-
-def make_checkpoint(directory: Path, env: str, name: str = "ckpt", recurrent: str = "none", **config) -> Path:
-    """An untrained policy saved the way the trainer saves one (opponent=0 unless told otherwise)."""
-    spec = envs_c.make_spec(env, **config)
-    torch.manual_seed(0)
-    policy = Policy(spec.observation_space.shape, spec.to_dict()["action"], PolicyConfig(recurrent=recurrent))
-    stem = directory / name
-    meta = {
-        "env": env,
-        "env_version": spec.version,
-        "env_config": spec.config,
-        "env_spec": spec.to_dict(),
-        "step": 0,
-    }
-    save_policy(stem, policy, meta)
-    return stem
 
 
 @pytest.mark.parametrize("env", ["pong", "connect4"])

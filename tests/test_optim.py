@@ -65,7 +65,7 @@ def test_a_whole_training_run_never_imports_torch_dynamo():
         "from pathlib import Path\n"
         "from services.common.config import resolve\n"
         "from services.trainer import loop\n"
-        "from tests.test_trainer import Recorder, small\n"
+        "from tests.helpers import Recorder, small\n"
         "with tempfile.TemporaryDirectory() as d:\n"
         "    result = loop.train('cartpole', small(total_timesteps=4096), 0, Path(d), Recorder())\n"
         "assert result.status == 'succeeded', result\n"

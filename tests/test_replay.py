@@ -10,8 +10,7 @@ from PIL import Image, ImageSequence
 
 from services.common.config import resolve
 from services.trainer import loop
-from tests.helpers import ROOT
-from tests.test_trainer import Recorder
+from tests.helpers import ROOT, Recorder
 
 
 def test_replay_writes_a_gif_of_the_policy_playing(tmp_path):

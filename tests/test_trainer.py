@@ -13,42 +13,7 @@ from services.common.config import resolve
 from services.trainer import checkpoint as ckpt
 from services.trainer import loop
 from services.trainer.policy import Policy
-
-
-class Recorder:
-    """A sink that keeps everything and can cancel after a number of checkpoints (a simulated kill)."""
-
-    def __init__(self, stop_after_checkpoints: int | None = None):
-        self.rows: list[tuple[int, dict]] = []
-        self.checkpoints: list[tuple[int, Path]] = []
-        self.stop_after = stop_after_checkpoints
-
-    def metrics(self, step, values):
-        self.rows.append((step, values))
-
-    def checkpoint(self, step, stem, size_bytes, meta):
-        self.checkpoints.append((step, stem))
-
-    def interrupt(self):
-        if self.stop_after is not None and len(self.checkpoints) >= self.stop_after:
-            return "cancel"
-        return None
-
-
-def small(env: str = "cartpole", **train) -> object:
-    return resolve(
-        env,
-        {
-            "train": {
-                "total_timesteps": 8 * 2048,
-                "num_envs": 16,
-                "num_steps": 128,
-                "checkpoint_interval": 2,
-                "eval_episodes": 4,
-                **train,
-            }
-        },
-    )
+from tests.helpers import Recorder, small
 
 
 def test_non_finite_loss_fails_the_run_at_its_step_and_keeps_the_last_good_checkpoint(embedded, monkeypatch):

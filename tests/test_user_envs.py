@@ -49,7 +49,7 @@ def test_scaffold_is_found_and_passes_every_check(user_env: Path) -> None:
 def test_scaffold_trains_on_cpu(user_env: Path, tmp_path: Path) -> None:
     from services.common.config import resolve
     from services.trainer import loop
-    from tests.test_trainer import Recorder
+    from tests.helpers import Recorder
 
     config = resolve(
         "walker", {"train": {"total_timesteps": 4096, "num_envs": 16, "num_steps": 32, "minibatch_size": 256}}
