@@ -7,7 +7,7 @@ another environment, another env version or a spec that no longer matches) or on
   C environment with the nearest legal move, as for any player);
 * ``"scripted"``: the environment's built-in bot, through ``VecEnv.scripted_actions()``.
 
-How a batch is played (REFERENCE.md §5, "hygiene"):
+How a batch is played:
 
 * **One vector, both seats.** The environment runs with ``opponent=1`` (both seats read the action
   buffer), G copies in one ``VecEnv``. Each player does one forward pass per step over all of its seats,
@@ -288,13 +288,3 @@ def _outcome(vec: envs_c.VecEnv, game: int, seat_a: int, seed: int, steps: int) 
     if seat0 not in (0.0, 0.5, 1.0):
         raise RuntimeError(f"game {game}: seat 0's result {seat0} is not a win, draw or loss")
     return GameResult(seat0 if seat_a == 0 else 1.0 - seat0, seat_a, seed, steps, False)
-
-
-def summary(results: list[GameResult]) -> dict[str, float]:
-    """Score of A, games, timeouts and steps of a batch, for logs and benchmarks."""
-    return {
-        "games": len(results),
-        "score_a": sum(r.score_a for r in results),
-        "timeouts": sum(r.timeout for r in results),
-        "steps": sum(r.steps for r in results),
-    }

@@ -1,4 +1,4 @@
-"""Who a checkpoint should play, and who needs games most (REFERENCE.md §5).
+"""Who a checkpoint should play, and who needs games most.
 
 A game is most informative between near-equal players (its variance p(1-p) peaks at
 p = 0.5), so a new checkpoint mostly meets its nearest-rated neighbours. The anchors

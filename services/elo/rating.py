@@ -1,6 +1,7 @@
 """Batch Bradley-Terry ratings on the Elo scale, recomputed from the match log.
 
-The match log is the source of truth (REFERENCE.md §5); ratings are a derived view.
+The match log is the source of truth (docs/architecture.md, "Ratings: Elo over training"); ratings are a
+derived view.
 Online Elo depends on the order of games, so instead we fit all matches at once by
 maximum likelihood: p(a beats b) = 1 / (1 + 10^((R_b - R_a) / 400)), a draw counting
 as half a win for each side.

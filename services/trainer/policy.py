@@ -138,10 +138,6 @@ class Policy(nn.Module):
             tuple(description["obs_shape"]), description["action"], PolicyConfig(**description["config"])
         )
 
-    @property
-    def recurrent(self) -> bool:
-        return self.core is not None
-
     def initial_state(self, batch: int, device: torch.device | str) -> State:
         if self.core is None:
             return None
