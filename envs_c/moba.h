@@ -163,10 +163,26 @@ static void moba_vision(const Moba* env, int seats, uint8_t seen[2][MOBA_MAX_HER
     }
 }
 
-/* Own structures, then the enemy's, relative to hero `me` of team t: alive, offset, health, and whether
- * an enemy hero threatens it (own) or `me` can hit it (enemy's). */
-static void moba_observe_structs(const Moba* env, int t, const MobaHero* me, float* st) {
+/* threat[t][s]: an enemy hero is alive within range of team t's structure s. The same for every hero of
+ * team t, so it is found once per team and not once per hero. */
+static void moba_threats(const Moba* env, int seats, uint8_t threat[2][MOBA_STRUCTS]) {
     const int T = env->team_size;
+    for (int t = 0; t < seats; t++) {
+        for (int s = 0; s < MOBA_STRUCTS; s++) {
+            int flag = 0;
+            for (int j = 0; j < T && !flag; j++) {
+                const MobaHero* b = &env->hero[(1 - t) * T + j];
+                flag = b->hp > 0 && moba_dist(moba_sx(t, s), moba_sy(t, s), b->x, b->y) <= MOBA_STRUCT_RANGE;
+            }
+            threat[t][s] = (uint8_t)flag;
+        }
+    }
+}
+
+/* Own structures, then the enemy's, relative to hero `me` of team t: alive, offset, health, and whether
+ * an enemy hero threatens it (own, from `threat`) or `me` can hit it (enemy's). */
+static void moba_observe_structs(const Moba* env, int t, const MobaHero* me, const uint8_t threat[MOBA_STRUCTS],
+                                 float* st) {
     const float flip = t ? -1.0f : 1.0f, sx = 1.0f / (float)(MOBA_W - 1), sy = 1.0f / (float)(MOBA_H - 1);
     for (int side = 0; side < 2; side++) {
         const int owner = side ? 1 - t : t;
@@ -177,22 +193,16 @@ static void moba_observe_structs(const Moba* env, int t, const MobaHero* me, flo
             st[1] = flip * (float)(bx - me->x) * sx;
             st[2] = flip * (float)(by - me->y) * sy;
             st[3] = (float)env->shp[owner][s] / (float)moba_struct_max(s);
-            int flag = 0;
-            if (side) {
-                flag = me->hp > 0 && moba_attackable(env, owner, s) &&
-                       moba_dist(bx, by, me->x, me->y) <= MOBA_RANGE;
-            } else {
-                for (int j = 0; j < T && !flag; j++) {
-                    const MobaHero* b = &env->hero[(1 - t) * T + j];
-                    flag = b->hp > 0 && moba_dist(bx, by, b->x, b->y) <= MOBA_STRUCT_RANGE;
-                }
-            }
+            const int flag = side ? me->hp > 0 && moba_attackable(env, owner, s) &&
+                                        moba_dist(bx, by, me->x, me->y) <= MOBA_RANGE
+                                  : threat[s];
             st[4] = (float)flag;
         }
     }
 }
 
-static void moba_observe_hero(Moba* env, int t, int k, uint8_t seen[2][MOBA_MAX_HEROES]) {
+static void moba_observe_hero(Moba* env, int t, int k, uint8_t seen[2][MOBA_MAX_HEROES],
+                              uint8_t threat[2][MOBA_STRUCTS]) {
     const int T = env->team_size, h = t * T + k;
     const float flip = t ? -1.0f : 1.0f; /* team 1 sees the map reflected */
     const float sx = 1.0f / (float)(MOBA_W - 1), sy = 1.0f / (float)(MOBA_H - 1);
@@ -233,15 +243,16 @@ static void moba_observe_hero(Moba* env, int t, int k, uint8_t seen[2][MOBA_MAX_
         }
         enemy += MOBA_OBS_ENEMY;
     }
-    moba_observe_structs(env, t, me, o + MOBA_OBS - 2 * MOBA_STRUCTS * MOBA_OBS_STRUCT);
+    moba_observe_structs(env, t, me, threat[t], o + MOBA_OBS - 2 * MOBA_STRUCTS * MOBA_OBS_STRUCT);
 }
 
 static void moba_observe(Moba* env) {
     const int seats = env->opponent ? 2 : 1;
-    uint8_t seen[2][MOBA_MAX_HEROES];
+    uint8_t seen[2][MOBA_MAX_HEROES], threat[2][MOBA_STRUCTS];
     moba_vision(env, seats, seen);
+    moba_threats(env, seats, threat);
     for (int t = 0; t < seats; t++) {
-        for (int k = 0; k < env->team_size; k++) moba_observe_hero(env, t, k, seen);
+        for (int k = 0; k < env->team_size; k++) moba_observe_hero(env, t, k, seen, threat);
     }
 }
 
