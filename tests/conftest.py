@@ -13,12 +13,13 @@ import random
 import subprocess
 import sys
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CI, ROOT, Platform, platform_env
+from tests.helpers import CI, CLOSED_BROKER, ROOT, Platform, configure_in_process, free_port, platform_env
 
 PG_ADMIN_URL = os.environ.get(
     "SHOAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -101,6 +102,17 @@ def services_platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator
 
 
 @pytest.fixture
+def pg(pg_url: str, tmp_path, monkeypatch) -> Iterator[str]:
+    """In-process settings on the test PostgreSQL database, with a broker on a closed port."""
+    from services.common import db, settings
+
+    configure_in_process(monkeypatch, tmp_path, pg_url, CLOSED_BROKER.format(port=free_port()))
+    yield pg_url
+    for cached in (settings.get_settings, db.get_engine, db._sessions):
+        cached.cache_clear()
+
+
+@pytest.fixture
 def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """In-process settings for the embedded default (SQLite, SQL broker) in a temp dir, schema migrated."""
     from services.common import db, settings
@@ -145,3 +157,33 @@ def embedded_platform(tmp_path_factory) -> Iterator[Platform]:
     )
     with Platform(env, tmp).running("train", "sweeper", "elo") as platform:
         yield platform
+
+
+@pytest.fixture
+def elo_platform(embedded, monkeypatch):
+    """The embedded database with Celery's send_task captured; `drain()` runs what was sent (the runs that
+    hold the checkpoints are never trained: their train tasks are dropped)."""
+    from fastapi.testclient import TestClient
+
+    from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, TRAIN_TASK, app
+    from services.elo import tasks
+
+    sent: deque = deque()
+    monkeypatch.setattr(app, "send_task", lambda name, args=(), **_: sent.append((name, list(args))))
+    handlers = {ELO_RATE_TASK: tasks.rate, ELO_PLAY_TASK: tasks.play_batch, ELO_REFIT_TASK: tasks.refit}
+
+    def drain() -> list[tuple[str, list]]:
+        done = []
+        while sent:
+            name, args = sent.popleft()
+            if name == TRAIN_TASK:
+                continue
+            done.append((name, args))
+            if name in handlers:
+                handlers[name](*args)
+        return done
+
+    from services.api.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client, drain, sent

@@ -1,5 +1,5 @@
-"""Helpers the tests share: paths, the API token, polling, the platform as real processes, a recording
-trainer sink, small configs and checkpoints.
+"""Helpers the tests share: paths, the API token, polling, the platform as real processes, in-process
+settings, extra API tokens, a recording trainer sink, small configs and checkpoints.
 
 Fixtures live in conftest.py and tests receive them as arguments; everything a test imports by name comes
 from here, so no test imports conftest (which pytest loads itself, under a module name of its choosing).
@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# A Redis broker URL on a port where nothing listens: format it with a free port.
+CLOSED_BROKER = "redis://127.0.0.1:{port}/0"
 # Where a run stops changing: a run in any other status is still queued or running.
 END_STATES = ("succeeded", "failed", "cancelled")
 
@@ -141,6 +145,31 @@ def platform_env(tmp: Path, database_url: str, broker_url: str, **extra: str) ->
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def configure_in_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, broker_url: str
+) -> None:
+    """In-process settings on the given database and broker, with a Celery app that uses that broker."""
+    from services.common import celery_app, db, settings
+
+    for key, value in platform_env(tmp_path, database_url, broker_url).items():
+        if key.startswith("SHOAL_"):
+            monkeypatch.setenv(key, value)
+    for cached in (settings.get_settings, db.get_engine, db._sessions):
+        cached.cache_clear()
+    monkeypatch.setattr(celery_app, "app", celery_app.make_app())
+
+
+def make_token(scope: str, name: str | None = None) -> tuple[int, dict[str, str]]:
+    """A new API token of `scope` in the configured database: its id and the headers that present it."""
+    from services.common import tokens
+    from services.common.db import session_scope
+    from services.common.models import Scope
+
+    with session_scope() as session:
+        token, secret = tokens.create(session, name or f"{scope}-test", Scope(scope))
+        return token.id, {"Authorization": f"Bearer {secret}"}
 
 
 def favouring(policy: Any, column: int) -> Any:

@@ -7,9 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import TOKEN
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.helpers import AUTH, TOKEN
 
 
 @pytest.fixture

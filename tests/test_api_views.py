@@ -17,9 +17,7 @@ from services.common import artifacts
 from services.common.db import session_scope
 from services.common.metrics import MetricWriter
 from services.common.models import Checkpoint, Run
-from tests.helpers import TOKEN
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.helpers import AUTH
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])

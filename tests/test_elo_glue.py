@@ -7,43 +7,12 @@ processes on PostgreSQL and Redis are exercised by tests/test_elo_service.py.
 from __future__ import annotations
 
 import sys
-from collections import deque
 
 import pytest
-from fastapi.testclient import TestClient
 
-from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK, TRAIN_TASK, app
+from services.common.celery_app import ELO_PLAY_TASK, ELO_RATE_TASK, ELO_REFIT_TASK
 from services.common.db import session_scope
-from tests.helpers import TOKEN, make_checkpoint
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def platform(embedded, monkeypatch):
-    """The embedded database with Celery's send_task captured; `drain()` runs what was sent (the runs that
-    hold the checkpoints are never trained: their train tasks are dropped)."""
-    from services.elo import tasks
-
-    sent: deque = deque()
-    monkeypatch.setattr(app, "send_task", lambda name, args=(), **_: sent.append((name, list(args))))
-    handlers = {ELO_RATE_TASK: tasks.rate, ELO_PLAY_TASK: tasks.play_batch, ELO_REFIT_TASK: tasks.refit}
-
-    def drain() -> list[tuple[str, list]]:
-        done = []
-        while sent:
-            name, args = sent.popleft()
-            if name == TRAIN_TASK:
-                continue
-            done.append((name, args))
-            if name in handlers:
-                handlers[name](*args)
-        return done
-
-    from services.api.app import create_app
-
-    with TestClient(create_app()) as client:
-        yield client, drain, sent
+from tests.helpers import AUTH, make_checkpoint
 
 
 def add_checkpoints(env: str, steps: list[int], **config) -> tuple[int, list[int]]:
@@ -67,8 +36,8 @@ def add_checkpoints(env: str, steps: list[int], **config) -> tuple[int, list[int
         return run.id, ids
 
 
-def test_rating_a_checkpoint_plays_the_anchors_and_serves_the_leaderboard(platform, monkeypatch):
-    client, drain, sent = platform
+def test_rating_a_checkpoint_plays_the_anchors_and_serves_the_leaderboard(elo_platform, monkeypatch):
+    client, drain, sent = elo_platform
     monkeypatch.setenv("SHOAL_ELO_GAMES", "8")
     from services.common.settings import get_settings
 
@@ -120,8 +89,8 @@ def test_rating_a_checkpoint_plays_the_anchors_and_serves_the_leaderboard(platfo
         assert checkpoint_rating(session, 999) is None
 
 
-def test_a_corrupt_checkpoint_is_refused_with_a_reason_and_the_rest_goes_on(platform):
-    client, drain, _ = platform
+def test_a_corrupt_checkpoint_is_refused_with_a_reason_and_the_rest_goes_on(elo_platform):
+    client, drain, _ = elo_platform
     from services.common import artifacts
     from services.common.models import Checkpoint, EloPlayer, MatchBatch
 
@@ -148,8 +117,8 @@ def test_a_corrupt_checkpoint_is_refused_with_a_reason_and_the_rest_goes_on(plat
     assert again.status_code == 422 and "refused" in again.text
 
 
-def test_a_checkpoint_of_a_single_player_env_is_not_rated(platform):
-    _, drain, sent = platform
+def test_a_checkpoint_of_a_single_player_env_is_not_rated(elo_platform):
+    _, drain, sent = elo_platform
     _, (checkpoint,) = add_checkpoints("cartpole", [1])
     sent.append((ELO_RATE_TASK, [checkpoint, 1]))
     assert drain() == [
@@ -174,23 +143,23 @@ def test_a_checkpoint_of_a_single_player_env_is_not_rated(platform):
         ),
     ],
 )
-def test_post_matches_validates(platform, body, code, where):
-    client, _, sent = platform
+def test_post_matches_validates(elo_platform, body, code, where):
+    client, _, sent = elo_platform
     reply = client.post("/matches", json=body, headers=AUTH)
     assert reply.status_code == code and where in reply.text, reply.text
     assert not sent
 
 
-def test_post_matches_needs_a_token_and_splits_large_requests(platform):
-    client, _, sent = platform
+def test_post_matches_needs_a_token_and_splits_large_requests(elo_platform):
+    client, _, sent = elo_platform
     body = {"a": "random", "b": "scripted", "games": 300, "env": "pong"}
     assert client.post("/matches", json=body).status_code == 401
     reply = client.post("/matches", json=body, headers=AUTH).json()
     assert [b["games"] for b in reply["batches"]] == [128, 128, 44] and len(sent) == 3
 
 
-def test_leaderboard_refuses_unknown_and_single_player_envs(platform):
-    client, _, _ = platform
+def test_leaderboard_refuses_unknown_and_single_player_envs(elo_platform):
+    client, _, _ = elo_platform
     for env in ("chess", "cartpole"):
         reply = client.get("/leaderboard", params={"env": env})
         assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["query", "env"]
@@ -212,14 +181,14 @@ def test_the_api_does_not_import_torch():
     ("env", "config", "rated"),
     [("pong", {}, True), ("connect4", {"opponent": 1}, True), ("cartpole", {}, False)],
 )
-def test_the_trainer_asks_for_a_rating_of_two_player_checkpoints(platform, env, config, rated):
+def test_the_trainer_asks_for_a_rating_of_two_player_checkpoints(elo_platform, env, config, rated):
     # Pong trained against its bot (opponent=0) has one agent per env, but its policy can take a seat.
     from services.common import artifacts
     from services.common.config import resolve
     from services.common.runs import claim
     from services.trainer.tasks import DatabaseSink
 
-    _, _, sent = platform
+    _, _, sent = elo_platform
     run_id, _ = add_checkpoints(env, [], **config)
     with session_scope() as session:
         assert claim(session, run_id, "worker-1")
@@ -241,7 +210,7 @@ def _add_games(session, env: str, a: int, b: int, scores: list[float]) -> None:
     )
 
 
-def test_a_refit_with_no_new_games_is_skipped_and_new_games_are_fitted(platform):
+def test_a_refit_with_no_new_games_is_skipped_and_new_games_are_fitted(elo_platform):
     from services.common.models import EloRating
     from services.elo import store, tasks
 

@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from tests.test_hardening import AUTH, _configure
-from tests.test_tokens import _token
+from tests.helpers import AUTH, configure_in_process, make_token
 
 EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance]
@@ -23,7 +22,7 @@ def live(pg_url: str, redis_url: str, tmp_path, monkeypatch):
     """In-process settings on the test PostgreSQL database and Redis: both up, so a 503 is a finding."""
     from services.common import db, settings
 
-    _configure(monkeypatch, tmp_path, pg_url, redis_url)
+    configure_in_process(monkeypatch, tmp_path, pg_url, redis_url)
     yield
     for cached in (settings.get_settings, db.get_engine, db._sessions):
         cached.cache_clear()
@@ -36,7 +35,7 @@ def test_no_operation_answers_a_server_error_or_an_undocumented_status(live, who
     # strategy itself, so the app can sit on the fixture's database.
     from services.api.app import create_app
 
-    headers = {"anonymous": {}, "read": _token("read")[1], "admin": AUTH}[who]
+    headers = {"anonymous": {}, "read": make_token("read")[1], "admin": AUTH}[who]
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20

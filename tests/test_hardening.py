@@ -13,33 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from tests.helpers import TOKEN, Platform, free_port, platform_env
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CLOSED_BROKER = "redis://127.0.0.1:{port}/0"
-
-
-def _configure(monkeypatch: pytest.MonkeyPatch, tmp_path, database_url: str, broker_url: str) -> None:
-    """In-process settings on the given database and broker, with a Celery app that uses that broker."""
-    from services.common import celery_app, db, settings
-
-    for key, value in platform_env(tmp_path, database_url, broker_url).items():
-        if key.startswith("SHOAL_"):
-            monkeypatch.setenv(key, value)
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
-    monkeypatch.setattr(celery_app, "app", celery_app.make_app())
-
-
-@pytest.fixture
-def pg(pg_url: str, tmp_path, monkeypatch) -> Iterator[str]:
-    """In-process settings on the test PostgreSQL database, with a broker on a closed port."""
-    from services.common import db, settings
-
-    _configure(monkeypatch, tmp_path, pg_url, CLOSED_BROKER.format(port=free_port()))
-    yield pg_url
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
+from tests.helpers import AUTH, CLOSED_BROKER, Platform, configure_in_process, free_port, platform_env
 
 
 @pytest.fixture
@@ -110,7 +84,7 @@ def test_an_unreachable_database_is_503_not_500(tmp_path, monkeypatch):
     from services.common import db, settings
 
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
-    _configure(monkeypatch, tmp_path, dead, CLOSED_BROKER.format(port=free_port()))
+    configure_in_process(monkeypatch, tmp_path, dead, CLOSED_BROKER.format(port=free_port()))
     try:
         with TestClient(create_app()) as c:
             response = c.get("/runs")

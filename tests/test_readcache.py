@@ -12,9 +12,8 @@ from sqlalchemy import Engine, event, update
 
 from services.common.db import session_scope
 from services.common.models import Run
-from tests.helpers import TOKEN
+from tests.helpers import AUTH
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TTL = 0.5
 
 

@@ -18,9 +18,7 @@ from services.trainer import checkpoint as ckpt
 from services.trainer.league import FIRST_SNAPSHOT, SelfPlayEnv
 from services.trainer.league_db import DatabaseLeagueLink
 from services.trainer.policy import Policy
-from tests.helpers import TOKEN
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.helpers import AUTH
 
 
 @pytest.fixture

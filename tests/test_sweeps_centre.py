@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from services.common.celery_app import TRAIN_TASK
-from tests.test_elo_glue import AUTH, platform  # noqa: F401  (the fixture)
+from tests.helpers import AUTH
 
 
-def test_the_first_trial_is_the_config_and_the_space_shows_its_centre(platform):  # noqa: F811
-    client, _, sent = platform
+def test_the_first_trial_is_the_config_and_the_space_shows_its_centre(elo_platform):
+    client, _, sent = elo_platform
     from services.sweeper.tasks import tick_sweep
 
     given_mean = {"distribution": "uniform_pow2", "min": 16, "max": 128, "scale": "auto", "mean": 32}

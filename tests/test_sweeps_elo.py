@@ -11,7 +11,7 @@ import pytest
 from services.common.celery_app import SWEEP_TICK_TASK, TRAIN_TASK
 from services.common.db import session_scope
 from services.common.models import Trial
-from tests.test_elo_glue import AUTH, platform  # noqa: F401  (the fixture)
+from tests.helpers import AUTH
 
 SPACE = {
     "train": {"total_timesteps": {"distribution": "log_normal", "min": 2048, "max": 4096, "scale": "auto"}}
@@ -39,12 +39,12 @@ MOBA = {
     "env, request_", [("connect4", {"space": SPACE, "hyperparameters": BASE}), ("moba", MOBA)]
 )
 def test_an_elo_sweep_scores_trials_by_their_final_checkpoints_rating(
-    platform,  # noqa: F811
+    elo_platform,
     monkeypatch,
     env,
     request_,
 ):
-    client, drain, sent = platform
+    client, drain, sent = elo_platform
     monkeypatch.setenv("SHOAL_ELO_GAMES", "8")
     monkeypatch.setenv("SHOAL_ELO_BOOTSTRAP", "20")
     from services.common.settings import get_settings
@@ -92,8 +92,8 @@ def test_an_elo_sweep_scores_trials_by_their_final_checkpoints_rating(
         assert session.query(Trial).count() == 2
 
 
-def test_elo_needs_a_two_player_environment(platform):  # noqa: F811
-    client, _, _ = platform
+def test_elo_needs_a_two_player_environment(elo_platform):
+    client, _, _ = elo_platform
     response = client.post("/sweeps", json={"env": "cartpole", "metric": "elo"}, headers=AUTH)
     assert response.status_code == 422
     assert "two-player" in response.text and "metric" in response.text

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from services.api.ratelimit import RateLimiter
-from tests.test_hardening import AUTH, pg  # noqa: F401  (the fixture)
+from tests.helpers import AUTH, make_token
 
 RUN = {"env": "cartpole", "total_timesteps": 5000}
 
 
 @pytest.fixture
-def make_client(pg, monkeypatch) -> Iterator[Callable[..., TestClient]]:  # noqa: F811
+def make_client(pg, monkeypatch) -> Iterator[Callable[..., TestClient]]:
     """An app on the test database with extra SHOAL_* settings (rate limits, read tokens)."""
     from services.api.app import create_app
     from services.common.settings import get_settings
@@ -38,16 +38,6 @@ def make_client(pg, monkeypatch) -> Iterator[Callable[..., TestClient]]:  # noqa
         client.__exit__(None, None, None)
 
 
-def _token(scope: str, name: str | None = None) -> tuple[int, dict[str, str]]:
-    from services.common import tokens
-    from services.common.db import session_scope
-    from services.common.models import Scope
-
-    with session_scope() as session:
-        token, secret = tokens.create(session, name or f"{scope}-test", Scope(scope))
-        return token.id, {"Authorization": f"Bearer {secret}"}
-
-
 def _revoke(token_id: int) -> None:
     from services.common import tokens
     from services.common.db import session_scope
@@ -66,7 +56,7 @@ def _write_operations(client: TestClient) -> list[tuple[str, str]]:
     ]
 
 
-def test_the_cli_creates_lists_and_revokes_tokens_and_stores_only_a_hash(pg, capsys):  # noqa: F811
+def test_the_cli_creates_lists_and_revokes_tokens_and_stores_only_a_hash(pg, capsys):
     from services.cli import main
     from services.common.db import session_scope
     from services.common.models import ApiToken
@@ -88,7 +78,7 @@ def test_the_cli_creates_lists_and_revokes_tokens_and_stores_only_a_hash(pg, cap
 
 def test_a_read_token_gets_403_on_every_write_operation(make_client):
     client = make_client()
-    _, read = _token("read")
+    _, read = make_token("read")
     operations = _write_operations(client)
     assert len(operations) >= 7, operations
     for method, path in operations:
@@ -99,7 +89,7 @@ def test_a_read_token_gets_403_on_every_write_operation(make_client):
 
 def test_a_revoked_token_gets_401_at_once(make_client):
     client = make_client()
-    token_id, write = _token("write")
+    token_id, write = make_token("write")
     assert client.post("/runs", json=RUN, headers=write).status_code == 201
     _revoke(token_id)
     response = client.post("/runs", json=RUN, headers=write)
@@ -112,8 +102,8 @@ def test_a_write_token_changes_only_what_it_created(make_client):
     from services.common.models import Run, Sweep
 
     client = make_client()
-    _, mine = _token("write", "mine")
-    _, theirs = _token("write", "theirs")
+    _, mine = make_token("write", "mine")
+    _, theirs = make_token("write", "theirs")
     own = client.post("/runs", json=RUN, headers=mine).json()
     other = client.post("/runs", json=RUN, headers=theirs).json()
     by_admin = client.post("/runs", json=RUN, headers=AUTH).json()
@@ -141,13 +131,13 @@ def test_a_write_token_changes_only_what_it_created(make_client):
 
 def test_writes_over_a_tokens_rate_get_429_with_retry_after(make_client):
     client = make_client(write_rate="0.5", write_burst="2")
-    _, write = _token("write")
+    _, write = make_token("write")
     codes = [client.post("/runs/999999/cancel", headers=write).status_code for _ in range(3)]
     assert codes == [404, 404, 429]
     limited = client.post("/runs/999999/cancel", headers=write)
     assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 2
     # Each token has its own bucket; admins have none.
-    _, other = _token("write")
+    _, other = make_token("write")
     assert client.post("/runs/999999/cancel", headers=other).status_code == 404
     assert {client.post("/runs/999999/cancel", headers=AUTH).status_code for _ in range(5)} == {404}
 
@@ -163,7 +153,7 @@ def test_guessing_tokens_gets_429_while_valid_tokens_still_pass(make_client):
 
 def test_a_token_at_its_queued_run_cap_gets_429_until_one_leaves_the_queue(make_client):
     client = make_client(max_queued_runs_per_token="2")
-    _, write = _token("write")
+    _, write = make_token("write")
     first, _ = (client.post("/runs", json=RUN, headers=write).json() for _ in range(2))
     capped = client.post("/runs", json=RUN, headers=write)
     assert capped.status_code == 429 and "2 queued runs" in capped.json()["detail"], capped.text
@@ -177,8 +167,8 @@ def test_the_audit_log_holds_each_write_that_took_effect(make_client):
     from services.common.models import AuditEntry
 
     client = make_client()
-    token_id, write = _token("write", "auditor")
-    _, read = _token("read")
+    token_id, write = make_token("write", "auditor")
+    _, read = make_token("read")
     run = client.post("/runs", json=RUN, headers=write).json()
     client.post(f"/runs/{run['id']}/cancel", headers=write)
     # Refused by the route, by the schema, or before either: nothing happened, nothing is recorded.
@@ -202,7 +192,7 @@ def test_the_audit_log_holds_each_write_that_took_effect(make_client):
 
 def test_reads_can_require_a_token(make_client):
     client = make_client(read_requires_token="true")
-    token_id, read = _token("read")
+    token_id, read = make_token("read")
     assert client.get("/runs").status_code == 401
     assert client.get("/envs").status_code == 401
     assert client.get("/runs", headers=read).status_code == 200
