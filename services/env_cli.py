@@ -15,6 +15,14 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     new = kinds.add_parser("new", help="scaffold a working C environment: NAME.h and NAME.env.toml")
     new.add_argument("name")
     new.add_argument(
+        "--players",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1: a single-agent game (walk to a goal); 2: a two-player game (one-pile Nim) with a scripted "
+        "bot in seat 1, ready for self-play and Elo ratings",
+    )
+    new.add_argument(
         "--dir", type=Path, default=None, help="where to write (default: first SHOAL_ENV_PATH entry, or .)"
     )
 
@@ -50,7 +58,7 @@ def _new(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"an environment called {args.name!r} already exists: pick another name")
     directory = args.dir or (env_path() or [Path.cwd()])[0]
     try:
-        files = scaffold(args.name, directory)
+        files = scaffold(args.name, directory, args.players)
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))
     for path in files:
