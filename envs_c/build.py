@@ -51,13 +51,10 @@ void shoal_pool_step(ShoalPool*, void (*)(void*, int, int), void*, int, void*, v
 void shoal_pool_free(ShoalPool*);
 typedef struct { void* envs; const int32_t* index; void* out; } ShoalSubset;
 typedef struct {
-    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t src_rows;
-} ShoalGather;
-void shoal_pool_gather(ShoalPool*, ShoalGather*, int);
-typedef struct {
-    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t dst_rows;
-} ShoalScatter;
-void shoal_pool_scatter(ShoalPool*, ShoalScatter*, int);
+    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t rows;
+} ShoalRows;
+void shoal_pool_gather(ShoalPool*, ShoalRows*, int);
+void shoal_pool_scatter(ShoalPool*, ShoalRows*, int);
 """
 
 

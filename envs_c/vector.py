@@ -279,44 +279,35 @@ class VecEnv(VecEnvBase):
         """`np.take(src, index, axis=0, out=out)` on the environments' thread pool: regrouping the rows of
         large buffers every step (self-play's seats) at the cores' memory bandwidth, not one core's.
         `index` must be int64; rows past `src` come back zero."""
-        if not (src.flags.c_contiguous and out.flags.c_contiguous and index.dtype == np.int64):
-            raise ValueError("take_rows needs C-contiguous arrays and int64 indices")
-        if out.dtype != src.dtype or out.shape != (len(index), *src.shape[1:]):
-            raise ValueError(f"take_rows: out must be {src.dtype} {(len(index), *src.shape[1:])}")
-        ffi = self._ffi
-        job = ffi.new(
-            "ShoalGather*",
-            {
-                "src": ffi.from_buffer(src),
-                "index": ffi.from_buffer("int64_t[]", index),
-                "dst": ffi.from_buffer(out),
-                "row_bytes": src[:1].nbytes,
-                "src_rows": len(src),
-            },
-        )
-        self._gather(self._pool if self._pool is not None else ffi.NULL, job, len(index))
-        return out
+        return self._move_rows(self._gather, "take_rows", src, index, out, indexed=src)
 
     def put_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
         """`out[index] = src` on the environments' thread pool, for distinct rows `index`: self-play writes
         both seats' actions back into the action buffer every step. `index` must be int64; a row outside
         `out` is left out, so -1 skips a row of `src`."""
+        return self._move_rows(self._scatter, "put_rows", src, index, out, indexed=out)
+
+    def _move_rows(
+        self, move: Any, name: str, src: np.ndarray, index: np.ndarray, out: np.ndarray, indexed: np.ndarray
+    ) -> np.ndarray:
+        """Checks both buffers against the index, then moves the rows with `move` (a gather or scatter)."""
         if not (src.flags.c_contiguous and out.flags.c_contiguous and index.dtype == np.int64):
-            raise ValueError("put_rows needs C-contiguous arrays and int64 indices")
-        if src.dtype != out.dtype or src.shape != (len(index), *out.shape[1:]):
-            raise ValueError(f"put_rows: src must be {out.dtype} {(len(index), *out.shape[1:])}")
+            raise ValueError(f"{name} needs C-contiguous arrays and int64 indices")
+        dense, role = (out, "out") if indexed is src else (src, "src")
+        if src.dtype != out.dtype or dense.shape != (len(index), *indexed.shape[1:]):
+            raise ValueError(f"{name}: {role} must be {indexed.dtype} {(len(index), *indexed.shape[1:])}")
         ffi = self._ffi
         job = ffi.new(
-            "ShoalScatter*",
+            "ShoalRows*",
             {
                 "src": ffi.from_buffer(src),
                 "index": ffi.from_buffer("int64_t[]", index),
                 "dst": ffi.from_buffer(out),
-                "row_bytes": out[:1].nbytes,
-                "dst_rows": len(out),
+                "row_bytes": indexed[:1].nbytes,
+                "rows": len(indexed),
             },
         )
-        self._scatter(self._pool if self._pool is not None else ffi.NULL, job, len(index))
+        move(self._pool if self._pool is not None else ffi.NULL, job, len(index))
         return out
 
     def log(self) -> dict[str, float]:
