@@ -125,7 +125,9 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        if method != "GET" and self.token:
+        if self.token:
+            # On reads too: a read with a token is never served from the API's shared cache, so a script
+            # sees its own writes at once, and reads work where they need a token.
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:

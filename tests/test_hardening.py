@@ -79,6 +79,25 @@ def test_a_request_that_cannot_get_a_connection_in_time_is_503_with_retry_after(
     assert response.headers["Retry-After"] == "1"
 
 
+def test_writes_queue_behind_their_own_gate_while_reads_go_on(pg, monkeypatch):
+    """A burst of writes holds at most api_write_concurrency admissions: with every write slot busy, reads
+    are still served and a write waits its turn (here past api_db_wait: 503 with Retry-After)."""
+    import anyio
+
+    from services.api.app import create_app
+    from services.common.settings import get_settings
+
+    monkeypatch.setenv("SHOAL_API_DB_WAIT", "0.2")
+    get_settings.cache_clear()
+    app = create_app()
+    app.state.write_gate = anyio.Semaphore(0)  # every write slot busy
+    with TestClient(app) as c:
+        write = c.post("/runs", json={"env": "cartpole"}, headers=AUTH)
+        read = c.get("/runs", headers=AUTH)
+    assert write.status_code == 503 and write.headers["Retry-After"] == "1"
+    assert read.status_code == 200
+
+
 def test_an_unreachable_database_is_503_not_500(tmp_path, monkeypatch):
     from services.api.app import create_app
     from services.common import db, settings

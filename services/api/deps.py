@@ -25,8 +25,11 @@ Offset = Annotated[int, Query(ge=0, le=INT4_MAX)]
 
 
 def install_gate(app: FastAPI) -> None:
-    """One admission gate per application, as wide as the connection pool."""
+    """One admission gate per application, as wide as the connection pool, and a narrower one that writes
+    pass first (a bulkhead): a burst of writes queues behind it instead of taking the CPU and the
+    connections that reads, most of them the dashboard's, need to stay fast."""
     app.state.db_gate = anyio.Semaphore(pool_capacity())
+    app.state.write_gate = anyio.Semaphore(min(get_settings().api_write_concurrency, pool_capacity()))
 
 
 @asynccontextmanager
@@ -38,19 +41,25 @@ async def admitted(request: Request) -> AsyncIterator[None]:
     to serialize their response: everyone stalls until the pool's timeout. Waiting here costs no thread,
     and a request that cannot be admitted in time is told to retry (503) instead of failing (500).
     """
-    gate: anyio.Semaphore = request.app.state.db_gate
-    with anyio.move_on_after(get_settings().api_db_wait) as waited:
-        await gate.acquire()
-    if waited.cancelled_caught:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the database is saturated; retry shortly",
-            headers={"Retry-After": RETRY_AFTER},
-        )
+    gates: list[anyio.Semaphore] = [request.app.state.db_gate]
+    if request.method not in ("GET", "HEAD"):
+        gates.insert(0, request.app.state.write_gate)
+    held: list[anyio.Semaphore] = []
     try:
+        with anyio.move_on_after(get_settings().api_db_wait) as waited:
+            for gate in gates:
+                await gate.acquire()
+                held.append(gate)
+        if waited.cancelled_caught:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the database is saturated; retry shortly",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         yield
     finally:
-        gate.release()
+        for gate in reversed(held):
+            gate.release()
 
 
 async def db(request: Request) -> AsyncIterator[Session]:

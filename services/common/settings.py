@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds an API request waits for a database connection before it is answered 503",
     )
+    api_write_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="writes one API process serves at once; more wait their turn (up to api_db_wait), so "
+        "that a burst of writes cannot slow the reads down",
+    )
     api_read_cache_seconds: float = Field(
         default=1.0,
         ge=0,
