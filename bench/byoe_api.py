@@ -3,8 +3,9 @@
     python bench/byoe_api.py [--port 8765] [--timeout 900]
 
 As a reader of docs/envs.md would: its `coins` header and spec are copied out of the tutorial's code blocks
-into a temporary directory outside the repository, `shoal up` starts the whole platform there (embedded
-default) with that directory on SHOAL_ENV_PATH, and `POST /runs` trains `coins` with its spec's defaults.
+into a temporary directory outside the repository, `shoal up` starts the whole platform there with that
+directory on SHOAL_ENV_PATH (on the embedded default, or on the PostgreSQL and Redis that SHOAL_DATABASE_URL
+and SHOAL_BROKER_URL name), and `POST /runs` trains `coins` with its spec's defaults.
 Prints one JSON line: the run's status, steps, final eval perf against the spec's `solved`, the seconds from
 the POST to the end of the run, and the replay GIF's size (checked to be a GIF).
 """
