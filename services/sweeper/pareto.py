@@ -143,7 +143,11 @@ class SearchOptions:
     # final scores are made; one shuffled bag of cost_bag targets at a time.
     expansion: float = 0.1
     cost_bag: int = 6
-    fit_steps: int = 50
+    # Adam steps of each GP's fit from its fixed start (lengthscale 0.8, 1% noise, the data's variance). Fewer
+    # for the score GP did better on the tuning half but lost a held-out family with heavy-tailed noise
+    # (BENCHMARKS.md, "Sweeps"): a knob to study, with both at the steps the defaults were chosen with.
+    score_fit_steps: int = 50
+    cost_fit_steps: int = 50
     # The GPs fit on at most max_fit_points trials (the front, the best, then a random rest): exact GPs are
     # cubic in the points, and suggest() must stay under a second at 500 observations.
     max_fit_points: int = 96
@@ -478,8 +482,8 @@ class ParetoSearch:
             # Failures read as the worst score seen, which steers the GP mean away while data is scarce.
             x_fit = np.vstack([x_fit, self.space.features(np.array([o.u for o in fail]))])
             y_fit = np.concatenate([y_fit, np.full(len(fail), warp.w.min())])
-        score_gp = GP(x_fit, y_fit, steps=self.options.fit_steps)
-        cost_gp = GP(f_s[keep], (resid[keep] - c_mean) / c_scale, steps=self.options.fit_steps, linear=True)
+        score_gp = GP(x_fit, y_fit, steps=opt.score_fit_steps)
+        cost_gp = GP(f_s[keep], (resid[keep] - c_mean) / c_scale, steps=opt.cost_fit_steps, linear=True)
         models = _Models(
             score_gp=score_gp,
             cost_gp=cost_gp,
