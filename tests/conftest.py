@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CI, CLOSED_BROKER, ROOT, Platform, configure_in_process, free_port, platform_env
+from tests.helpers import (
+    CI,
+    CLOSED_BROKER,
+    ROOT,
+    Platform,
+    configure_in_process,
+    forget_settings,
+    free_port,
+    platform_env,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "SHOAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -104,18 +113,15 @@ def services_platform(pg_url: str, redis_url: str, tmp_path_factory) -> Iterator
 @pytest.fixture
 def pg(pg_url: str, tmp_path, monkeypatch) -> Iterator[str]:
     """In-process settings on the test PostgreSQL database, with a broker on a closed port."""
-    from services.common import db, settings
-
     configure_in_process(monkeypatch, tmp_path, pg_url, CLOSED_BROKER.format(port=free_port()))
     yield pg_url
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
+    forget_settings()
 
 
 @pytest.fixture
 def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """In-process settings for the embedded default (SQLite, SQL broker) in a temp dir, schema migrated."""
-    from services.common import db, settings
+    from services.common import settings
     from services.common.celery_app import app
     from services.common.migrate import upgrade
 
@@ -127,16 +133,13 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # In-process tests play the workers themselves and read their changes at once: no read cache here
     # (tests/test_readcache.py turns it on; the platform tests' processes keep the default).
     monkeypatch.setenv("SHOAL_API_READ_CACHE_SECONDS", "0")
-    caches = (settings.get_settings, db.get_engine, db._sessions)
-    for cached in caches:
-        cached.cache_clear()
+    forget_settings()
     previous_broker = app.conf.broker_url
     app.conf.broker_url = settings.get_settings().broker_url
     upgrade()
     yield tmp_path
     app.conf.broker_url = previous_broker
-    for cached in caches:
-        cached.cache_clear()
+    forget_settings()
 
 
 @pytest.fixture(scope="module")

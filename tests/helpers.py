@@ -147,17 +147,24 @@ def platform_env(tmp: Path, database_url: str, broker_url: str, **extra: str) ->
     }
 
 
+def forget_settings() -> None:
+    """Drop the process's cached settings, engine and sessions, so the next use reads the environment."""
+    from services.common import db, settings
+
+    for cached in (settings.get_settings, db.get_engine, db._sessions):
+        cached.cache_clear()
+
+
 def configure_in_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, broker_url: str
 ) -> None:
     """In-process settings on the given database and broker, with a Celery app that uses that broker."""
-    from services.common import celery_app, db, settings
+    from services.common import celery_app
 
     for key, value in platform_env(tmp_path, database_url, broker_url).items():
         if key.startswith("SHOAL_"):
             monkeypatch.setenv(key, value)
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
+    forget_settings()
     monkeypatch.setattr(celery_app, "app", celery_app.make_app())
 
 

@@ -17,7 +17,7 @@ from services.common import artifacts
 from services.common.db import session_scope
 from services.common.metrics import MetricWriter
 from services.common.models import Checkpoint, Run
-from tests.helpers import AUTH
+from tests.helpers import AUTH, forget_settings
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -25,12 +25,10 @@ def client(request, embedded, monkeypatch):
     """The API in-process on the embedded SQLite default, and on PostgreSQL (whose timestamps come back
     aware, in the session's time zone)."""
     from services.api.app import create_app
-    from services.common import db, settings
 
     if request.param == "postgresql":
         monkeypatch.setenv("SHOAL_DATABASE_URL", request.getfixturevalue("pg_url"))
-        for cached in (settings.get_settings, db.get_engine, db._sessions):
-            cached.cache_clear()
+        forget_settings()
     with TestClient(create_app()) as c:
         yield c
 

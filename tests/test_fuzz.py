@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from tests.helpers import AUTH, configure_in_process, make_token
+from tests.helpers import AUTH, configure_in_process, forget_settings, make_token
 
 EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance]
@@ -20,12 +20,9 @@ CHECKS = [not_a_server_error, status_code_conformance]
 @pytest.fixture
 def live(pg_url: str, redis_url: str, tmp_path, monkeypatch):
     """In-process settings on the test PostgreSQL database and Redis: both up, so a 503 is a finding."""
-    from services.common import db, settings
-
     configure_in_process(monkeypatch, tmp_path, pg_url, redis_url)
     yield
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
+    forget_settings()
 
 
 @pytest.mark.timeout(120)

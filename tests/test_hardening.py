@@ -13,7 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from tests.helpers import AUTH, CLOSED_BROKER, Platform, configure_in_process, free_port, platform_env
+from tests.helpers import (
+    AUTH,
+    CLOSED_BROKER,
+    Platform,
+    configure_in_process,
+    forget_settings,
+    free_port,
+    platform_env,
+)
 
 
 @pytest.fixture
@@ -100,7 +108,6 @@ def test_writes_queue_behind_their_own_gate_while_reads_go_on(pg, monkeypatch):
 
 def test_an_unreachable_database_is_503_not_500(tmp_path, monkeypatch):
     from services.api.app import create_app
-    from services.common import db, settings
 
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
     configure_in_process(monkeypatch, tmp_path, dead, CLOSED_BROKER.format(port=free_port()))
@@ -109,8 +116,7 @@ def test_an_unreachable_database_is_503_not_500(tmp_path, monkeypatch):
             response = c.get("/runs")
             health = c.get("/healthz")
     finally:
-        for cached in (settings.get_settings, db.get_engine, db._sessions):
-            cached.cache_clear()
+        forget_settings()
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     # /healthz names what is down without the error's text (hosts, ports).
     assert health.status_code == 503

@@ -13,21 +13,19 @@ from sqlalchemy import Engine, event, update
 
 from services.common.db import session_scope
 from services.common.models import Run
-from tests.helpers import AUTH
+from tests.helpers import AUTH, forget_settings
 
 TTL = 0.5
 
 
 def _app(monkeypatch, pg_url: str, **env: str):
     from services.api.app import create_app
-    from services.common import db, settings
 
     monkeypatch.setenv("SHOAL_DATABASE_URL", pg_url)
     monkeypatch.setenv("SHOAL_API_READ_CACHE_SECONDS", str(TTL))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for cached in (settings.get_settings, db.get_engine, db._sessions):
-        cached.cache_clear()
+    forget_settings()
     return create_app()
 
 
