@@ -29,6 +29,8 @@ WHEELS=(
   psycopg==3.3.9 psycopg-binary==3.3.9 redis==8.2.0
   # envs_c.gymnasium_env
   gymnasium==1.4.0 farama-notifications==0.0.6
+  # PufferLib 3.0's vector module, for the anchor in bench/vector_device.sh
+  psutil==7.1.3
 )
 mkdir -p "$DEST"
 args=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp)
