@@ -7,7 +7,7 @@
 # .svc (optional, bench/services_carry.sh): PostgreSQL and Redis for the throughput bench.
 # PARTS (default "tests lstm throughput startup") picks and orders the parts; WALL caps each variant (s);
 # VARIANTS overrides the variant list ("name [--set k=v ...]" per line); TRAINERS the throughput part's
-# trainer counts (default 1,4) and TRIALS its trials per count (default 32); STARTUP_ENVS the start-up part's games (default "breakout pong").
+# trainer counts (default 1,4) and TRIALS its trials per count (default 32); STARTUP_ENVS the start-up part's games (default "breakout pong"). PARTS may add "imports": where `import torch`'s seconds go.
 # Everything lands in $OUT.
 set -u
 export PYTHONUNBUFFERED=1
@@ -44,6 +44,14 @@ for part in $PARTS; do
     timeout $(( $(left) - 45 )) python3 bench/trial_throughput.py --trainers "${TRAINERS:-1,4}" --trials "${TRIALS:-32}" \
       --repeat-alone 3 "${servers[@]}" --out "$OUT/throughput.json" > /tmp/throughput.txt 2>&1
     log "throughput rc=$?"; cat /tmp/throughput.txt >> "$OUT/summary.txt" ;;
+  imports)
+    # Is `import torch` slow there because the image's site-packages has no bytecode cache it can use?
+    tdir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    log "torch at $tdir: $(find "$tdir" -name '*.pyc' | wc -l) .pyc, $(find "$tdir" -name '*.py' | wc -l) .py, writable: $([ -w "$tdir" ] && echo yes || echo no), PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}"
+    timed='import time; t = time.perf_counter(); import torch; print(round(time.perf_counter() - t, 3))'
+    for i in 1 2 3; do
+      log "import torch, plain: $(python3 -c "$timed") s; with a bytecode cache in /tmp: $(PYTHONPYCACHEPREFIX=/tmp/pyc python3 -c "$timed") s"
+    done ;;
   startup)
     for env in ${STARTUP_ENVS:-breakout pong}; do
       [ "$(left)" -lt 45 ] && { log "startup: no time for $env"; break; }
