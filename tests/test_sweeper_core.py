@@ -187,6 +187,38 @@ def test_a_budget_is_spent_nearly_whole_and_never_overrun(parallel: int) -> None
     assert max(costs[:10]) < 0.1 * budget
 
 
+def test_a_trial_in_flight_is_reserved_its_cost_where_a_falling_cost_stops_falling() -> None:
+    # Cost per step falls with the workers up to the machine's 4 cores and is flat past them. Seen only
+    # up to 4, the trend promises 16 workers for less than 4 cost; the budget must not believe it.
+    space = {
+        "env": {"num_workers": {"distribution": "int_uniform", "min": 1, "max": 16, "mean": 2}},
+        "train": {
+            "total_timesteps": {"distribution": "log_normal", "min": 1e5, "max": 1e7, "mean": 1e6},
+            "learning_rate": {"distribution": "log_normal", "min": 1e-4, "max": 1e-2, "mean": 1e-3},
+        },
+    }
+
+    def run(workers: int, steps: float, lr: float = 1e-3) -> dict:
+        return {"env": {"num_workers": workers}, "train": {"total_timesteps": steps, "learning_rate": lr}}
+
+    def cost(params: dict) -> float:
+        workers = min(params["env"]["num_workers"], 4)
+        return params["train"]["total_timesteps"] * (0.3 + 2.0 / math.sqrt(workers)) / 1e5
+
+    search = ParetoSearch(space, seed=0, budget=1e4)
+    for workers in (1, 2, 3, 4):
+        for steps in (1e5, 3e5, 1e6):
+            for lr in (5e-4, 2e-3):
+                search.observe(
+                    run(workers, steps, lr), score=0.1 * workers, cost=cost(run(workers, steps, lr))
+                )
+    for workers in (4, 8, 16):
+        search.add_pending(run(workers, 1e6))
+        reserved = search.budget - search.spent - search.remaining
+        assert reserved >= cost(run(workers, 1e6)), workers
+        search.forget(run(workers, 1e6))
+
+
 def test_a_budget_below_the_cheapest_trial_proposes_nothing_after_the_first_cost() -> None:
     search = ParetoSearch(SPEC, seed=0, budget=1.2e5)
     params, _ = search.suggest()

@@ -29,8 +29,8 @@ reachable range of log cost. With a ``budget`` (total cost, in the unit of the o
 ends at ``cost_growth`` times the cost committed so far (spent plus the trials in flight), and so does
 every trial's predicted cost (while any candidate is that cheap), so the front grows from cheap to
 expensive and there is a useful answer at every moment of the sweep. A candidate fits when its upper-bound
-cost (mean + ``cost_margin`` standard deviations of the log-cost model) fits what is left once the trials
-in flight are reserved at theirs; when nothing fits, ``suggest()`` raises ``BudgetSpent``. Costs come from
+cost (mean + ``cost_margin`` standard deviations of the log-cost model, read at the dearer of its own
+settings and the nearest ones seen) fits what is left once the trials in flight are reserved at theirs; when nothing fits, ``suggest()`` raises ``BudgetSpent``. Costs come from
 ``observe`` and ``forget``; ``spent`` and ``remaining`` report them.
 
 Rebuilding from a database: ``suggest()`` is a pure function of (space, options, seed, the *set* of
@@ -317,15 +317,25 @@ class ParetoSearch:
             return np.zeros(len(u))
         return np.log(p.unnormalize(u[:, self.cost_index]))
 
-    def _cost_log(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _cost_log(self, u: np.ndarray, cautious: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
         """Mean and standard deviation of a trial's log cost (noise included); None before any cost is
         known. The GP once it is fitted; before that the median observed cost per unit of the cost
-        parameter, with a wide spread."""
+        parameter, with a wide spread. ``cautious`` (for the budget) never lets a falling cost fall past
+        the settings seen."""
         u = np.atleast_2d(u)
         if len(self._successes()) >= 3:
             m = self._fit()
             inside, offset = self._cost_inputs(u, m.x)
             mu, sd = m.cost_gp.predict(self.space.features(inside))
+            if cautious:
+                # Past the trials seen in any setting, the cost is read at the edge too, and the dearer of
+                # the two counts: a cost that falls towards an edge (more workers, a smaller net) may stop
+                # falling past it, and a budget that trusts the trend is overrun.
+                edge, ordered = inside.copy(), ~self.space.categorical
+                seen = m.x[:, ordered]
+                edge[:, ordered] = np.clip(inside[:, ordered], seen.min(0), seen.max(0))
+                mu_edge, sd_edge = m.cost_gp.predict(self.space.features(edge))
+                mu, sd = np.maximum(mu, mu_edge), np.maximum(sd, sd_edge)
             mean, scale = m.cost_mean, m.cost_scale
             noise = float(m.cost_gp.likelihood.noise.detach())
             # The GP's spread, widened by how much larger its leave-one-out errors are than it claims: a
@@ -366,7 +376,8 @@ class ParetoSearch:
         return inside, self._cost_offset(scaled)
 
     def _cost_upper(self, u: np.ndarray) -> np.ndarray | None:
-        pred = self._cost_log(u)
+        """A trial's cost at its budget margin: what the budget reserves for it."""
+        pred = self._cost_log(u, cautious=True)
         if pred is None:
             return None
         mu, sd = pred
@@ -564,9 +575,9 @@ class ParetoSearch:
         mu, sd = self._predict_believing_pending(m.score_gp, f_cand, f_pending)
         cost_log = self._cost_log(cand)
         assert cost_log is not None  # the models are fitted, so costs are known
-        log_mu, log_sd = cost_log
+        log_mu, _ = cost_log
         pred_cost = np.exp(log_mu)
-        feasible = self._feasible(log_mu, log_sd)
+        feasible = self._feasible(cand, log_mu)
         target, closeness = self._cost_target(k, log_mu, feasible)
 
         lengthscales = np.clip(m.score_gp.lengthscales, 0.05, 1.0)
@@ -606,14 +617,16 @@ class ParetoSearch:
             if len(f_pending):
                 score_gp.condition(np.empty((0, f_pending.shape[1])), np.empty(0))
 
-    def _feasible(self, log_mu: np.ndarray, log_sd: np.ndarray) -> np.ndarray:
+    def _feasible(self, cand: np.ndarray, log_mu: np.ndarray) -> np.ndarray:
         """Candidates under max_cost, fitting the budget at their upper-bound cost, within the growth cap."""
         feasible = np.ones(len(log_mu), dtype=bool)
         if self.max_cost is not None:
             feasible &= np.exp(log_mu) < self.max_cost
         remaining = self.remaining
         if remaining is not None and self.budget is not None:
-            feasible &= np.exp(log_mu + self.options.cost_margin * log_sd) <= remaining
+            upper = self._cost_upper(cand)
+            assert upper is not None  # the models are fitted, so costs are known
+            feasible &= upper <= remaining
             if not feasible.any():
                 raise BudgetSpent(f"no trial fits the {remaining:.4g} left of the budget")
             # The growth cap binds the trial, not only its target: a candidate far dearer than the target
