@@ -30,8 +30,9 @@ ends at ``cost_growth`` times the cost committed so far (spent plus the trials i
 every trial's predicted cost (while any candidate is that cheap), so the front grows from cheap to
 expensive and there is a useful answer at every moment of the sweep. A candidate fits when its upper-bound
 cost (mean + ``cost_margin`` standard deviations of the log-cost model, read at the dearer of its own
-settings and the nearest ones seen) fits what is left once the trials in flight are reserved at theirs; when nothing fits, ``suggest()`` raises ``BudgetSpent``. Costs come from
-``observe`` and ``forget``; ``spent`` and ``remaining`` report them.
+settings and the nearest ones seen) fits what is left once the trials in flight are reserved at theirs;
+when nothing fits, ``suggest()`` raises ``BudgetSpent``. Costs come from ``observe`` and ``forget``;
+``spent`` and ``remaining`` report them.
 
 Rebuilding from a database: ``suggest()`` is a pure function of (space, options, seed, the *set* of
 observations, the *set* of pending suggestions). Neither call order nor any earlier fit matters: the random
