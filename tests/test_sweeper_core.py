@@ -219,6 +219,26 @@ def test_a_trial_in_flight_is_reserved_its_cost_where_a_falling_cost_stops_falli
         search.forget(run(workers, 1e6))
 
 
+def test_a_trial_in_flight_stays_reserved_what_it_was_when_the_model_later_expects_less() -> None:
+    # Trials in flight are reserved when proposed; a cost model refitted on cheaper trials must not hand
+    # that reservation back to the next proposals while the trial still runs, nor after a rebuild.
+    budget = 1e8
+    search = ParetoSearch(SPEC, seed=0, budget=budget)
+    run_trials(search, 12)
+    params, info = search.suggest()
+    held = info["reserved_cost"]
+    assert held > 0
+    for other in [search.suggest()[0] for _ in range(4)]:
+        score, _ = objective(other)
+        search.observe(other, score, cost=1e3)  # far cheaper than the model expected
+    reserved = budget - search.spent - search.remaining
+    assert reserved == pytest.approx(held)  # the model now expects half: the reservation holds
+    rebuilt = ParetoSearch.from_state(SPEC, search.state(), seed=0, budget=budget)
+    assert rebuilt.remaining == pytest.approx(search.remaining)
+    search.observe(params, *objective(params))
+    assert search.state()["pending"] == [] and search.remaining == pytest.approx(budget - search.spent)
+
+
 def test_a_budget_below_the_cheapest_trial_proposes_nothing_after_the_first_cost() -> None:
     search = ParetoSearch(SPEC, seed=0, budget=1.2e5)
     params, _ = search.suggest()
@@ -353,8 +373,8 @@ def test_rebuild_by_replay_gives_the_same_next_suggestion() -> None:
     for o in reversed(state["observations"]):
         rebuilt.observe(o["params"], o["score"], o["cost"], failed=o["failed"])
     for p in state["pending"]:
-        if p != next_original:
-            rebuilt.add_pending(p)
+        if p["params"] != next_original:
+            rebuilt.add_pending(p["params"], reserved=p["reserved"])
     assert rebuilt.suggest()[0] == next_original
 
     other = ParetoSearch.from_state(SPEC, state, seed=7)

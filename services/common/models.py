@@ -293,6 +293,8 @@ class Trial(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     predicted_score: Mapped[float | None] = mapped_column(Float)
     predicted_cost: Mapped[float | None] = mapped_column(Float)
+    # What the budget reserved for the trial when it was proposed (its upper-bound cost), held while it runs.
+    reserved_cost: Mapped[float | None] = mapped_column(Float)
     # How the search proposed the trial (centre, sobol, random, pareto); why it failed is failure_reason.
     proposal: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(Integer, default=0)

@@ -30,15 +30,16 @@ ends at ``cost_growth`` times the cost committed so far (spent plus the trials i
 every trial's predicted cost (while any candidate is that cheap), so the front grows from cheap to
 expensive and there is a useful answer at every moment of the sweep. A candidate fits when its upper-bound
 cost (mean + ``cost_margin`` standard deviations of the log-cost model, read at the dearer of its own
-settings and the nearest ones seen) fits what is left once the trials in flight are reserved at theirs;
-when nothing fits, ``suggest()`` raises ``BudgetSpent``. Costs come from ``observe`` and ``forget``;
-``spent`` and ``remaining`` report them.
+settings and the nearest ones seen) fits what is left once the trials in flight are reserved at theirs
+(the larger of their bound when proposed and now); when nothing fits, ``suggest()`` raises
+``BudgetSpent``. Costs come from ``observe`` and ``forget``; ``spent`` and ``remaining`` report them.
 
 Rebuilding from a database: ``suggest()`` is a pure function of (space, options, seed, the *set* of
-observations, the *set* of pending suggestions). Neither call order nor any earlier fit matters: the random
-streams are keyed by the number of trials so far, GP fits start from fixed hyperparameters, and data are
-sorted canonically before use. To rebuild, construct with the same arguments, then ``observe()`` every
-finished trial and ``add_pending()`` every trial still running (any order), or round-trip
+observations, the *set* of pending suggestions with what the budget reserved for each). Neither call order
+nor any earlier fit matters: the random streams are keyed by the number of trials so far, GP fits start
+from fixed hyperparameters, and data are sorted canonically before use. To rebuild, construct with the same
+arguments, then ``observe()`` every finished trial and ``add_pending()`` every trial still running, with
+its ``info["reserved_cost"]`` (any order), or round-trip
 ``state()`` / ``ParetoSearch.from_state()``. A rebuilt object gives the identical next suggestion.
 """
 
@@ -197,6 +198,9 @@ class ParetoSearch:
         self.cost_targets = options.cost_targets
         self._obs: list[_Obs] = []
         self._pending: list[tuple[float, ...]] = []
+        # What the budget reserved for each trial in flight when it was proposed: held while it runs,
+        # though the cost model, refitted on later trials, may come to expect less of it.
+        self._held: dict[tuple[float, ...], float] = {}
         self._charged = 0.0
         self._models: tuple[int, _Models] | None = None
 
@@ -205,9 +209,21 @@ class ParetoSearch:
     def _u(self, params: Mapping[str, Any]) -> tuple[float, ...]:
         return _key(self.space.snap(self.space.normalize(params)))
 
-    def add_pending(self, params: Mapping[str, Any]) -> None:
-        """Register a running trial (as after ``suggest()``); used when rebuilding from a database."""
-        self._pending.append(self._u(params))
+    def add_pending(self, params: Mapping[str, Any], reserved: float | None = None) -> None:
+        """Register a running trial (as after ``suggest()``); used when rebuilding from a database.
+        ``reserved`` is what the budget reserved for it when it was proposed (``info["reserved_cost"]``)."""
+        key = self._u(params)
+        self._pending.append(key)
+        if reserved is not None:
+            self._held[key] = float(reserved)
+
+    def _drop_pending(self, key: tuple[float, ...]) -> bool:
+        if key not in self._pending:
+            return False
+        self._pending.remove(key)
+        if key not in self._pending:
+            self._held.pop(key, None)
+        return True
 
     def forget(self, params: Mapping[str, Any], cost: float = 0.0) -> bool:
         """Drop a pending trial without learning from it (infrastructure failure, cancellation); its
@@ -216,11 +232,7 @@ class ParetoSearch:
         if not (math.isfinite(cost) and cost >= 0):
             raise ValueError(f"cost must be a finite non-negative number, got {cost!r}")
         self._charged += cost
-        u = self._u(params)
-        if u in self._pending:
-            self._pending.remove(u)
-            return True
-        return False
+        return self._drop_pending(self._u(params))
 
     def observe(
         self, params: Mapping[str, Any], score: float | None, cost: float, failed: bool = False
@@ -236,8 +248,7 @@ class ParetoSearch:
             raise ValueError(f"cost must be a finite positive number, got {cost!r}")
         score_value = None if failed or score is None else float(score)
         self._obs.append(_Obs(u=u, score=score_value, cost=cost, failed=bool(failed)))
-        if u in self._pending:
-            self._pending.remove(u)
+        self._drop_pending(u)
 
     def state(self) -> dict[str, Any]:
         """JSON-able observations and pending trials; ``from_state`` rebuilds an identical search."""
@@ -251,7 +262,10 @@ class ParetoSearch:
                 }
                 for o in self._obs
             ],
-            "pending": [self.space.unnormalize(np.array(u)) for u in self._pending],
+            "pending": [
+                {"params": self.space.unnormalize(np.array(u)), "reserved": self._held.get(u)}
+                for u in self._pending
+            ],
             "charged": self._charged,
         }
 
@@ -263,7 +277,7 @@ class ParetoSearch:
         for o in state["observations"]:
             search.observe(o["params"], o["score"], o["cost"], failed=o["failed"])
         for p in state["pending"]:
-            search.add_pending(p)
+            search.add_pending(p["params"], reserved=p["reserved"])
         search._charged = float(state["charged"])
         return search
 
@@ -303,8 +317,10 @@ class ParetoSearch:
     def _reserved(self) -> float:
         if not self._pending:
             return 0.0
-        upper = self._cost_upper(np.array(sorted(self._pending)))
-        return 0.0 if upper is None else float(upper.sum())
+        keys = sorted(self._pending)
+        upper = self._cost_upper(np.array(keys))
+        now = np.zeros(len(keys)) if upper is None else upper
+        return float(sum(max(float(u), self._held.get(k, 0.0)) for k, u in zip(keys, now, strict=True)))
 
     def _cost_offset(self, u: np.ndarray) -> np.ndarray:
         """log of the cost parameter's value: cost is close to proportional to it (steps, and seconds
@@ -397,7 +413,11 @@ class ParetoSearch:
         with torch_threads(1):
             u, info = self._suggest()
         key = _key(u)
+        upper = self._cost_upper(np.array(key)[None])
+        info["reserved_cost"] = None if upper is None else float(upper[0])
         self._pending.append(key)
+        if upper is not None:
+            self._held[key] = float(upper[0])
         # Built from the rounded point, so the params handed out are exactly those state() reports.
         return self.space.unnormalize(np.array(key)), info
 

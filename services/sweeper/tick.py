@@ -75,7 +75,7 @@ def search_for(session: Session, sweep: Sweep) -> ParetoSearch:
     for trial in sweep.trials:
         if TrialStatus(trial.status).in_flight or _winding_down(trial):
             # A stopped run spends until its trainer notices, so its cost stays reserved until it ends.
-            search.add_pending(trial.params)
+            search.add_pending(trial.params, reserved=trial.reserved_cost)
     return search
 
 
@@ -158,6 +158,7 @@ def _new_trial(session: Session, sweep: Sweep, params: dict[str, Any], info: dic
         params=params,
         predicted_score=_finite(info.get("predicted_score")),
         predicted_cost=_finite(info.get("predicted_cost")),
+        reserved_cost=_finite(info.get("reserved_cost")),
         proposal=info.get("proposal"),
     )
     session.add(trial)
