@@ -167,3 +167,29 @@ def test_graphed_selfplay_opponents_play_their_own_members_moves():
         seen |= {int(c) for c in codes}
     assert seen == set(plays)
     wrapped.close()
+
+
+def test_graphed_selfplay_opponents_read_the_weights_they_were_launched_with():
+    # The opponents play on their own stream. An update queued after `settle` must wait for a play launched
+    # before it, however long that play takes, and the next play must see the new weights.
+    env = envs_c.make("connect4", 256, seed=0, opponent=1)
+    learner = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], PolicyConfig()).to(CUDA)
+    wrapped = SelfPlayEnv(env, learner, SelfPlayConfig(mirror=1.0, past=0.0, bot=0.0), CUDA, graphs=True)
+    weights = {column: favouring(learner, column).state_dict() for column in (1, 2)}
+    learner.load_state_dict(weights[1])
+    wrapped.reset(0)
+    for _ in range(4):  # past the graph's warm-up, so the plays below are the captured one's
+        wrapped.step(np.zeros_like(wrapped.actions))
+    played = 1
+    for column in (2, 1, 2):
+        with torch.cuda.stream(wrapped._stream):
+            torch.cuda._sleep(50_000_000)  # the play this step launches now waits behind a long kernel
+        wrapped.step(np.zeros_like(wrapped.actions))
+        wrapped.settle()
+        learner.load_state_dict(weights[column])  # the update, queued on the learner's stream
+        seats = wrapped.seat.copy()
+        wrapped.step(np.zeros_like(wrapped.actions))
+        theirs = env.actions.reshape(env.num_envs, 2)[np.arange(env.num_envs), 1 - seats]
+        np.testing.assert_array_equal(theirs, played)
+        played = column
+    wrapped.close()

@@ -297,6 +297,8 @@ class SelfPlayEnv:
             self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
             self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
             self._play_all = Graphed(self._play_captured, True)
+            # The opponents play on a stream of their own, beside the learner's next forward pass.
+            self._stream = torch.cuda.Stream(self.device)
             self._ready = torch.cuda.Event()
 
     def _play_captured(self) -> None:
@@ -311,13 +313,15 @@ class SelfPlayEnv:
     def _play_opponents(self) -> None:
         """Start the opponents' actions for the state the environments now show; `step` collects them.
 
-        With graphs the networks' actions are queued on the device and the bots' moves are computed on the
-        host meanwhile; without, the members play now."""
+        With graphs the networks' actions are queued on the opponents' stream and the bots' moves are
+        computed on the host meanwhile; without, the members play now."""
         self.env.take_rows(self.env.observations, self._theirs, self._their_obs)
         self._their_codes[:] = np.repeat(self.opponent, self._seat)  # the member of every opponent row
         if self._graphed:
-            self._play_all()
-            self._ready.record()
+            self._stream.wait_stream(torch.cuda.current_stream())  # the weights the last update wrote
+            with torch.cuda.stream(self._stream):
+                self._play_all()
+                self._ready.record()
         else:
             obs, codes, out = (
                 torch.from_numpy(a).to(self.device)
@@ -326,6 +330,12 @@ class SelfPlayEnv:
             out = play_members(self.learner, self._snapshots, obs, codes, out)
             self._their_actions[:] = out.cpu().numpy()
         self._bot_moves = self.env.scripted_actions(self._bots) if len(self._bots) else None
+
+    def settle(self) -> None:
+        """Hold the device's work queued from here on (an update, a snapshot) until the opponents' last play,
+        which reads the learner's weights, is done."""
+        if self._graphed:
+            torch.cuda.current_stream().wait_event(self._ready)
 
     def _place(self) -> None:
         """The learner's and the opponents' rows of the full buffers, from each environment's seat."""

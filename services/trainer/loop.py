@@ -316,6 +316,8 @@ class Trainer:
         """Advantages, then `update_epochs` passes of minibatch PPO over the rollout; raises `NonFinite`."""
         tick = time.perf_counter()
         policy, buf, stats, columns = self.policy, self.buf, self.stats, self.columns
+        if isinstance(self.env, SelfPlayEnv):
+            self.env.settle()
         if policy.obs_norm is not None:
             policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
         stats.add_explained_variance(self.prepare())
