@@ -10,7 +10,8 @@
 #   run(kind="nvidia-h200", carry=[".whl"], timeout_s=600, command="LEARN=240 bash bench/selfplay_device.sh")
 # .whl: bench/device_wheels.sh. LEARN (default 200): learn's budget; H2H (default "connect4:20,moba:60"):
 # each h2h run's budget; PARTS (default "learn ratings h2h cost"); ARGS: more bench options (e.g.
-# "--h2h-reuse-learn", "--learn-steps N"); DEVICE=cpu tries the script where there is no GPU.
+# "--h2h-reuse-learn", "--learn-steps N"); DEVICE=cpu tries the script where there is no GPU; TESTS: a
+# pytest selection to run first (e.g. "tests/test_cuda_graphs.py -k selfplay"), its result in summary.txt.
 # In $OUT: selfplay_gpu.json (rewritten after every figure), selfplay_<run>.jsonl (every metric row of
 # every run, as it comes), table.txt, bench.log (the bench's output) and summary.txt (this log, the table).
 set -u
@@ -24,6 +25,11 @@ source bench/device_setup.sh
 shoal_setup /tmp/build.log || { cp /tmp/build.log "$OUT/"; tail -20 /tmp/build.log; exit 1; }
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU")
 log "$gpu, $(nproc) cpus, $(python3 -c 'import torch; print(torch.__version__)'), $(left) s left"
+if [ -n "${TESTS:-}" ]; then
+  # shellcheck disable=SC2086  # TESTS is a pytest selection
+  python3 -m pytest -q -p no:cacheprovider $TESTS > "$OUT/pytest.txt" 2>&1
+  log "tests rc=$? $(tail -1 "$OUT/pytest.txt")"
+fi
 # The bench sizes its parts to end 10 s before the deadline; timeout is the backstop 5 s before it. What a
 # killed bench had measured is in selfplay_gpu.json and table.txt already.
 # shellcheck disable=SC2086  # PARTS and ARGS are word lists

@@ -181,6 +181,12 @@ def test_a_step_budget_ends_the_sweep_once_spent_and_never_overruns(sweep_platfo
     assert sweep["budget_left"] == budget - sweep["budget_used"]
     assert (summary["cost_unit"], summary["budget_used"]) == ("steps", sweep["budget_used"])
     assert len(sweep["trials"]) >= 6, "the budget pays for several trials of 20k to 80k steps"
+    # Each trial shows what the budget held for it while it ran: at least its predicted cost.
+    # What the budget held for each trial while it ran: nothing for the first two, proposed before any
+    # cost was known; at least its predicted cost once the search predicts one.
+    trials = sorted(sweep["trials"], key=lambda t: t["number"])
+    assert all(t["reserved_cost"] > 0 for t in trials[2:]), trials
+    assert all(t["reserved_cost"] >= t["predicted_cost"] for t in trials if t["predicted_cost"]), trials
 
 
 def test_a_categorical_parameter_reaches_the_trials_runs(sweep_platform):

@@ -224,6 +224,7 @@ class TrialOut(BaseModel):
     failure_reason: str | None
     predicted_score: float | None
     predicted_cost: float | None
+    reserved_cost: float | None = Field(description="what the budget holds for the trial while it runs")
     # Published as "reason" (the API's name); the trial's `proposal` inside.
     reason: str | None = Field(validation_alias="proposal", description="how the search proposed the trial")
     retries: int
