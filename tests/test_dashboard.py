@@ -484,6 +484,13 @@ def test_sweep_page_draws_the_pareto_scatter_parallel_coordinates_and_promotes(
     share = budget.locator(".progress > div").evaluate("e => parseFloat(e.style.width)")
     assert share == pytest.approx(100 * sweep["budget_used"] / 200_000, abs=0.1)
 
+    # What the budget held for each trial proposed once costs were known, on its cost cell.
+    held = [t for t in sweep["trials"] if t["reserved_cost"]]
+    assert held, sweep["trials"]
+    for t in held:
+        cell = page.locator(f"tr[data-trial='{t['id']}'] span[title^='the budget held']")
+        assert "k steps for it while it ran" in cell.get_attribute("title")
+
     # Parameters to 4 significant digits (gamma's draws carry float noise), a categorical as its choice.
     params = page.get_by_test_id("trials").inner_text()
     decimals = re.findall(r"=(\d[\d,]*\.\d+)", params)

@@ -62,7 +62,12 @@ export default async function sweepPage(root, ctx) {
       { label: "#", value: (t) => String(t.number) },
       { label: "status", value: (t) => h("span", {}, badge(t.status), t.failure_reason ? h("div", { class: "reason" }, t.failure_reason) : "") },
       { label: "score", class: "num", value: (t) => h("span", {}, num(t.score), pareto.has(t.id) ? h("span", { title: "on the Pareto front" }, " ◆") : "") },
-      { label: "cost", class: "num", value: (t) => `${duration(t.cost_seconds)} · ${steps(t.cost_steps)}` },
+      { label: "cost", class: "num", value: (t) => {
+        const held = t.reserved_cost != null ? `the budget held ${cost(t.reserved_cost, sweep.cost_unit)} for it while it ran` : "";
+        return t.cost_seconds == null && t.cost_steps == null && t.reserved_cost != null
+          ? h("span", { class: "muted", title: held, "data-testid": "reserved" }, `reserved ${cost(t.reserved_cost, sweep.cost_unit)}`)
+          : h("span", { title: held }, `${duration(t.cost_seconds)} · ${steps(t.cost_steps)}`);
+      } },
       { label: "predicted", class: "num", title: PREDICTED, value: (t) => t.predicted_score != null
         ? `${num(t.predicted_score)} · ${cost(t.predicted_cost, sweep.cost_unit)}`
         : h("span", { class: "muted", title: PREDICTED }, INITIAL.has(t.reason) ? "– initial design" : "–") },
