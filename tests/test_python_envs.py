@@ -6,13 +6,14 @@ the Elo match runner. Everything runs for real: worker processes, Gymnasium, Pet
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import envs_c
-from envs_c.pyenvs import allowlist, baseline
+from envs_c.pyenvs import allowlist, baseline, worker
 from envs_c.pyenvs.vector import PythonEnvError
 from envs_c.registry import ENVS, lookup
 
@@ -119,6 +120,54 @@ def test_workers_do_not_change_the_trajectory(fixtures_allowed: Path) -> None:
     assert ended > 0, "no episode ended: the terminals compared were all zero"
 
 
+STEPPING = {
+    "pipes": {"spin": False},
+    "counters": {"spin": True},
+    "counters, parent blocking at once": {"spin": True, "parent_spin_seconds": 0.0},
+}
+
+
+def _stepping(monkeypatch: pytest.MonkeyPatch, spin: bool, parent_spin_seconds: float | None = None) -> None:
+    """Steps through the pipes or the shared counters, whatever this machine's cores would choose; with
+    `parent_spin_seconds` 0 the parent blocks on the pipes at once, for the workers' notes to wake it."""
+    monkeypatch.setattr(worker, "spins", lambda workers: spin)
+    if parent_spin_seconds is not None:
+        monkeypatch.setattr(worker, "SPIN_SECONDS", parent_spin_seconds)
+
+
+@pytest.mark.parametrize("stepping", STEPPING.values(), ids=STEPPING.keys())
+def test_steps_through_counters_match_steps_through_pipes(
+    fixtures_allowed: Path, monkeypatch: pytest.MonkeyPatch, stepping: dict
+) -> None:
+    """The same seed and actions give the same trajectory however the parent and its three workers meet,
+    across pauses long enough for every side to block, and with commands by pipe in between."""
+    actions = np.random.default_rng(2).integers(0, 2, (120, 5))
+    buffers = ("observations", "rewards", "terminals", "truncations")
+    with envs_c.make(CARTPOLE, 5, seed=4, num_threads=1) as reference:
+        expected = [tuple(x.copy() for x in reference.step(a)) for a in actions]
+    _stepping(monkeypatch, **stepping)
+    with envs_c.make(CARTPOLE, 5, seed=4, num_threads=3) as env:
+        for t, a in enumerate(actions):
+            if t % 40 == 39:
+                time.sleep(0.02)  # past SPIN_SECONDS: the workers block on their pipes and need waking
+                assert env.scripted_actions().shape == (5,)
+            for what, x, y in zip(buffers, env.step(a), expected[t], strict=True):
+                assert np.array_equal(x, y), f"{what} differ at step {t}"
+
+
+@pytest.mark.parametrize("stepping", STEPPING.values(), ids=STEPPING.keys())
+def test_a_worker_that_dies_fails_the_step_instead_of_hanging_it(
+    fixtures_allowed: Path, monkeypatch: pytest.MonkeyPatch, stepping: dict
+) -> None:
+    _stepping(monkeypatch, **stepping)
+    with envs_c.make(CARTPOLE, 4, seed=0, num_threads=2) as env:
+        env.step(np.zeros(4, np.int64))
+        env._procs[1].kill()
+        env._procs[1].join(5.0)
+        with pytest.raises(PythonEnvError, match="exited"):
+            env.step(np.zeros(4, np.int64))
+
+
 def test_dict_and_tuple_observations_flatten_and_multidiscrete_actions_work(fixtures_allowed: Path) -> None:
     name = f"{FIXTURES}:Dict-v0"
     (fixtures_allowed / "dict.pyenv.toml").write_text(f'id = "{name}"\nreturns = [0, 5]\n')
@@ -197,9 +246,13 @@ def test_perf_from_reward_threshold_measures_the_random_return_once(
         lookup("gymnasium:Pendulum-v1")
 
 
-def test_an_exception_in_step_names_its_last_line_and_the_worker_lives(fixtures_allowed: Path) -> None:
+@pytest.mark.parametrize("stepping", STEPPING.values(), ids=STEPPING.keys())
+def test_an_exception_in_step_names_its_last_line_and_the_worker_lives(
+    fixtures_allowed: Path, monkeypatch: pytest.MonkeyPatch, stepping: dict
+) -> None:
     name = f"{FIXTURES}:Raising-v0"
     (fixtures_allowed / "raising.pyenv.toml").write_text(f'id = "{name}"\nreturns = [0, 1]\n')
+    _stepping(monkeypatch, **stepping)
     with envs_c.make(name, 2, seed=0) as env:
         env.step(np.zeros(2, np.int32))
         env.step(np.zeros(2, np.int32))

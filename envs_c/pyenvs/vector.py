@@ -2,7 +2,8 @@
 
 The batch's buffers (observations, actions, rewards, done flags, per-environment Logs) live in one shared
 file mapped by the parent and every worker. Environment i's rows are i * agents_per_env onwards, as in a C
-batch. A step is: the actions are in the shared buffer, one message to each worker, one answer from each.
+batch. A step is: the actions are in the shared buffer, one message to each worker, one answer from each
+(or, with a core to spare for every process, a counter in shared memory each way: envs_c.pyenvs.worker).
 Each worker steps a contiguous share of the environments, so a step costs two messages per worker, not per
 environment. The trainer, the evaluation, replays and the Elo match runner see the same attributes and
 methods as envs_c.vector.VecEnv and need no special case.
@@ -18,9 +19,10 @@ import os
 import pickle
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import numpy as np
@@ -113,11 +115,14 @@ class PyVecEnv(VecEnvBase):
         self._procs: list[multiprocessing.process.BaseProcess] = []
 
         recipe = _with_perf_range(self._name, definition)
-        shapes = self._shapes(definition)
+        shapes = {**self._shapes(definition), "sync": ((threads, worker.SYNC_WIDTH), np.dtype(np.int64))}
+        self._spin = worker.spins(threads)
+        self._steps = 0
         layout, self._memory = _map(shapes)
         try:
             self._shared = shared = layout.views(self._memory)
             self._logs = shared["logs"]
+            self._sync = shared["sync"]
             self._copy = allocate is not None
             if allocate is not None:
                 alloc = _checked(allocate)
@@ -152,11 +157,11 @@ class PyVecEnv(VecEnvBase):
         ctx = _context()
         bounds = np.linspace(0, self.num_envs, workers + 1).round().astype(int)
         self._bounds = bounds
-        for start, end in itertools.pairwise(bounds):
+        for slot, (start, end) in enumerate(itertools.pairwise(bounds)):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=worker.serve,
-                args=(child, layout, recipe, opponent, int(start), int(end), self.per_env),
+                args=(child, layout, recipe, opponent, int(start), int(end), self.per_env, slot, self._spin),
                 daemon=True,
                 name=f"shoal-env-{self._name}-{start}",
             )
@@ -170,16 +175,16 @@ class PyVecEnv(VecEnvBase):
             if not conn.poll(START_TIMEOUT):
                 errors.append(f"worker {k} did not start within {START_TIMEOUT:g}s")
                 continue
-            errors += self._errors([(k, conn)])
+            errors += self._errors([k])
         if errors:
             self.close()
             raise PythonEnvError(f"{self._name}: could not start its environments: {errors[0]}")
 
-    def _errors(self, conns: list[tuple[int, Connection]]) -> list[str]:
+    def _errors(self, workers: Sequence[int]) -> list[str]:
         errors = []
-        for k, conn in conns:
+        for k in workers:
             try:
-                reply = conn.recv_bytes()
+                reply = self._reply(k)
             except (EOFError, OSError):
                 self._procs[k].join(1.0)
                 errors.append(f"worker process exited (code {self._procs[k].exitcode})")
@@ -188,13 +193,55 @@ class PyVecEnv(VecEnvBase):
                 errors.append(reply[1:].decode("utf-8", "replace"))
         return errors
 
+    def _reply(self, k: int) -> bytes:
+        """Worker k's next answer on its pipe, the notes of counted steps left out."""
+        while (reply := self._conns[k].recv_bytes()) == worker.STEPPED:
+            pass
+        return reply
+
+    def _step_counted(self) -> None:
+        """A step through the shared counters (worker.spins): start every worker's, then watch for their
+        answers, blocking on the pipes once `SPIN_SECONDS` have passed."""
+        if self._closed:
+            raise RuntimeError(f"{self._name}: step after close")
+        self._steps += 1
+        sync, seq = self._sync, self._steps
+        sync[:, worker.STEP_SEQ] = seq
+        for asleep in np.flatnonzero(sync[:, worker.WORKER_ASLEEP]).tolist():
+            with contextlib.suppress(OSError):  # a worker that exited: waiting on its pipe says so
+                self._conns[asleep].send_bytes(worker.WAKE)
+        done = sync[:, worker.DONE_SEQ]
+        failures: dict[int, str] = {}
+        deadline = time.perf_counter() + worker.SPIN_SECONDS
+        while not (done == seq).all():
+            if time.perf_counter() < deadline:
+                os.sched_yield()  # a worker waiting for this core gets it first
+                continue
+            busy = np.flatnonzero(done != seq).tolist()
+            sync[:, worker.PARENT_ASLEEP] = 1
+            ready = set(wait([self._conns[k] for k in busy], worker.POLL_SECONDS))
+            sync[:, worker.PARENT_ASLEEP] = 0
+            for k in (k for k in busy if self._conns[k] in ready):
+                try:
+                    note = self._conns[k].recv_bytes()
+                except (EOFError, OSError):
+                    self._procs[k].join(1.0)
+                    gone = f"a worker process exited during step (code {self._procs[k].exitcode})"
+                    raise PythonEnvError(f"{self._name}: {gone}") from None
+                if note[:1] == worker.FAILED:
+                    failures[k] = note[1:].decode("utf-8", "replace")
+        for failed in np.flatnonzero(sync[:, worker.FAILED_SEQ] == seq).tolist():
+            text = failures.get(failed) or self._reply(failed)[1:].decode("utf-8", "replace")
+            raise PythonEnvError(f"{self._name} raised in step: {text}")
+
     def _command(self, message: bytes, what: str) -> None:
         """Send `message` to every worker, wait for all of them, raise the first failure."""
         if self._closed:
             raise RuntimeError(f"{self._name}: {what} after close")
         for conn in self._conns:
-            conn.send_bytes(message)
-        errors = self._errors(list(enumerate(self._conns)))
+            with contextlib.suppress(OSError):  # a worker that exited: reading its answer says so
+                conn.send_bytes(message)
+        errors = self._errors(range(len(self._conns)))
         if errors:
             raise PythonEnvError(f"{self._name} raised in {what}: {errors[0]}")
 
@@ -219,9 +266,9 @@ class PyVecEnv(VecEnvBase):
         if self._closed:
             raise RuntimeError(f"{self._name}: {what} after close")
         k = self._worker_of(index, what)
-        self._conns[k].send_bytes(message)
         try:
-            reply = self._conns[k].recv_bytes()
+            self._conns[k].send_bytes(message)
+            reply = self._reply(k)
         except (EOFError, OSError):
             raise PythonEnvError(f"{self._name}: its worker process exited during {what}") from None
         if reply[:1] == worker.FAILED:
@@ -241,7 +288,10 @@ class PyVecEnv(VecEnvBase):
             write_actions(self._name, self.actions, actions, self._int_actions)
         if self._copy:
             np.copyto(self._shared["actions"], self.actions)
-        self._command(worker.STEP, "step")
+        if self._spin:
+            self._step_counted()
+        else:
+            self._command(worker.STEP, "step")
         self._publish()
         return self._result
 

@@ -30,7 +30,11 @@ class TrainConfig(Strict):
     total_timesteps: int = Field(500_000, gt=0, le=10**12)
     num_envs: int = Field(64, ge=1, le=1 << 20)
     num_threads: int = Field(
-        1, ge=0, le=256, description="threads stepping env shards (0: one per CPU core available)"
+        1,
+        ge=0,
+        le=256,
+        description="threads (a Python env: worker processes) stepping env shards; 0: one per CPU core "
+        "available (a Python env on a GPU: one fewer)",
     )
     num_steps: int = Field(64, ge=1, le=8192, description="rollout horizon per update")
     minibatch_size: int = Field(1024, ge=1, le=MAX_BATCH)

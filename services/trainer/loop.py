@@ -215,7 +215,7 @@ class Trainer:
             self.env_name,
             self.tc.num_envs,
             seed=self.seed,
-            num_threads=self.tc.num_threads or _cpu_count(),
+            num_threads=self.tc.num_threads or _env_threads(self.env_name, self.device),
             allocate=self.allocate,
             **(config.env if config.selfplay is None else {**config.env, "opponent": 1}),
         )
@@ -446,6 +446,14 @@ def make_optimizer(policy: Policy, tc, graphs: bool = False) -> Optimizer:
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _env_threads(env_name: str, device: torch.device) -> int:
+    """What `num_threads = 0` means: a thread per core, except that a Python environment's worker processes
+    in a GPU run leave a core to the trainer, whose own torch threads are idle there, so that they can step
+    through shared counters instead of pipes (envs_c.pyenvs.worker.spins)."""
+    cores = _cpu_count()
+    return max(1, cores - 1) if ":" in env_name and device.type == "cuda" else cores
 
 
 def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
