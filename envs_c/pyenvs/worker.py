@@ -50,7 +50,8 @@ def spins(workers: int) -> bool:
     """Whether a batch of `workers` processes steps through the shared counters: only with a core for each
     of them and the parent (spinning processes that share cores slow each other down), and only on x86,
     whose stores other cores see in order (the rows are written before the counter that says so)."""
-    return platform.machine() in ("x86_64", "AMD64") and workers + 1 <= len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return platform.machine() in ("x86_64", "AMD64") and workers + 1 <= cores
 
 
 @dataclass(frozen=True)
