@@ -53,8 +53,12 @@ class Flattener:
     def __init__(self, space: spaces.Space):
         self.space = space
         self.box = isinstance(space, spaces.Box)
+        self.vector = self.box and len(space.shape) == 1  # already the row's shape
 
     def __call__(self, obs: Any, out: np.ndarray) -> None:
+        if self.vector:
+            out[...] = obs  # casts as copyto(casting="unsafe") does, in a third of its time
+            return
         # flatten() gives an array for every space it can flatten (dicts and tuples of boxes included).
         flat = np.asarray(obs).reshape(-1) if self.box else np.asarray(spaces.flatten(self.space, obs))
         np.copyto(out, flat, casting="unsafe")
