@@ -53,7 +53,7 @@ class Flattener:
     def __init__(self, space: spaces.Space):
         self.space = space
         self.box = isinstance(space, spaces.Box)
-        self.vector = self.box and len(space.shape) == 1  # already the row's shape
+        self.vector = isinstance(space, spaces.Box) and len(space.shape) == 1  # already the row's shape
 
     def __call__(self, obs: Any, out: np.ndarray) -> None:
         if self.vector:

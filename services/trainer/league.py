@@ -477,4 +477,6 @@ class SelfPlayEnv:
         return self.league.metrics()
 
     def close(self) -> None:
+        if self._graphed:
+            self._ready.synchronize()  # the last play writes into host buffers that go with this object
         self.env.close()
