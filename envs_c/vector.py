@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
@@ -11,6 +12,11 @@ from envs_c.build import load
 from envs_c.spec import EnvSpec, make_spec
 
 MAX_AGENTS = 1 << 22
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def count_agents(num_envs: Any, num_threads: Any, agents_per_env: int) -> int:

@@ -205,9 +205,9 @@ def test_warm_up_trains_and_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_a_python_env_on_a_gpu_leaves_the_trainer_a_core_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     # With a core to spare per worker, a Python env's workers step through shared counters, not pipes.
-    monkeypatch.setattr(loop, "_cpu_count", lambda: 16)
+    monkeypatch.setattr(loop, "available_cores", lambda: 16)
     assert loop._env_threads("gymnasium:CartPole-v1", torch.device("cuda")) == 15
     assert loop._env_threads("gymnasium:CartPole-v1", torch.device("cpu")) == 16
     assert loop._env_threads("breakout", torch.device("cuda")) == 16
-    monkeypatch.setattr(loop, "_cpu_count", lambda: 1)
+    monkeypatch.setattr(loop, "available_cores", lambda: 1)
     assert loop._env_threads("gymnasium:CartPole-v1", torch.device("cuda")) == 1

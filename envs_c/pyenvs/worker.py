@@ -30,6 +30,7 @@ import numpy as np
 
 from envs_c.pyenvs.adapters import ADAPTERS, Adapter, Rows
 from envs_c.pyenvs.recipe import Recipe
+from envs_c.vector import available_cores
 
 # Commands: one byte, then packed arguments.
 STEP, RESET, RESET_ENV, SCRIPTED, RENDER, CLOSE = b"s", b"r", b"e", b"p", b"v", b"q"
@@ -50,8 +51,7 @@ def spins(workers: int) -> bool:
     """Whether a batch of `workers` processes steps through the shared counters: only with a core for each
     of them and the parent (spinning processes that share cores slow each other down), and only on x86,
     whose stores other cores see in order (the rows are written before the counter that says so)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return platform.machine() in ("x86_64", "AMD64") and workers + 1 <= cores
+    return platform.machine() in ("x86_64", "AMD64") and workers + 1 <= available_cores()
 
 
 @dataclass(frozen=True)

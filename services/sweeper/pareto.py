@@ -414,10 +414,10 @@ class ParetoSearch:
             u, info = self._suggest()
         key = _key(u)
         upper = self._cost_upper(np.array(key)[None])
-        info["reserved_cost"] = None if upper is None else float(upper[0])
+        info["reserved_cost"] = reserved = None if upper is None else float(upper[0])
         self._pending.append(key)
-        if upper is not None:
-            self._held[key] = float(upper[0])
+        if reserved is not None:
+            self._held[key] = reserved
         # Built from the rounded point, so the params handed out are exactly those state() reports.
         return self.space.unnormalize(np.array(key)), info
 

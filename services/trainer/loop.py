@@ -7,7 +7,6 @@ checkpoints and says whether the run was cancelled; the CLI prints, the Celery t
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 import envs_c
+from envs_c.vector import available_cores
 from services.common.config import RunConfig
 from services.common.failures import FailureKind
 from services.trainer import checkpoint as ckpt
@@ -444,15 +444,11 @@ def make_optimizer(policy: Policy, tc, graphs: bool = False) -> Optimizer:
     return Adam(policy.parameters(), **kwargs)
 
 
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _env_threads(env_name: str, device: torch.device) -> int:
     """What `num_threads = 0` means: a thread per core, except that a Python environment's worker processes
     in a GPU run leave a core to the trainer, whose own torch threads are idle there, so that they can step
     through shared counters instead of pipes (envs_c.pyenvs.worker.spins)."""
-    cores = _cpu_count()
+    cores = available_cores()
     return max(1, cores - 1) if ":" in env_name and device.type == "cuda" else cores
 
 
