@@ -190,3 +190,17 @@ def elo_platform(embedded, monkeypatch):
 
     with TestClient(create_app()) as client:
         yield client, drain, sent
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that ran against live processes carries the tail of their logs: a hang seen only in
+    CI is then diagnosable from CI's output."""
+    report = yield
+    if report.failed and call.when == "call":
+        platforms = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Platform)]
+        for platform in platforms:
+            for log in sorted(platform.workdir.glob("*.log")):
+                tail = log.read_text(errors="replace")[-4000:]
+                report.sections.append((f"{log.name} (last 4000 characters)", tail))
+    return report
