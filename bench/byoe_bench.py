@@ -11,8 +11,11 @@
    AsyncVectorEnv (one process per environment, it cannot hold more) and SyncVectorEnv (in-process), same
    number of environments, random actions, rounds interleaved; the best round of each is reported.
    With --puffer-python (an interpreter with PufferLib 3.0 installed by ../shared/anchors/pufferlib3's
-   recipe), PufferLib's Multiprocessing backend on the same environment joins each round, with the same
-   number of worker processes (zero-copy, batch = all environments, synchronous like ours).
+   recipe, plus cffi, pycparser and pydantic so that shoal imports there too), PufferLib's Multiprocessing
+   backend joins each round with the same number of worker processes (zero-copy, batch = all environments,
+   synchronous like ours), and so does shoal under that interpreter: PufferLib 3.0 pins gymnasium 0.29.1,
+   whose CartPole steps in about half the time of the 1.x release shoal installs, so only that pair steps
+   the same environment.
 """
 
 from __future__ import annotations
@@ -81,53 +84,78 @@ def _time_steps(step, actions: np.ndarray, seconds: float) -> float:
     return steps * actions.shape[1] / (time.perf_counter() - started)
 
 
-PUFFER = """
+ANCHOR = """
 import sys, time
 import gymnasium, numpy as np
-import pufferlib.emulation, pufferlib.vector
 
-num_envs, workers, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-
-
-def creator(buf=None, seed=0):
-    return pufferlib.emulation.GymnasiumPufferEnv(
-        env_creator=lambda: gymnasium.make("CartPole-v1"), buf=buf, seed=seed
-    )
+which, num_envs, workers, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 
 
-if __name__ == "__main__":
+def puffer():
+    import pufferlib.emulation, pufferlib.vector
+
+    def creator(buf=None, seed=0):
+        return pufferlib.emulation.GymnasiumPufferEnv(
+            env_creator=lambda: gymnasium.make("CartPole-v1"), buf=buf, seed=seed
+        )
+
     env = pufferlib.vector.make(
         creator, backend=pufferlib.vector.Multiprocessing, num_envs=num_envs, num_workers=workers,
         batch_size=num_envs, overwork=True,
     )
     env.async_reset(0)
     env.recv()
+
+    def step(actions):
+        env.send(actions)
+        env.recv()
+
+    return step, env.close
+
+
+def shoal():
+    import envs_c
+
+    env = envs_c.make("gymnasium:CartPole-v1", num_envs, seed=0, num_threads=workers)
+    env.reset(0)
+    return env.step, env.close
+
+
+if __name__ == "__main__":
+    step, close = {"puffer": puffer, "shoal": shoal}[which]()
     actions = np.random.default_rng(0).integers(0, 2, (256, num_envs)).astype(np.int32)
     for i in range(20):
-        env.send(actions[i % 256])
-        env.recv()
+        step(actions[i % 256])
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        env.send(actions[steps % 256])
-        env.recv()
+        step(actions[steps % 256])
         steps += 1
     print(steps * num_envs / (time.perf_counter() - started))
-    env.close()
+    close()
 """
 
 
-def puffer_speed(python: str, num_envs: int, workers: int, seconds: float) -> float:
+def anchor_speed(python: str, which: str, num_envs: int, workers: int, seconds: float) -> float:
+    """agent-steps/s of `which` (puffer or shoal) under the interpreter `python`: PufferLib's, so that both
+    step the same Gymnasium release's CartPole (PufferLib 3.0 pins gymnasium 0.29.1, whose CartPole steps
+    faster than the 1.x shoal installs)."""
     with tempfile.TemporaryDirectory() as tmp:  # importing pufferlib drops a `resources` link in the cwd
-        script = Path(tmp) / "puffer_bench.py"
-        script.write_text(PUFFER)
+        script = Path(tmp) / "anchor_bench.py"
+        script.write_text(ANCHOR)
         proc = subprocess.run(
-            [python, str(script), str(num_envs), str(workers), str(seconds)],
+            [python, str(script), which, str(num_envs), str(workers), str(seconds)],
             cwd=tmp,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
             capture_output=True,
             text=True,
             check=True,
         )
     return float(proc.stdout.strip().splitlines()[-1])
+
+
+def gymnasium_version(python: str) -> str:
+    code = "import gymnasium; print(gymnasium.__version__)"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def python_speed(
@@ -153,15 +181,19 @@ def python_speed(
             env.close()
 
     runners = {
-        f"shoal, {workers} worker processes": shoal,
+        f"shoal, {workers} worker processes, gymnasium {gymnasium.__version__}": shoal,
         f"gymnasium AsyncVectorEnv, {num_envs} processes": lambda: gymnasium_vector(
             gymnasium.vector.AsyncVectorEnv
         ),
         "gymnasium SyncVectorEnv, in-process": lambda: gymnasium_vector(gymnasium.vector.SyncVectorEnv),
     }
     if puffer:
-        runners[f"PufferLib 3.0 Multiprocessing, {workers} workers"] = lambda: puffer_speed(
-            puffer, num_envs, workers, seconds
+        version = gymnasium_version(puffer)
+        runners[f"PufferLib 3.0 Multiprocessing, {workers} workers, gymnasium {version}"] = lambda: (
+            anchor_speed(puffer, "puffer", num_envs, workers, seconds)
+        )
+        runners[f"shoal, {workers} worker processes, gymnasium {version}"] = lambda: anchor_speed(
+            puffer, "shoal", num_envs, workers, seconds
         )
     for _ in range(rounds):
         for label, run in runners.items():

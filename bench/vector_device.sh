@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED=1
 source bench/device_setup.sh
 shoal_setup /tmp/build.log || { tail -20 /tmp/build.log; exit 1; }
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/whl/*.whl > /dev/null 2>&1
-printf '#!/bin/sh\nPYTHONPATH=/tmp/site:%s/.carry/src/pufferlib-3.0.0:/tmp/shoalsite exec python3 "$@"\n' "$PWD" \
+printf '#!/bin/sh\nPYTHONPATH=/tmp/site:%s/.carry/src/pufferlib-3.0.0:/tmp/shoalsite:$PYTHONPATH exec python3 "$@"\n' "$PWD" \
   > /tmp/puffer_python && chmod +x /tmp/puffer_python
 python3 bench/byoe_bench.py --workers "${WORKERS:-8}" --envs "${ENVS:-64}" --rounds "${ROUNDS:-3}" \
   --puffer-python /tmp/puffer_python | tee "$OUT/vector.json"

@@ -122,7 +122,8 @@ class PyVecEnv(VecEnvBase):
         try:
             self._shared = shared = layout.views(self._memory)
             self._logs = shared["logs"]
-            self._sync = shared["sync"]
+            # Column views made once: slicing a column anew costs more than the step's other bookkeeping.
+            self._sync_columns = [shared["sync"][:, column] for column in range(worker.SYNC_WIDTH)]
             self._copy = allocate is not None
             if allocate is not None:
                 alloc = _checked(allocate)
@@ -206,13 +207,13 @@ class PyVecEnv(VecEnvBase):
         if self._closed:
             raise RuntimeError(f"{self._name}: step after close")
         self._steps += 1
-        sync, seq = self._sync, self._steps
-        sync[:, worker.STEP_SEQ] = seq
-        for k, asleep in enumerate(sync[:, worker.WORKER_ASLEEP].tolist()):
+        columns, seq = self._sync_columns, self._steps
+        columns[worker.STEP_SEQ].fill(seq)
+        for k, asleep in enumerate(columns[worker.WORKER_ASLEEP].tolist()):
             if asleep:
                 with contextlib.suppress(OSError):  # a worker that exited: waiting on its pipe says so
                     self._conns[k].send_bytes(worker.WAKE)
-        done, finished = sync[:, worker.DONE_SEQ], [seq] * len(self._conns)
+        done, finished = columns[worker.DONE_SEQ], [seq] * len(self._conns)
         failures: dict[int, str] = {}
         deadline = time.perf_counter() + worker.SPIN_SECONDS
         while (answers := done.tolist()) != finished:
@@ -220,9 +221,9 @@ class PyVecEnv(VecEnvBase):
                 os.sched_yield()  # a worker waiting for this core gets it first
                 continue
             busy = [k for k, answer in enumerate(answers) if answer != seq]
-            sync[:, worker.PARENT_ASLEEP] = 1
+            columns[worker.PARENT_ASLEEP].fill(1)
             ready = set(wait([self._conns[k] for k in busy], worker.POLL_SECONDS))
-            sync[:, worker.PARENT_ASLEEP] = 0
+            columns[worker.PARENT_ASLEEP].fill(0)
             for k in (k for k in busy if self._conns[k] in ready):
                 try:
                     note = self._conns[k].recv_bytes()
@@ -232,7 +233,7 @@ class PyVecEnv(VecEnvBase):
                     raise PythonEnvError(f"{self._name}: {gone}") from None
                 if note[:1] == worker.FAILED:
                     failures[k] = note[1:].decode("utf-8", "replace")
-        failed = sync[:, worker.FAILED_SEQ].tolist()
+        failed = columns[worker.FAILED_SEQ].tolist()
         if seq in failed:
             k = failed.index(seq)
             text = failures.get(k) or self._reply(k)[1:].decode("utf-8", "replace")
