@@ -136,9 +136,9 @@ if __name__ == "__main__":
 
 
 def anchor_speed(python: str, which: str, num_envs: int, workers: int, seconds: float) -> float:
-    """agent-steps/s of `which` (puffer or shoal) under the interpreter `python`: PufferLib's, so that both
-    step the same Gymnasium release's CartPole (PufferLib 3.0 pins gymnasium 0.29.1, whose CartPole steps
-    faster than the 1.x shoal installs)."""
+    """agent-steps/s of `which` (puffer or shoal) under the interpreter `python`: this one, or PufferLib's,
+    so that both step the same Gymnasium release's CartPole (PufferLib 3.0 pins gymnasium 0.29.1, whose
+    CartPole steps faster than the 1.x shoal installs)."""
     with tempfile.TemporaryDirectory() as tmp:  # importing pufferlib drops a `resources` link in the cwd
         script = Path(tmp) / "anchor_bench.py"
         script.write_text(ANCHOR)
@@ -163,14 +163,8 @@ def python_speed(
 ) -> dict[str, float]:
     import gymnasium
 
-    import envs_c
-
     actions = np.random.default_rng(0).integers(0, 2, (256, num_envs)).astype(np.int32)
     results: dict[str, list[float]] = {}
-
-    def shoal() -> float:
-        with envs_c.make("gymnasium:CartPole-v1", num_envs, seed=0, num_threads=workers) as env:
-            return _time_steps(env.step, actions, seconds)
 
     def gymnasium_vector(cls: type[gymnasium.vector.VectorEnv]) -> float:
         env = cls([lambda: gymnasium.make("CartPole-v1")] * num_envs)
@@ -181,7 +175,9 @@ def python_speed(
             env.close()
 
     runners = {
-        f"shoal, {workers} worker processes, gymnasium {gymnasium.__version__}": shoal,
+        f"shoal, {workers} worker processes, gymnasium {gymnasium.__version__}": lambda: anchor_speed(
+            sys.executable, "shoal", num_envs, workers, seconds
+        ),
         f"gymnasium AsyncVectorEnv, {num_envs} processes": lambda: gymnasium_vector(
             gymnasium.vector.AsyncVectorEnv
         ),

@@ -55,6 +55,7 @@ class Flattener:
 
     def __init__(self, space: spaces.Space):
         self.space = space
+        self.box = isinstance(space, spaces.Box)
         vector = isinstance(space, spaces.Box) and len(space.shape) == 1  # already the row's shape
         self.write = self._assign if vector else self._flatten
 
@@ -64,8 +65,7 @@ class Flattener:
 
     def _flatten(self, obs: Any, out: np.ndarray) -> None:
         # flatten() gives an array for every space it can flatten (dicts and tuples of boxes included).
-        box = isinstance(self.space, spaces.Box)
-        flat = np.asarray(obs).reshape(-1) if box else np.asarray(spaces.flatten(self.space, obs))
+        flat = np.asarray(obs).reshape(-1) if self.box else np.asarray(spaces.flatten(self.space, obs))
         np.copyto(out, flat, casting="unsafe")
 
 
