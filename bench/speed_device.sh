@@ -6,8 +6,8 @@
 # -C .old` (configs too: services finds them beside itself), trained by the variants named "old_...".
 # .svc (optional, bench/services_carry.sh): PostgreSQL and Redis for the throughput bench.
 # PARTS (default "tests lstm throughput startup") picks and orders the parts; WALL caps each variant (s);
-# VARIANTS overrides the variant list ("name [--set k=v ...]" per line); TRAINERS the throughput part's
-# trainer counts (default 1,4) and TRIALS its trials per count (default 32); STARTUP_ENVS the start-up part's games (default "breakout pong"). PARTS may add "imports": where `import torch`'s seconds go.
+# TESTS the tests part's test files; VARIANTS overrides the variant list ("name [--set k=v ...]" per line); TRAINERS the throughput part's
+# trainer counts (default 1,4; "4mps": 4 through NVIDIA MPS, SHOAL_GPU_MPS) and TRIALS its trials per count (default 32); STARTUP_ENVS the start-up part's games (default "breakout pong"). PARTS may add "imports": where `import torch`'s seconds go.
 # Everything lands in $OUT.
 set -u
 export PYTHONUNBUFFERED=1
@@ -20,7 +20,7 @@ left() { echo $(( DEADLINE - ($(date +%s) - T0) )); }
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/summary.txt"; }
 source bench/device_setup.sh
 shoal_setup /tmp/build.log || { tail -20 /tmp/build.log; exit 1; }
-log "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cpus, $(python3 -c 'import torch; print(torch.__version__)')"
+log "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(nproc) cpus, $(python3 -c 'import torch; print(torch.__version__)'), MPS control: $(command -v nvidia-cuda-mps-control || echo none)"
 servers=()
 if [ -f .svc/services.tar.xz ]; then
   source bench/device_services.sh && start_services /tmp/svc.log && servers=(--postgres "$SHOAL_PG_URL" --redis "$SHOAL_REDIS_URL")
@@ -29,7 +29,7 @@ fi
 for part in $PARTS; do
   case $part in
   tests)
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graphs.py tests/test_optim.py tests/test_ppo.py > "$OUT/pytest.txt" 2>&1
+    python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_cuda_graphs.py tests/test_optim.py tests/test_ppo.py} > "$OUT/pytest.txt" 2>&1
     log "GPU tests rc=$? $(tail -1 "$OUT/pytest.txt")" ;;
   lstm)
     while read -r name sets; do

@@ -2,7 +2,8 @@
 `POST /sweeps`, once per trainer count, on one machine.
 
 For each count N in --trainers, a fresh platform (`shoal up` with SHOAL_TRAIN_WORKERS=N, so N trainer
-processes share the GPU) runs one sweep of --trials trials at parallelism N: five PPO parameters around
+processes share the GPU; "Nmps" also sets SHOAL_GPU_MPS, so that they share it through NVIDIA MPS) runs
+one sweep of --trials trials at parallelism N: five PPO parameters around
 configs/breakout.toml, every trial --steps agent steps and no early stopping, so that every trial trains
 as long. Per trial, from the API:
 - training: the trainer's own clock at its last training row (`uptime`): the first step to the last update,
@@ -164,14 +165,14 @@ def trial_rows(platform: Platform, sweep: dict[str, Any], created: float) -> lis
     return rows
 
 
-def fresh_servers(args: argparse.Namespace, trainers: int) -> tuple[str | None, str | None]:
+def fresh_servers(args: argparse.Namespace, spec: str, trainers: int) -> tuple[str | None, str | None]:
     """With --postgres and --redis: a new database and an emptied Redis database for this count."""
     if not args.postgres:
         return None, None
     import psycopg
     import redis
 
-    name = f"throughput_{trainers}_{os.getpid()}"
+    name = f"throughput_{spec}_{os.getpid()}"
     with psycopg.connect(args.postgres.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     broker = f"{args.redis}/{trainers % 16}"
@@ -184,11 +185,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(args: argparse.Namespace, trainers: int, scratch: Path) -> dict[str, Any]:
-    database_url, broker_url = fresh_servers(args, trainers)
-    env = {"SHOAL_TRAIN_WORKERS": str(trainers)}
-    platform = Platform(scratch / f"trainers-{trainers}", env, database_url, broker_url)
-    result: dict[str, Any] = {"trainers": trainers, "database": (database_url or "sqlite").split(":")[0]}
+def measure(args: argparse.Namespace, spec: str, scratch: Path) -> dict[str, Any]:
+    trainers = int(spec.removesuffix("mps"))
+    database_url, broker_url = fresh_servers(args, spec, trainers)
+    env = {"SHOAL_TRAIN_WORKERS": str(trainers), "SHOAL_GPU_MPS": str(spec.endswith("mps")).lower()}
+    platform = Platform(scratch / f"trainers-{spec}", env, database_url, broker_url)
+    result: dict[str, Any] = {"trainers": spec, "database": (database_url or "sqlite").split(":")[0]}
     try:
         platform.start(timeout=120)
         # Every worker up (the API answers first): their start-up is the platform's, not a trial's.
@@ -267,7 +269,11 @@ def report(results: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trainers", default="1,4", help="trainer processes per run of the bench, e.g. 1,4")
+    parser.add_argument(
+        "--trainers",
+        default="1,4",
+        help="trainer processes per run of the bench, e.g. 1,4,4mps (4 through MPS)",
+    )
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--steps", type=float, default=60e6, help="agent steps per trial")
     parser.add_argument("--device", default="cuda")
@@ -285,7 +291,7 @@ def main() -> int:
     results = []
     with contextlib.ExitStack() as stack:
         scratch = args.scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-tt-")))
-        for trainers in (int(n) for n in args.trainers.split(",")):
+        for trainers in args.trainers.split(","):
             try:
                 results.append(measure(args, trainers, scratch))
             except Exception as e:  # one count that breaks still lets the others report

@@ -6,13 +6,16 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -243,6 +246,42 @@ def trainer_slots(count: int, gpus: list[str], cpus: list[int]) -> list[TrainerS
     ]
 
 
+@contextmanager
+def gpu_sharing(count: int, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The environment `count` trainers start with. With SHOAL_GPU_MPS and several trainers, an NVIDIA MPS
+    control daemon of their own runs while they do (its pipe and log in a private directory, so it neither
+    needs root nor meets another deployment's daemon), and their kernels share the GPU's SMs at once rather
+    than in turns: small policies leave most SMs idle, and time-slicing then only adds context switches."""
+    if count < 2 or not get_settings().gpu_mps:
+        yield env
+        return
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        raise SystemExit(
+            "SHOAL_GPU_MPS is set but nvidia-cuda-mps-control is not on PATH: it comes with NVIDIA's driver "
+            "utilities; install them or unset SHOAL_GPU_MPS"
+        )
+    root = Path(tempfile.mkdtemp(prefix="shoal-mps-"))
+    shared = {
+        **env,
+        "CUDA_MPS_PIPE_DIRECTORY": str(root / "pipe"),
+        "CUDA_MPS_LOG_DIRECTORY": str(root / "log"),
+    }
+    for folder in ("pipe", "log"):
+        (root / folder).mkdir()
+    started = subprocess.run([control, "-d"], env=shared, capture_output=True, text=True, timeout=60)
+    if started.returncode:
+        shutil.rmtree(root, ignore_errors=True)
+        raise SystemExit(
+            f"SHOAL_GPU_MPS: `{control} -d` failed: {(started.stderr or started.stdout).strip()}"
+        )
+    try:
+        yield shared
+    finally:
+        subprocess.run([control], input="quit\n", env=shared, capture_output=True, text=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _start_trainers(count: int, quiet: bool, env: dict[str, str]) -> list[subprocess.Popen]:
     command = [sys.executable, "-m", "services.cli", "worker", "--queue", "train", "--concurrency", "1"]
     command += ["--quiet"] if quiet else []
@@ -301,7 +340,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             # share a GPU as N processes, each with the solo pool below.
             # Stopped (SIGTERM), each trainer checkpoints and requeues its run, for as long as the
             # orchestrator's grace period allows: nothing here cuts that short.
-            return _supervise(_start_trainers(count, args.quiet, dict(os.environ)), grace=None)
+            with gpu_sharing(count, dict(os.environ)) as env:
+                return _supervise(_start_trainers(count, args.quiet, env), grace=None)
     import importlib
 
     from services.common import workers  # noqa: F401  (its worker_ready hook starts the liveness beat)
@@ -366,24 +406,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     cmd_migrate()
     shoal = [sys.executable, "-m", "services.cli"]
     api = [*shoal, "api", "--host", args.host, "--port", str(args.port), "--quiet"]
-    children = [subprocess.Popen(api, env=env)]
-    children += _start_trainers(get_settings().train_workers, True, env)
-    children += [
-        subprocess.Popen([*shoal, "worker", "--queue", q, "--quiet"], env=env) for q in QUEUES if q != "train"
-    ]
     base = f"http://{args.host}:{args.port}"
+    trainers = get_settings().train_workers
+    with gpu_sharing(trainers, env) as trainer_env:
+        children = [subprocess.Popen(api, env=env)]
+        children += _start_trainers(trainers, True, trainer_env)
+        children += [
+            subprocess.Popen([*shoal, "worker", "--queue", q, "--quiet"], env=env)
+            for q in QUEUES
+            if q != "train"
+        ]
 
-    def ready() -> None:
-        _wait_healthy(base, children)
-        print(
-            f"\nshoal is up.\n  dashboard: {base}/\n  API docs:  {base}/docs\n  token:     {token}"
-            f"  (also in {HOME / 'api_token'})\nCtrl-C stops everything.\n",
-            flush=True,
-        )
-        if args.demo:
-            _demo(base, token)
+        def ready() -> None:
+            _wait_healthy(base, children)
+            print(
+                f"\nshoal is up.\n  dashboard: {base}/\n  API docs:  {base}/docs\n  token:     {token}"
+                f"  (also in {HOME / 'api_token'})\nCtrl-C stops everything.\n",
+                flush=True,
+            )
+            if args.demo:
+                _demo(base, token)
 
-    return _supervise(children, ready)
+        return _supervise(children, ready)
 
 
 def _request(url: str, token: str | None = None, body: dict | None = None) -> Any:

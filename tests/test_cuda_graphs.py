@@ -193,3 +193,18 @@ def test_graphed_selfplay_opponents_read_the_weights_they_were_launched_with():
         np.testing.assert_array_equal(theirs, played)
         played = column
     wrapped.close()
+
+
+@pytest.mark.parametrize("recurrent", ["none", "lstm"])
+def test_graphed_evaluation_scores_what_the_eager_evaluation_scores(recurrent):
+    config = resolve("cartpole", {"train": {"eval_episodes": 16}})
+    config.policy.recurrent = recurrent
+    env = envs_c.make("cartpole", 1)
+    torch.manual_seed(0)
+    policy = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], config.policy).to(CUDA)
+    env.close()
+    eager = copy.deepcopy(config)
+    eager.train.cuda_graphs = False
+    graphed = loop.evaluate(policy, "cartpole", config, 3, CUDA)
+    assert graphed == loop.evaluate(policy, "cartpole", eager, 3, CUDA)
+    assert graphed == loop.evaluate(policy, "cartpole", config, 3, CUDA)  # a second capture, same episodes

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from services.cli import TrainerSlot, trainer_slots
+from services.cli import TrainerSlot, gpu_sharing, trainer_slots
+from services.common.settings import get_settings
 from tests.helpers import ROOT, free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.slow
@@ -128,3 +130,41 @@ def test_trainers_sharing_a_machine_get_disjoint_cores_and_spread_over_its_gpus(
     assert [slot.gpu for slot in trainer_slots(3, ["2", "5"], list(range(8)))] == ["2", "5", "2"]
     assert trainer_slots(1, [], list(range(8))) == [TrainerSlot(None, None)]  # one trainer: everything
     assert [slot.cpus for slot in trainer_slots(4, [], [0, 1])] == [None] * 4  # fewer cores than trainers
+
+
+def test_trainers_sharing_a_gpu_with_mps_get_a_daemon_of_their_own(tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    control = tmp_path / "bin" / "nvidia-cuda-mps-control"
+    control.parent.mkdir()
+    # NVIDIA's tool, as far as shoal uses it: `-d` starts the daemon, a command on stdin talks to it.
+    control.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-d" ]; then echo "start $CUDA_MPS_PIPE_DIRECTORY" >> {calls}; '
+        f'else read command; echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> {calls}; fi\n'
+    )
+    control.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{control.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SHOAL_GPU_MPS", "true")
+    get_settings.cache_clear()
+    try:
+        with gpu_sharing(1, {"A": "1"}) as alone:
+            assert alone == {"A": "1"}  # one trainer has the GPU to itself: no daemon
+        assert not calls.exists()
+        with gpu_sharing(4, {"A": "1"}) as shared:
+            pipe = Path(shared["CUDA_MPS_PIPE_DIRECTORY"])
+            assert shared["A"] == "1" and pipe.is_dir()
+            assert calls.read_text().split() == ["start", str(pipe)]
+        assert calls.read_text().splitlines()[-1] == f"quit {pipe}"  # stopped with the trainers
+        assert not pipe.exists()
+
+        monkeypatch.setenv("PATH", "/nonexistent")
+        with (
+            pytest.raises(
+                SystemExit, match="SHOAL_GPU_MPS is set but nvidia-cuda-mps-control is not on PATH"
+            ),
+            gpu_sharing(2, {}),
+        ):
+            pass
+    finally:
+        monkeypatch.delenv("SHOAL_GPU_MPS")
+        get_settings.cache_clear()

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="trainer processes `shoal up` and `shoal worker --queue train` start on one machine, "
         "each training one run at a time; they share its GPU, or take its GPUs in turn",
     )
+    gpu_mps: bool = Field(
+        default=False,
+        description="trainers sharing a GPU (SHOAL_TRAIN_WORKERS > 1) run their kernels side by side "
+        "through an NVIDIA MPS daemon that `shoal worker --queue train` and `shoal up` start for them, "
+        "instead of taking turns on the GPU (CUDA_MPS_ACTIVE_THREAD_PERCENTAGE in their environment caps "
+        "each one's SM share)",
+    )
     outage_tolerance: float = Field(
         default=60.0,
         gt=0,

@@ -452,13 +452,6 @@ def _env_threads(env_name: str, device: torch.device) -> int:
     return max(1, cores - 1) if ":" in env_name and device.type == "cuda" else cores
 
 
-def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        return tensor.to(device, non_blocking=False).to(dtype)
-    return tensor.to(dtype).clone()
-
-
 class _Split:
     """Where the wall-clock time goes: env, forward, copy and learn, as fractions at each log.
 
@@ -739,20 +732,45 @@ def evaluate(
     It steps until every agent has finished an episode or `max_steps` have passed; agents still on their
     first episode then are left out. Raises `EvaluationError` when no episode was counted at all: a score
     of 0 would read as a policy that failed, not as an evaluation that saw nothing.
+
+    Episodes run one step at a time for thousands of steps, so on a GPU each step is one captured graph
+    (upload, forward, sampling, actions back into the environment's page-locked buffer) and one wait, as
+    in training: eager launches made this the largest per-trial cost of a sweep of short runs.
     """
-    env = envs_c.make(env_name, config.train.eval_episodes, seed=seed + 1_000_003, **config.env)
+    on_gpu = device.type == "cuda"
+    env = envs_c.make(
+        env_name,
+        config.train.eval_episodes,
+        seed=seed + 1_000_003,
+        allocate=pinned_zeros if on_gpu else None,
+        **config.env,
+    )
     try:
-        obs = env.reset()
+        env.reset()
         per_env = env.num_agents // env.num_envs
-        state = policy.initial_state(env.num_agents, device)
-        dtype = torch.uint8 if obs.dtype == np.uint8 else torch.float32
+        done = (pinned_zeros if on_gpu else np.zeros)((env.num_agents,), np.dtype(np.uint8))
+        act = Graphed(
+            partial(
+                _act_to_evaluate,
+                policy,
+                _EvalBuffers.allocate(policy, env, device),
+                torch.from_numpy(env.observations),
+                torch.from_numpy(done),
+                torch.from_numpy(env.actions),
+                config.train.eval_deterministic,
+            ),
+            on_gpu and config.train.cuda_graphs,
+        )
         finished = np.zeros(env.num_agents, dtype=bool)
         totals = {"perf": 0.0, "score": 0.0, "n": 0.0}
         for _ in range(max_steps):
-            params, _, state = policy(_to_device(obs, dtype, device), state)
-            action = policy.sample(params, deterministic=config.train.eval_deterministic)
-            obs, _, terminals, truncations = env.step(policy.env_actions(action).cpu().numpy())
-            done = (terminals | truncations).astype(bool)
+            act()
+            if on_gpu:
+                torch.cuda.current_stream().synchronize()  # the actions are in env.actions from here on
+            env.step()
+            np.bitwise_or(env.terminals, env.truncations, out=done)
+            if not done.any():
+                continue
             for i in np.unique(np.flatnonzero(done) // per_env):
                 agents = np.flatnonzero(done[i * per_env : (i + 1) * per_env]) + i * per_env
                 log = env.env_log(int(i))
@@ -763,9 +781,6 @@ def evaluate(
                 finished[agents] = True
             if finished.all():
                 break
-            if state is not None:
-                keep = torch.from_numpy(~done).to(device).float().unsqueeze(-1)
-                state = tuple(s * keep for s in state)
         if not totals["n"]:
             raise EvaluationError(
                 f"evaluation: no episode of {env_name} ended within {max_steps:,} steps "
@@ -774,3 +789,45 @@ def evaluate(
         return totals["perf"] / totals["n"], totals["score"] / totals["n"]
     finally:
         env.close()
+
+
+@dataclass
+class _EvalBuffers:
+    """What the evaluation's acting step reads and updates in place (stable addresses for graph replays)."""
+
+    obs: torch.Tensor
+    done: torch.Tensor
+    state: State
+
+    @classmethod
+    def allocate(cls, policy: Policy, env: envs_c.VecEnv, device: torch.device) -> _EvalBuffers:
+        obs = torch.from_numpy(env.observations)
+        return cls(
+            obs=torch.zeros(obs.shape, dtype=obs.dtype, device=device),
+            done=torch.zeros(env.num_agents, dtype=torch.uint8, device=device),
+            state=policy.initial_state(env.num_agents, device),
+        )
+
+
+@torch.no_grad()
+def _act_to_evaluate(
+    policy: Policy,
+    buf: _EvalBuffers,
+    host_obs: torch.Tensor,
+    host_done: torch.Tensor,
+    host_act: torch.Tensor,
+    deterministic: bool,
+) -> None:
+    """One evaluation step: the observation up, the recurrent state restarted where the last step ended an
+    episode, the policy's actions down into the environment's action buffer `host_act`."""
+    buf.obs.copy_(host_obs, non_blocking=True)
+    if buf.state is not None:
+        buf.done.copy_(host_done, non_blocking=True)
+        keep = (1 - buf.done).unsqueeze(-1)
+        for s in buf.state:
+            s.mul_(keep)
+    params, _, state = policy(buf.obs, buf.state)
+    if state is not None and buf.state is not None:  # both, with a recurrent core
+        for current, new in zip(buf.state, state, strict=True):
+            current.copy_(new)
+    host_act.copy_(policy.env_actions(policy.sample(params, deterministic=deterministic)), non_blocking=True)
