@@ -219,6 +219,20 @@ def test_a_trial_in_flight_is_reserved_its_cost_where_a_falling_cost_stops_falli
         search.forget(run(workers, 1e6))
 
 
+def test_a_sweep_without_a_budget_fits_no_model_for_its_design_trials() -> None:
+    # The design's trials are drawn, not modelled; only a budget needs their costs predicted. Fitting the
+    # models anyway cost every tick of a budgetless sweep 0.1 s (up to 0.8 s on a busy GPU machine), which
+    # a sweep of short trials waits for between each trial and the next.
+    search = ParetoSearch(SPEC, seed=0)
+    for _ in range(search.options.n_init - 1):
+        params, info = search.suggest()
+        assert info["proposal"] in ("centre", "sobol") and info["reserved_cost"] is None
+        search.observe(params, *objective(params))
+    assert search._models is None
+    run_trials(search, 2)  # the models' turn
+    assert search._models is not None
+
+
 def test_a_trial_in_flight_stays_reserved_what_it_was_when_the_model_later_expects_less() -> None:
     # Trials in flight are reserved when proposed; a cost model refitted on cheaper trials must not hand
     # that reservation back to the next proposals while the trial still runs, nor after a rebuild.

@@ -413,7 +413,8 @@ class ParetoSearch:
         with torch_threads(1):
             u, info = self._suggest()
         key = _key(u)
-        upper = self._cost_upper(np.array(key)[None])
+        # Only a budget reserves: without one, the cost model need not be fitted for the design's trials.
+        upper = None if self.budget is None else self._cost_upper(np.array(key)[None])
         info["reserved_cost"] = reserved = None if upper is None else float(upper[0])
         self._pending.append(key)
         if reserved is not None:
