@@ -297,8 +297,12 @@ class SelfPlayEnv:
             self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
             self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
             self._play_all = Graphed(self._play_captured, True)
-            # The opponents play on a stream of their own, beside the learner's next forward pass.
+            # The opponents play on a stream of their own, beside the learner's next forward pass. Both
+            # streams are held by name and switched with set_stream: torch's current-stream lookups and
+            # stream contexts cost tens of microseconds each, every step.
+            self._main = torch.cuda.current_stream(self.device)
             self._stream = torch.cuda.Stream(self.device)
+            self._weights = torch.cuda.Event()
             self._ready = torch.cuda.Event()
 
     def _play_captured(self) -> None:
@@ -318,10 +322,14 @@ class SelfPlayEnv:
         self.env.take_rows(self.env.observations, self._theirs, self._their_obs)
         self._their_codes[:] = np.repeat(self.opponent, self._seat)  # the member of every opponent row
         if self._graphed:
-            self._stream.wait_stream(torch.cuda.current_stream())  # the weights the last update wrote
-            with torch.cuda.stream(self._stream):
+            self._weights.record(self._main)  # the weights the last update wrote
+            self._stream.wait_event(self._weights)
+            torch.cuda.set_stream(self._stream)
+            try:
                 self._play_all()
-                self._ready.record()
+                self._ready.record(self._stream)
+            finally:
+                torch.cuda.set_stream(self._main)
         else:
             obs, codes, out = (
                 torch.from_numpy(a).to(self.device)
@@ -335,7 +343,7 @@ class SelfPlayEnv:
         """Hold the device's work queued from here on (an update, a snapshot) until the opponents' last play,
         which reads the learner's weights, is done."""
         if self._graphed:
-            torch.cuda.current_stream().wait_event(self._ready)
+            self._main.wait_event(self._ready)
 
     def _place(self) -> None:
         """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
