@@ -42,8 +42,10 @@ for part in $PARTS; do
     done <<< "$VARIANTS" ;;
   throughput)
     timeout $(( $(left) - 45 )) python3 bench/trial_throughput.py --trainers "${TRAINERS:-1,4}" --trials "${TRIALS:-32}" \
-      --repeat-alone 3 "${servers[@]}" --out "$OUT/throughput.json" > /tmp/throughput.txt 2>&1
-    log "throughput rc=$?"; cat /tmp/throughput.txt >> "$OUT/summary.txt" ;;
+      --repeat-alone 3 "${servers[@]}" --scratch /tmp/tt --out "$OUT/throughput.json" > /tmp/throughput.txt 2>&1
+    log "throughput rc=$?"; cat /tmp/throughput.txt >> "$OUT/summary.txt"
+    # Every process's log (API, trainers, sweeper, Elo), to explain a trial that took long.
+    (cd /tmp/tt && find . -name platform.log -print0 | tar czf "$OUT/throughput_logs.tgz" --null -T -) ;;
   imports)
     # Is `import torch` slow there because the image's site-packages has no bytecode cache it can use?
     tdir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
