@@ -451,3 +451,23 @@ def test_suggest_latency_at_500_observations() -> None:
     t0 = time.perf_counter()
     search.suggest()
     assert time.perf_counter() - t0 < 3.0
+
+
+def test_a_sweeper_process_warms_up_beside_its_start_not_in_it(monkeypatch) -> None:
+    # Celery kills a pool process that has not reported up within 4 s (worker_proc_alive_timeout), and a
+    # first model fit took 5.6 s on a GPU machine's image: warming up inside the start would kill every
+    # sweeper process before it took a tick.
+    import threading
+
+    from services.sweeper import tasks
+
+    release = threading.Event()
+    monkeypatch.setattr(tasks, "warm_up", lambda: float(release.wait(30)))
+    started = time.perf_counter()
+    thread = tasks._start_warm_up()
+    assert time.perf_counter() - started < 1.0 and thread.is_alive()
+    release.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    monkeypatch.undo()
+    assert tasks.warm_up() > 0  # the real one fits a model

@@ -61,13 +61,21 @@ def warm_up() -> float:
     return time.perf_counter() - started
 
 
-@worker_process_init.connect
-def _warm_up(**_: Any) -> None:
-    # Each pool process ticks on its own; it warms up before it takes a task.
+def _warm_up_logged() -> None:
     try:
         log.info("sweeper warm-up: %.2f s", warm_up())
     except Exception:  # a tick will meet the same fault and report it with its sweep
         log.exception("sweeper warm-up failed")
+
+
+@worker_process_init.connect
+def _start_warm_up(**_: Any) -> threading.Thread:
+    """Each pool process ticks on its own, so each warms up, beside its start rather than in it: Celery
+    kills a pool process that is not up within worker_proc_alive_timeout (4 s), and a first fit can take
+    longer than that on a slow file system. A tick that comes meanwhile waits for the imports it needs."""
+    thread = threading.Thread(target=_warm_up_logged, daemon=True, name="sweeper-warm-up")
+    thread.start()
+    return thread
 
 
 @worker_ready.connect
