@@ -463,6 +463,7 @@ def test_a_sweeper_process_warms_up_beside_its_start_not_in_it(monkeypatch) -> N
 
     release = threading.Event()
     monkeypatch.setattr(tasks, "warm_up", lambda: float(release.wait(30)))
+    monkeypatch.setattr(tasks, "_warming", None)
     started = time.perf_counter()
     thread = tasks._start_warm_up()
     assert time.perf_counter() - started < 1.0 and thread.is_alive()

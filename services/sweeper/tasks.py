@@ -30,6 +30,10 @@ TICK_SECONDS = 10.0
 
 @app.task(name=SWEEP_TICK_TASK)
 def tick_sweep(sweep_id: int) -> None:
+    if _warming is not None:
+        # Fits in two threads at once would race on torch's global thread count, which the search pins to
+        # one so that a sweep rebuilt anywhere suggests the same next trial.
+        _warming.join()
     with session_scope() as session:
         followups = tick(session, sweep_id)  # new trials' runs are staged with them
         for checkpoint_id in followups.ratings:
@@ -68,14 +72,18 @@ def _warm_up_logged() -> None:
         log.exception("sweeper warm-up failed")
 
 
+_warming: threading.Thread | None = None
+
+
 @worker_process_init.connect
 def _start_warm_up(**_: Any) -> threading.Thread:
     """Each pool process ticks on its own, so each warms up, beside its start rather than in it: Celery
     kills a pool process that is not up within worker_proc_alive_timeout (4 s), and a first fit can take
-    longer than that on a slow file system. A tick that comes meanwhile waits for the imports it needs."""
-    thread = threading.Thread(target=_warm_up_logged, daemon=True, name="sweeper-warm-up")
-    thread.start()
-    return thread
+    longer than that on a slow file system. A tick that comes meanwhile waits for it to end."""
+    global _warming
+    _warming = threading.Thread(target=_warm_up_logged, daemon=True, name="sweeper-warm-up")
+    _warming.start()
+    return _warming
 
 
 @worker_ready.connect
