@@ -51,10 +51,11 @@ void shoal_pool_step(ShoalPool*, void (*)(void*, int, int), void*, int, void*, v
 void shoal_pool_free(ShoalPool*);
 typedef struct { void* envs; const int32_t* index; void* out; } ShoalSubset;
 typedef struct {
-    const char* src; const int64_t* index; char* dst; size_t row_bytes; int64_t rows;
-} ShoalRows;
-void shoal_pool_gather(ShoalPool*, ShoalRows*, int);
-void shoal_pool_scatter(ShoalPool*, ShoalRows*, int);
+    void* envs; int seat_agents; const int32_t* seat_rows; size_t obs_bytes; size_t act_bytes;
+    uint8_t* seat; const uint8_t* bot; const char* actions; const char* their_actions;
+    char* observations; float* rewards; uint8_t* terminals; uint8_t* truncations; char* their_observations;
+    double* returns; uint8_t* ended; int step;
+} ShoalSeats;
 """
 
 
@@ -85,6 +86,7 @@ void {n}_vec_close({s}*, int);
 void {n}_vec_scripted_some(void*, int, int);
 void {n}_vec_log_some({s}*, const int32_t*, int, float*);
 void {n}_vec_step_any(void*, int, int);
+void {n}_vec_seats(void*, int, int);
 void {n}_render({s}*, uint8_t*);
 """
 

@@ -196,6 +196,77 @@ typedef struct {
     void* out;
 } ShoalSubset;
 
+/* Self-play's step of a two-player game, per environment, on the thread pool: the learner holds one seat and
+ * the league's members (networks, or the scripted bot) the other, and the trainer sees the learner's rows
+ * only. One pass per environment writes both seats' actions (the bot's moves computed just before, from the
+ * state the step will read), steps, reads the learner's results and both seats' observations, and swaps
+ * seats when a game ends, so the next game is seen from the other seat. Rows of `actions`, `observations`,
+ * `rewards`, `terminals`, `truncations` and `their_*` are seat_agents per environment, in environment order.
+ * Python builds the job and checks seat_rows against the environment before the first call. */
+typedef struct {
+    void* envs;
+    int seat_agents;
+    const int32_t* seat_rows; /* [2][seat_agents]: each seat's agents, as rows of their environment */
+    size_t obs_bytes;         /* one agent's row */
+    size_t act_bytes;
+    uint8_t* seat;            /* per environment, the learner's seat; swapped when its game ends */
+    const uint8_t* bot;       /* per environment, 1 where the scripted bot plays the other seat */
+    const char* actions;      /* the learner's */
+    const char* their_actions;
+    char* observations;
+    float* rewards;
+    uint8_t* terminals;
+    uint8_t* truncations;
+    char* their_observations;
+    double* returns;          /* per environment, the learner's return so far (its agents' mean) */
+    uint8_t* ended;           /* per environment, 1 where the step ended the game */
+    int step;                 /* 0: read the rows only (after a reset) */
+} ShoalSeats;
+
+/* Environment i's action rows from the learner's and, unless the bot plays them, the other seat's rows. */
+static inline void shoal_seats_put(const ShoalSeats* s, int i, char* actions) {
+    const int n = s->seat_agents, me = s->seat[i] & 1;
+    for (int k = 0; k < n; k++) {
+        const size_t row = ((size_t)i * (size_t)n + (size_t)k) * s->act_bytes;
+        memcpy(actions + (size_t)s->seat_rows[me * n + k] * s->act_bytes, s->actions + row, s->act_bytes);
+        if (!s->bot[i]) {
+            memcpy(actions + (size_t)s->seat_rows[(1 - me) * n + k] * s->act_bytes, s->their_actions + row,
+                   s->act_bytes);
+        }
+    }
+}
+
+/* Environment i's learner results, then its observations from the seats as they stand after a swap. */
+static inline void shoal_seats_take(const ShoalSeats* s, int i, const char* obs, const float* rewards,
+                                    const uint8_t* terminals, const uint8_t* truncations) {
+    const int n = s->seat_agents;
+    int me = s->seat[i] & 1;
+    double total = 0.0;
+    for (int k = 0; k < n; k++) {
+        const size_t row = (size_t)i * (size_t)n + (size_t)k;
+        const int32_t a = s->seat_rows[me * n + k];
+        s->rewards[row] = rewards[a];
+        s->terminals[row] = terminals[a];
+        s->truncations[row] = truncations[a];
+        total += rewards[a];
+    }
+    /* Every agent of a game ends with it: the learner's first row tells. */
+    const int32_t first = s->seat_rows[me * n];
+    const uint8_t over = s->step && (terminals[first] || truncations[first]);
+    if (s->step) s->returns[i] += total / n;
+    s->ended[i] = over;
+    if (over) {
+        me = 1 - me;
+        s->seat[i] = (uint8_t)me;
+    }
+    for (int k = 0; k < n; k++) {
+        const size_t row = ((size_t)i * (size_t)n + (size_t)k) * s->obs_bytes;
+        memcpy(s->observations + row, obs + (size_t)s->seat_rows[me * n + k] * s->obs_bytes, s->obs_bytes);
+        memcpy(s->their_observations + row, obs + (size_t)s->seat_rows[(1 - me) * n + k] * s->obs_bytes,
+               s->obs_bytes);
+    }
+}
+
 /* Batched entry points. Every environment struct starts with the fields these loops touch, SHOAL_ENV_FIELDS.
  * NAME_num_agents(T*) and NAME_obs_size(T*) report what the environment will write, so vec_init can refuse
  * buffers that Python sized differently instead of writing past them; vec_sizes reports them before init,
@@ -257,6 +328,22 @@ typedef struct {
             T* e = &envs[subset->index[k]];                                                             \
             size_t row = (size_t)k * (size_t)NAME##_num_agents(e) * (ACT_SIZE);                         \
             NAME##_scripted(e, (ACT_T*)subset->out + row);                                              \
+        }                                                                                               \
+    }                                                                                                   \
+    /* Self-play's step over a shard of the batch (ShoalSeats): the bot's moves go into the environment's\
+     * own action rows first, the seats' rows over them. */                                             \
+    void NAME##_vec_seats(void* job, int start, int end) {                                              \
+        const ShoalSeats* s = (const ShoalSeats*)job;                                                   \
+        T* envs = (T*)s->envs;                                                                          \
+        for (int i = start; i < end; i++) {                                                             \
+            T* e = &envs[i];                                                                            \
+            if (s->step) {                                                                              \
+                if (s->bot[i]) NAME##_scripted(e, e->actions);                                          \
+                shoal_seats_put(s, i, (char*)e->actions);                                               \
+                NAME##_step(e);                                                                         \
+            }                                                                                           \
+            shoal_seats_take(s, i, (const char*)e->observations, e->rewards, e->terminals,              \
+                             e->truncations);                                                           \
         }                                                                                               \
     }                                                                                                   \
     /* Each listed environment's Log as one row of `out`, cleared as vec_log clears it. */             \

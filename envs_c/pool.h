@@ -217,46 +217,4 @@ static inline void shoal_pool_run(ShoalPool* p, shoal_shard_fn fn, void* envs, i
     shoal_pool_step(p, fn, envs, num_envs, NULL, NULL, 0);
 }
 
-/* Rows moved between two buffers on the pool, by an index into one of them (`rows` rows long). A gather:
- * dst row k = src row index[k], an index outside [0, rows) reading as zeros (callers pass valid rows, the
- * check keeps a bad one from reading out of bounds). A scatter: dst row index[k] = src row k, an index
- * outside [0, rows) leaving its row out, which is how a caller skips rows (-1); its indices must be
- * distinct, since two threads writing one row would race. Self-play regroups the learner's and the
- * opponents' rows this way every step, at the cores' memory bandwidth. */
-typedef struct {
-    const char* src;
-    const int64_t* index;
-    char* dst;
-    size_t row_bytes;
-    int64_t rows;
-} ShoalRows;
-
-static void shoal_gather_shard(void* job, int start, int end) {
-    const ShoalRows* g = (const ShoalRows*)job;
-    for (int k = start; k < end; k++) {
-        char* row = g->dst + (size_t)k * g->row_bytes;
-        int64_t from = g->index[k];
-        if (from < 0 || from >= g->rows) memset(row, 0, g->row_bytes);
-        else memcpy(row, g->src + (size_t)from * g->row_bytes, g->row_bytes);
-    }
-}
-
-static void shoal_scatter_shard(void* job, int start, int end) {
-    const ShoalRows* g = (const ShoalRows*)job;
-    for (int k = start; k < end; k++) {
-        int64_t to = g->index[k];
-        if (to >= 0 && to < g->rows) {
-            memcpy(g->dst + (size_t)to * g->row_bytes, g->src + (size_t)k * g->row_bytes, g->row_bytes);
-        }
-    }
-}
-
-static inline void shoal_pool_gather(ShoalPool* p, ShoalRows* g, int rows) {
-    shoal_pool_run(p, shoal_gather_shard, g, rows);
-}
-
-static inline void shoal_pool_scatter(ShoalPool* p, ShoalRows* g, int rows) {
-    shoal_pool_run(p, shoal_scatter_shard, g, rows);
-}
-
 #endif

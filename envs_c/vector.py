@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Self
 
 import numpy as np
@@ -51,12 +52,71 @@ def env_indices(envs: Sequence[int] | np.ndarray, num_envs: int, what: str) -> n
     return np.ascontiguousarray(index, dtype=np.int32)
 
 
+@dataclass(eq=False)
+class Seats:
+    """Self-play's view of a batch of two-player games: the learner's rows and the other seat's, `seat_agents`
+    per environment in environment order, and per environment the learner's seat, whether the scripted bot
+    plays the other seat, the learner's return in the game under way and whether the last step ended its game.
+    `seated` steps a batch through it."""
+
+    seat: np.ndarray  # uint8 (num_envs,)
+    bot: np.ndarray  # uint8 (num_envs,)
+    actions: np.ndarray  # the learner's, like the batch's actions
+    their_actions: np.ndarray
+    observations: np.ndarray  # the learner's, like the batch's observations
+    their_observations: np.ndarray
+    rewards: np.ndarray  # float32, the learner's
+    terminals: np.ndarray  # uint8
+    truncations: np.ndarray  # uint8
+    returns: np.ndarray  # float64 (num_envs,)
+    ended: np.ndarray  # uint8 (num_envs,)
+
+
+def seat_rows(spec: EnvSpec) -> np.ndarray:
+    """A two-player game's seats as int32 rows of its environment, (2, agents per seat); ValueError for an
+    environment without two seats of equal size."""
+    players = spec.players
+    if players is None or len(players) != 2 or len(players[0]) != len(players[1]):
+        raise ValueError(
+            f"{spec.name}: self-play needs two seats of equal size in the action buffer (opponent=1)"
+        )
+    rows = np.array(players, dtype=np.int32)
+    if rows.min() < 0 or rows.max() >= spec.agents_per_env or len(np.unique(rows)) != rows.size:
+        raise ValueError(f"{spec.name}: its seats must be distinct agents in [0, {spec.agents_per_env})")
+    return rows
+
+
+def check_seats(env: VecEnvBase, seats: Seats) -> None:
+    """The C step trusts every size: refuse a buffer of another shape or dtype, naming it."""
+    n = seat_rows(env.spec).shape[1]
+    per_env = {"seat": np.uint8, "bot": np.uint8, "returns": np.float64, "ended": np.uint8}
+    like = {"actions": env.actions, "their_actions": env.actions, "observations": env.observations}
+    like["their_observations"] = env.observations
+    for field in fields(Seats):
+        a = getattr(seats, field.name)
+        if field.name in per_env:
+            shape, dtype = (env.num_envs,), np.dtype(per_env[field.name])
+        elif field.name in like:
+            shape, dtype = (env.num_envs * n, *like[field.name].shape[1:]), like[field.name].dtype
+        else:
+            shape, dtype = (env.num_envs * n,), getattr(env, field.name).dtype
+        if not (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous):
+            raise ValueError(f"seats.{field.name} must be a C-contiguous {dtype} array of shape {shape}")
+        if not a.flags.writeable:
+            raise ValueError(f"seats.{field.name} must be writeable")
+
+
 class VecEnvBase:
     """What the C environments' VecEnv and the Python environments' PyVecEnv (envs_c/pyenvs/vector.py)
     share: the constructor's arguments and their checks, and closing by leaving the `with` block or when
     collected while still open."""
 
     _closed: bool
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    truncations: np.ndarray
 
     def __init__(
         self,
@@ -174,8 +234,8 @@ class VecEnv(VecEnvBase):
             self._step_any = ffi.addressof(lib, f"{name}_vec_step_any")
         self._pool_step = lib.shoal_pool_step
         self._scripted_some = ffi.addressof(lib, f"{name}_vec_scripted_some")
-        self._gather = lib.shoal_pool_gather
-        self._scatter = lib.shoal_pool_scatter
+        self._pool_run = lib.shoal_pool_run
+        self._seats_fn = ffi.addressof(lib, f"{name}_vec_seats")
         self._all = np.arange(num_envs, dtype=np.int32)
         self._from_buffer = ffi.from_buffer
         self._act_dtype = self.actions.dtype
@@ -281,40 +341,30 @@ class VecEnv(VecEnvBase):
         self._pool_step(pool, self._scripted_some, job, len(index), ffi.NULL, ffi.NULL, 0)
         return out
 
-    def take_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`np.take(src, index, axis=0, out=out)` on the environments' thread pool: regrouping the rows of
-        large buffers every step (self-play's seats) at the cores' memory bandwidth, not one core's.
-        `index` must be int64; rows past `src` come back zero."""
-        return self._move_rows(self._gather, "take_rows", src, index, out, indexed=src)
-
-    def put_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`out[index] = src` on the environments' thread pool, for distinct rows `index`: self-play writes
-        both seats' actions back into the action buffer every step. `index` must be int64; a row outside
-        `out` is left out, so -1 skips a row of `src`."""
-        return self._move_rows(self._scatter, "put_rows", src, index, out, indexed=out)
-
-    def _move_rows(
-        self, move: Any, name: str, src: np.ndarray, index: np.ndarray, out: np.ndarray, indexed: np.ndarray
-    ) -> np.ndarray:
-        """Checks both buffers against the index, then moves the rows with `move` (a gather or scatter)."""
-        if not (src.flags.c_contiguous and out.flags.c_contiguous and index.dtype == np.int64):
-            raise ValueError(f"{name} needs C-contiguous arrays and int64 indices")
-        dense, role = (out, "out") if indexed is src else (src, "src")
-        if src.dtype != out.dtype or dense.shape != (len(index), *indexed.shape[1:]):
-            raise ValueError(f"{name}: {role} must be {indexed.dtype} {(len(index), *indexed.shape[1:])}")
-        ffi = self._ffi
+    def seated(self, seats: Seats) -> _SeatedStep:
+        """Self-play's step through `seats` (ValueError for a buffer of another shape or dtype, or a game
+        without two seats): `advance(True)` writes the learner's actions, the other seat's (or, where
+        `seats.bot`, the scripted bot's moves) and steps; `advance(False)` only reads, after a reset. Either
+        then fills the learner's results and both seats' observations, and where a game ended swaps its
+        seats, so the next game is seen from the other seat. One C pass per environment on the pool."""
+        check_seats(self, seats)
+        ffi, rows = self._ffi, seat_rows(self.spec)
+        buffers = {
+            f.name: ffi.from_buffer(_SEAT_CTYPES.get(f.name, "char[]"), getattr(seats, f.name))
+            for f in fields(Seats)
+        }
         job = ffi.new(
-            "ShoalRows*",
+            "ShoalSeats*",
             {
-                "src": ffi.from_buffer(src),
-                "index": ffi.from_buffer("int64_t[]", index),
-                "dst": ffi.from_buffer(out),
-                "row_bytes": indexed[:1].nbytes,
-                "rows": len(indexed),
+                **buffers,
+                "envs": self._envs,
+                "seat_agents": rows.shape[1],
+                "seat_rows": ffi.from_buffer("int32_t[]", rows),
+                "obs_bytes": self.observations[:1].nbytes,
+                "act_bytes": self.actions[:1].nbytes,
             },
         )
-        move(self._pool if self._pool is not None else ffi.NULL, job, len(index))
-        return out
+        return _SeatedStep(self, job, (seats, rows))
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""
@@ -362,6 +412,32 @@ class VecEnv(VecEnvBase):
 
     def _after_close(self) -> None:
         raise RuntimeError(f"{self._name}: step after close")
+
+
+# The ShoalSeats fields typed other than char*.
+_SEAT_CTYPES = {
+    "seat": "uint8_t[]",
+    "bot": "uint8_t[]",
+    "rewards": "float[]",
+    "terminals": "uint8_t[]",
+    "truncations": "uint8_t[]",
+    "returns": "double[]",
+    "ended": "uint8_t[]",
+}
+
+
+class _SeatedStep:
+    """`VecEnv.seated`'s step: one C call on the batch's pool, holding the arrays its job points into."""
+
+    def __init__(self, env: VecEnv, job: Any, arrays: tuple[Any, ...]):
+        self._env, self._job, self._arrays = env, job, arrays
+        self._run, self._fn = env._pool_run, env._seats_fn
+
+    def __call__(self, step: bool) -> None:
+        env = self._env
+        env._check_open("a seated step")
+        self._job.step = step
+        self._run(env._pool if env._pool is not None else env._ffi.NULL, self._fn, self._job, env.num_envs)
 
 
 def write_actions(name: str, buffer: np.ndarray, actions: Any, integer: bool) -> None:

@@ -15,6 +15,7 @@ import envs_c
 from envs_c import checks
 from envs_c.checks import random_actions, rollout
 from envs_c.gif import record, write_gif
+from envs_c.vector import Seats
 
 NAMES = envs_c.names()
 # Duels: one agent per seat (the team game, moba, has its own tests in tests/test_moba.py).
@@ -199,30 +200,59 @@ def test_scripted_actions_and_logs_of_a_subset_are_those_environments_rows() -> 
     env.close()
 
 
-def test_take_rows_is_np_take_on_the_pool_and_zeroes_rows_out_of_range() -> None:
-    env = envs_c.make("moba", 4, seed=0, num_threads=2, opponent=1)
-    env.reset(0)
-    index = np.array([5, 0, 23, 7, 7], dtype=np.int64)
-    out = np.full((5, *env.observations.shape[1:]), -1, env.observations.dtype)
-    np.testing.assert_array_equal(env.take_rows(env.observations, index, out), env.observations[index])
-    env.take_rows(env.observations, np.array([24, -1], dtype=np.int64), out[:2])
-    assert (out[:2] == 0).all()
-    with pytest.raises(ValueError, match="int64"):
-        env.take_rows(env.observations, index.astype(np.int32), out)
-    env.close()
+def _seats(env: envs_c.VecEnv) -> Seats:
+    rows = env.num_envs * len(env.spec.players[0])
+    return Seats(
+        seat=(np.arange(env.num_envs) % 2).astype(np.uint8),
+        bot=(np.arange(env.num_envs) % 3 == 0).astype(np.uint8),
+        actions=np.zeros((rows, *env.actions.shape[1:]), env.actions.dtype),
+        their_actions=np.zeros((rows, *env.actions.shape[1:]), env.actions.dtype),
+        observations=np.zeros((rows, *env.observations.shape[1:]), env.observations.dtype),
+        their_observations=np.zeros((rows, *env.observations.shape[1:]), env.observations.dtype),
+        rewards=np.zeros(rows, np.float32),
+        terminals=np.zeros(rows, np.uint8),
+        truncations=np.zeros(rows, np.uint8),
+        returns=np.zeros(env.num_envs),
+        ended=np.zeros(env.num_envs, np.uint8),
+    )
 
 
-def test_put_rows_is_a_scatter_on_the_pool_that_leaves_out_rows_out_of_range() -> None:
-    env = envs_c.make("moba", 4, seed=0, num_threads=2, opponent=1)
-    rows = np.arange(10, dtype=np.int32).reshape(5, 2)
-    index = np.array([5, 0, -1, 23, 24], dtype=np.int64)
-    out = np.full_like(env.actions, -7)
-    env.put_rows(rows, index, out)
-    expected = np.full_like(env.actions, -7)
-    expected[[5, 0, 23]] = rows[[0, 1, 3]]
-    np.testing.assert_array_equal(out, expected)
-    with pytest.raises(ValueError, match="int64"):
-        env.put_rows(rows, index.astype(np.int32), out)
-    with pytest.raises(ValueError, match="src must be"):
-        env.put_rows(rows[:4], index, out)
+def test_the_seated_step_on_the_pool_plays_exactly_as_on_one_thread() -> None:
+    runs = []
+    for threads in (1, 2):
+        env = envs_c.make("moba", 12, seed=0, num_threads=threads, opponent=1)
+        seats = _seats(env)
+        advance = env.seated(seats)
+        env.reset(0)
+        advance(False)
+        rng, trace = np.random.default_rng(0), []
+        for _ in range(300):
+            seats.actions[:] = rng.integers(0, 3, size=seats.actions.shape)
+            seats.their_actions[:] = rng.integers(0, 3, size=seats.their_actions.shape)
+            advance(True)
+            trace.append([a.copy() for a in (seats.observations, seats.their_observations, seats.rewards)])
+            trace[-1] += [seats.seat.copy(), seats.ended.copy(), seats.returns.copy()]
+        assert sum(t[4].sum() for t in trace) > 0  # games ended and seats swapped
+        runs.append(trace)
+        env.close()
+    for one, two in zip(*runs, strict=True):
+        for a, b in zip(one, two, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_seated_step_refuses_buffers_it_would_overrun_and_games_without_two_seats() -> None:
+    env = envs_c.make("moba", 4, seed=0, opponent=1)
+    seats = _seats(env)
+    seats.their_observations = seats.their_observations[:-1]
+    with pytest.raises(ValueError, match=r"seats\.their_observations must be"):
+        env.seated(seats)
+    seats = _seats(env)
+    seats.returns = seats.returns.astype(np.float32)
+    with pytest.raises(ValueError, match=r"seats\.returns must be a C-contiguous float64"):
+        env.seated(seats)
+    advance = env.seated(_seats(env))
     env.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        advance(True)
+    with envs_c.make("moba", 4, seed=0, opponent=0) as single, pytest.raises(ValueError, match="two seats"):
+        single.seated(_seats(env))

@@ -115,10 +115,18 @@ def test_selfplay_env_shows_the_learner_seat_only(name: str) -> None:
     rng = np.random.default_rng(0)
     games, swapped = 0.0, 0
     for _ in range(1500):
-        seats = wrapped.seat.copy()
+        seats, bots = wrapped.seat.copy(), wrapped.opponent == BOT
+        # The other seat: the bot's moves for the position it faces (the bots read no randomness), or the
+        # network member's actions, launched after the last step.
+        theirs = np.where(
+            np.repeat(bots, seat).reshape(-1, *([1] * (env.actions.ndim - 1))),
+            _learner_rows(env, env.scripted_actions(), 1 - seats),
+            wrapped._their_actions,
+        )
         actions = rng.integers(0, 3, size=wrapped.actions.shape).astype(wrapped.actions.dtype)
         wrapped.step(actions)
         np.testing.assert_array_equal(_learner_rows(env, env.actions, seats), actions)
+        np.testing.assert_array_equal(_learner_rows(env, env.actions, 1 - seats), theirs)
         # After a game ends the learner plays the next one from the other seat, and sees it from there.
         swapped += int((wrapped.seat != seats).sum())
         np.testing.assert_array_equal(

@@ -16,6 +16,7 @@ import envs_c
 from envs_c.pyenvs import allowlist, baseline, worker
 from envs_c.pyenvs.vector import PythonEnvError
 from envs_c.registry import ENVS, lookup
+from envs_c.vector import Seats
 
 CARTPOLE = "gymnasium:CartPole-v1"
 C4 = "pettingzoo:classic.connect_four_v3"
@@ -281,9 +282,45 @@ def test_two_player_game_against_the_bot_and_in_mirror_mode(fixtures_allowed: Pa
             assert (terminals[0::2] == terminals[1::2]).all()  # both seats end together
             assert (rewards[0::2] == -rewards[1::2]).all()  # zero-sum
         assert env.log()["invalid_actions"] > 0
-        # Self-play writes both seats back with put_rows, as on the C environments: -1 leaves a row out.
-        out = env.put_rows(np.array([5, 6, 7], np.int32), np.array([6, -1, 1]), np.zeros(8, np.int32))
-        np.testing.assert_array_equal(out, [0, 7, 0, 0, 0, 0, 5, 0])
+    # Self-play's seated step, as on the C environments: the learner's seat and the other one change every
+    # game, the bot's games take its moves, the others the network's.
+    with envs_c.make(C4, 4, seed=0, opponent=1) as env:
+        seats = Seats(
+            seat=np.array([0, 1, 0, 1], np.uint8),
+            bot=np.array([1, 0, 0, 1], np.uint8),
+            actions=np.zeros(4, np.int32),
+            their_actions=np.zeros(4, np.int32),
+            observations=np.zeros((4, 91), np.uint8),
+            their_observations=np.zeros((4, 91), np.uint8),
+            rewards=np.zeros(4, np.float32),
+            terminals=np.zeros(4, np.uint8),
+            truncations=np.zeros(4, np.uint8),
+            returns=np.zeros(4),
+            ended=np.zeros(4, np.uint8),
+        )
+        advance = env.seated(seats)
+        env.reset(0)
+        advance(False)
+        rng, games = np.random.default_rng(0), 0
+        for _ in range(60):
+            before = seats.seat.astype(int).copy()
+            seats.actions[:] = rng.integers(0, 7, 4)
+            seats.their_actions[:] = rng.integers(0, 7, 4)
+            advance(True)
+            np.testing.assert_array_equal(env.actions[np.arange(4) * 2 + before], seats.actions)
+            network = seats.bot == 0
+            np.testing.assert_array_equal(
+                env.actions[(np.arange(4) * 2 + 1 - before)[network]], seats.their_actions[network]
+            )
+            ended = seats.ended.astype(bool)
+            assert (seats.seat == np.where(ended, 1 - before, before)).all()
+            mine = np.arange(4) * 2 + seats.seat
+            np.testing.assert_array_equal(seats.observations, env.observations[mine])
+            np.testing.assert_array_equal(
+                seats.their_observations, env.observations[np.arange(4) * 2 + 1 - seats.seat]
+            )
+            games += int(ended.sum())
+        assert games >= 4
 
 
 def test_a_pettingzoo_game_checkpoint_plays_rated_matches(fixtures_allowed: Path, tmp_path: Path) -> None:

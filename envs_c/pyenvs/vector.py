@@ -30,7 +30,16 @@ import numpy as np
 from envs_c.pyenvs import worker
 from envs_c.pyenvs.baseline import random_return
 from envs_c.pyenvs.definition import PyEnvDef
-from envs_c.vector import VecEnvBase, _checked, env_indices, log_means, write_actions
+from envs_c.vector import (
+    Seats,
+    VecEnvBase,
+    _checked,
+    check_seats,
+    env_indices,
+    log_means,
+    seat_rows,
+    write_actions,
+)
 
 ALIGN = 64
 START_TIMEOUT = 120.0  # seconds a worker may take to import and construct its environments
@@ -309,15 +318,41 @@ class PyVecEnv(VecEnvBase):
             return rows.reshape(self.actions.shape).copy()
         return rows[env_indices(envs, self.num_envs, "scripted_actions")].reshape(-1, *self.actions.shape[1:])
 
-    def take_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`np.take(src, index, axis=0, out=out)`, as the C environments' VecEnv offers it."""
-        return np.take(src, index, axis=0, out=out)
+    def seated(self, seats: Seats) -> Callable[[bool], None]:
+        """Self-play's step through `seats`, as the C environments' VecEnv.seated does it, in numpy."""
+        check_seats(self, seats)
+        rows = seat_rows(self.spec).astype(np.int64)
+        per_seat, per_env = rows.shape[1], self.spec.agents_per_env
+        base = np.arange(self.num_envs)[:, None] * per_env
 
-    def put_rows(self, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`out[index] = src` leaving out the rows outside `out`, as the C environments' VecEnv offers it."""
-        kept = (index >= 0) & (index < len(out))
-        out[index[kept]] = src[kept]
-        return out
+        def advance(step: bool) -> None:
+            if step:
+                bots = np.flatnonzero(seats.bot)
+                if len(bots):  # the bot's moves first, in every row of its games, the seats' rows over them
+                    self.actions[(base[bots] + np.arange(per_env)).ravel()] = self.scripted_actions(bots)
+                seat = seats.seat.astype(np.int64)
+                others = np.flatnonzero(seats.bot == 0)
+                theirs = seats.their_actions.reshape(self.num_envs, per_seat, *self.actions.shape[1:])
+                self.actions[(base[others] + rows[1 - seat[others]]).ravel()] = theirs[others].reshape(
+                    -1, *self.actions.shape[1:]
+                )
+                self.actions[(base + rows[seat]).ravel()] = seats.actions
+                self.step()
+            mine = (base + rows[seats.seat.astype(np.int64)]).ravel()
+            for key in ("rewards", "terminals", "truncations"):
+                np.take(getattr(self, key), mine, out=getattr(seats, key))
+            if step:
+                seats.returns += seats.rewards.reshape(self.num_envs, per_seat).mean(1)
+                over = seats.terminals[::per_seat] | seats.truncations[::per_seat]
+                seats.seat[:] = np.where(over, 1 - seats.seat, seats.seat)
+                seats.ended[:] = over
+            else:
+                seats.ended[:] = 0
+            seat = seats.seat.astype(np.int64)
+            np.take(self.observations, (base + rows[seat]).ravel(), axis=0, out=seats.observations)
+            np.take(self.observations, (base + rows[1 - seat]).ravel(), axis=0, out=seats.their_observations)
+
+        return advance
 
     def log(self) -> dict[str, float]:
         """Averages of every Log field over the episodes that ended since the last call; {} if none."""

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call, vmap
 
-from envs_c.vector import VecEnv
+from envs_c.vector import Seats, VecEnv, seat_rows
 from services.common.config import SelfPlayConfig
 from services.trainer import checkpoint as ckpt
 from services.trainer.graphs import Graphed, pinned_zeros
@@ -237,9 +237,7 @@ class SelfPlayEnv:
         resume: Path | None = None,
         link: LeagueLink | None = None,
     ):
-        players = env.spec.players
-        if players is None or len(players) != 2:
-            raise ValueError(f"{env.spec.name}: self-play needs both seats in the action buffer (opponent=1)")
+        rows = seat_rows(env.spec)  # ValueError unless both seats read the action buffer
         if config.pool and link is None:
             raise ValueError(
                 "selfplay.pool names checkpoints, which only a worker with the database can load"
@@ -248,12 +246,8 @@ class SelfPlayEnv:
         self.config, self.link, self.pool_dir = config, link, pool_dir
         self.league = League(config, seed, fixed=len(config.pool))
         self.num_envs = env.num_envs
-        self._base = np.arange(env.num_envs)[:, None] * env.spec.agents_per_env
-        self._seat_rows = np.array(players)  # (2, agents per seat)
-        self.seat = np.arange(env.num_envs) % 2  # the learner's seat in each environment
-        self._place()
-        self._seat = self._seat_rows.shape[1]  # agents per seat
-        self.num_agents = len(self._mine)
+        self._seat = rows.shape[1]  # agents per seat
+        self.num_agents = self.num_envs * self._seat
         alloc = allocate or (lambda shape, dtype: np.zeros(shape, dtype))
         self.observations = alloc((self.num_agents, *env.observations.shape[1:]), env.observations.dtype)
         self.actions = alloc((self.num_agents, *env.actions.shape[1:]), env.actions.dtype)
@@ -261,11 +255,11 @@ class SelfPlayEnv:
         self.terminals = alloc((self.num_agents,), env.terminals.dtype)
         self.truncations = alloc((self.num_agents,), env.truncations.dtype)
         self._result = (self.observations, self.rewards, self.terminals, self.truncations)
+        self.seat = (np.arange(self.num_envs) % 2).astype(np.uint8)
         self._snapshots = [
             copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
         ]
         self._allocate_opponents(alloc, graphs)
-        self._returns = np.zeros(env.num_envs)  # the learner's return in the game under way, per agent
         fields = env.log_fields[:-1]  # n last
         self._fields = {name: k for k, name in enumerate(fields)}
         # Perf and the return are the learner's own in either seat; the environment's other fields are
@@ -278,7 +272,22 @@ class SelfPlayEnv:
         self._restore_pool(ckpt.read_meta(resume)["step"] if resume is not None else 0)
         self._read_elo()
         self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
-        self._seat_bot()
+        self._bot = (self.opponent == BOT).astype(np.uint8)
+        self._their_codes.reshape(self.num_envs, self._seat)[:] = self.opponent[:, None]
+        self._seats = Seats(
+            seat=self.seat,
+            bot=self._bot,
+            actions=self.actions,
+            their_actions=self._their_actions,
+            observations=self.observations,
+            their_observations=self._their_obs,
+            rewards=self.rewards,
+            terminals=self.terminals,
+            truncations=self.truncations,
+            returns=np.zeros(self.num_envs),
+            ended=np.zeros(self.num_envs, np.uint8),
+        )
+        self._advance = env.seated(self._seats)
 
     def _allocate_opponents(
         self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray], graphs: bool
@@ -286,11 +295,10 @@ class SelfPlayEnv:
         """Host buffers of the opponents' rows (page-locked with `graphs`) and, with `graphs`, the captured
         step that plays every network member on all of them (the pool stacked for it)."""
         alloc = pinned_zeros if graphs else alloc
-        env, rows = self.env, len(self._theirs)
+        env, rows = self.env, self.num_agents
         self._their_obs = alloc((rows, *env.observations.shape[1:]), env.observations.dtype)
         self._their_actions = alloc((rows, *env.actions.shape[1:]), env.actions.dtype)
-        self._their_codes = alloc((rows,), np.dtype(np.int64))
-        self._bot_moves: np.ndarray | None = None  # the scripted moves of the bot's games, every agent's
+        self._their_codes = alloc((rows,), np.dtype(np.int64))  # the member playing each row
         self._graphed = graphs
         if graphs:
             self._pool = stack_pool(self._snapshots)
@@ -315,12 +323,9 @@ class SelfPlayEnv:
 
     @torch.no_grad()
     def _play_opponents(self) -> None:
-        """Start the opponents' actions for the state the environments now show; `step` collects them.
-
-        With graphs the networks' actions are queued on the opponents' stream and the bots' moves are
-        computed on the host meanwhile; without, the members play now."""
-        self.env.take_rows(self.env.observations, self._theirs, self._their_obs)
-        self._their_codes[:] = np.repeat(self.opponent, self._seat)  # the member of every opponent row
+        """Start the networks' actions for the state the environments now show; `step` collects them (the
+        bot's moves are computed in the step itself). With graphs they are queued on the opponents' stream;
+        without, the members play now."""
         if self._graphed:
             self._weights.record(self._main)  # the weights the last update wrote
             self._stream.wait_event(self._weights)
@@ -337,27 +342,12 @@ class SelfPlayEnv:
             )
             out = play_members(self.learner, self._snapshots, obs, codes, out)
             self._their_actions[:] = out.cpu().numpy()
-        self._bot_moves = self.env.scripted_actions(self._bots) if len(self._bots) else None
 
     def settle(self) -> None:
         """Hold the device's work queued from here on (an update, a snapshot) until the opponents' last play,
         which reads the learner's weights, is done."""
         if self._graphed:
             self._main.wait_event(self._ready)
-
-    def _place(self) -> None:
-        """The learner's and the opponents' rows of the full buffers, from each environment's seat."""
-        self._mine = (self._base + self._seat_rows[self.seat]).ravel()
-        self._theirs = (self._base + self._seat_rows[1 - self.seat]).ravel()
-
-    def _seat_bot(self) -> None:
-        """The games the bot plays, and where their scripted moves go: the bot's seat's rows of the full
-        action buffer, -1 (left out) for the learner's seat, whose moves the environment computes too."""
-        self._bots = np.flatnonzero(self.opponent == BOT)
-        seat_rows = self._seat_rows[1 - self.seat[self._bots]]
-        rows = np.full((len(self._bots), self.spec.agents_per_env), -1, np.int64)
-        np.put_along_axis(rows, seat_rows, self._base[self._bots] + seat_rows, axis=1)
-        self._bot_rows = rows.ravel()
 
     def _load_fixed(self) -> None:
         if not self.config.pool:
@@ -407,40 +397,27 @@ class SelfPlayEnv:
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         self.env.reset(seed)
-        self._returns[:] = 0.0
-        self._gather()
+        self._seats.returns[:] = 0.0
+        self._advance(False)
         self._play_opponents()
         return self.observations
-
-    def _gather(self) -> None:
-        env = self.env
-        env.take_rows(env.observations, self._mine, self.observations)
-        for mine, full in zip(self._result[1:], (env.rewards, env.terminals, env.truncations), strict=True):
-            np.take(full, self._mine, axis=0, out=mine)
 
     def step(self, actions: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step with the learner's `actions` (None: already written into `self.actions`)."""
         if actions is not None:
             np.copyto(self.actions, actions, casting="unsafe")
-        env, full = self.env, self.env.actions
-        env.put_rows(self.actions, self._mine, full)
         if self._graphed:
             self._ready.synchronize()
-        env.put_rows(self._their_actions, self._theirs, full)
-        if self._bot_moves is not None:  # over the rows the networks played for the bot's games
-            env.put_rows(self._bot_moves, self._bot_rows, full)
-        env.step()
-        self._gather()
-        self._returns += self.rewards.reshape(self.num_envs, self._seat).mean(1)
-        # Every agent of a game ends with it: read each environment's first learner row.
-        ended = np.flatnonzero(self.terminals[:: self._seat] | self.truncations[:: self._seat])
+        self._advance(True)
+        ended = np.flatnonzero(self._seats.ended)
         if len(ended):
             self._finish(ended)
         self._play_opponents()
         return self._result
 
     def _finish(self, ended: np.ndarray) -> None:
-        """Record the games that ended against their members, swap seats and draw the next opponents.
+        """Record the games that ended against their members and draw the next opponents (the step has
+        swapped their seats and shows the learner the new game from its new seat).
 
         The environment logs seat 0's view: perf is flipped for a learner in seat 1, the return is the
         learner's own, and the environment's other fields are averaged over the games it played in seat 0.
@@ -449,25 +426,20 @@ class SelfPlayEnv:
         games, totals = totals[:, -1], totals[:, :-1]
         perf, ret = self._fields["perf"], self._fields["episode_return"]
         seat0 = np.divide(totals[:, perf], games, out=np.full(len(ended), 0.5), where=games > 0)
-        first = self.seat[ended] == 0
+        first = self.seat[ended] == 1  # the learner played seat 0 in the game that ended
         results = np.where(first, seat0, 1.0 - seat0)
         totals[:, perf] = results * games
-        totals[:, ret] = self._returns[ended] * games
+        returns = self._seats.returns
+        totals[:, ret] = returns[ended] * games
         counted = first[:, None] | self._seat_free[None, :]
         self._sums += np.where(counted, totals, 0.0).sum(0)
         self._counts += np.where(counted, games[:, None], 0.0).sum(0)
         self._episodes += games.sum()
         self.league.record(self.opponent[ended], results)
-        self._returns[ended] = 0.0
-        self.seat[ended] = 1 - self.seat[ended]
-        self._place()
-        # The ended environments have reset: their learner rows now show the new game from the other seat.
-        # Rewards and done flags stay those of the game that ended, as the rollout must see them.
-        rows = (self._base[ended] + self._seat_rows[self.seat[ended]]).ravel()
-        learner_rows = (np.arange(self._seat) + self._seat * ended[:, None]).ravel()
-        self.observations[learner_rows] = self.env.observations[rows]
+        returns[ended] = 0.0
         self.opponent[ended] = self.league.sample(len(ended))
-        self._seat_bot()
+        self._bot[ended] = self.opponent[ended] == BOT
+        self._their_codes.reshape(self.num_envs, self._seat)[ended] = self.opponent[ended, None]
 
     def log(self) -> dict[str, float]:
         """Like VecEnv.log, for the learner's seat (perf is its result against the mix of opponents)."""
