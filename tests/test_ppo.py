@@ -113,3 +113,21 @@ def test_the_learner_replays_the_recurrent_state_the_actor_had(recurrent, device
     params, values = policy.forward_sequence(obs, starts, start_state)
     torch.testing.assert_close(params, torch.stack([p for p, _ in acted]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(values, torch.stack([v for _, v in acted]), rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_actions_follow_each_heads_softmax_independently() -> None:
+    policy = Policy((3,), {"kind": "multidiscrete", "nvec": [3, 2]}, PolicyConfig())
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, -0.5]]).expand(200_000, 5)
+    generator = torch.Generator().manual_seed(0)
+    actions = policy.sample(logits, generator=generator)
+    assert actions.shape == (200_000, 2)
+    for head, (start, n) in enumerate(((0, 3), (3, 2))):
+        counts = torch.bincount(actions[:, head], minlength=n).double() / len(actions)
+        torch.testing.assert_close(
+            counts, torch.softmax(logits[0, start : start + n].double(), 0), atol=4e-3, rtol=0
+        )
+    # The heads draw independent noise: their joint frequencies are the product of the marginals.
+    joint = (actions[:, 0] == 0) & (actions[:, 1] == 0)
+    marginal = ((actions[:, 0] == 0).double().mean() * (actions[:, 1] == 0).double().mean()).item()
+    assert joint.double().mean().item() == pytest.approx(marginal, abs=4e-3)
+    assert torch.equal(policy.sample(logits[:2], deterministic=True), torch.tensor([[0, 0], [0, 0]]))

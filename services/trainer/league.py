@@ -178,7 +178,7 @@ def play_every_member(
 ) -> torch.Tensor:
     """`play_members` as one fixed-shape computation that a CUDA graph replays whatever the mix: every
     member plays every row and each row keeps its own member's move. The snapshots run as one batched
-    pass over `stacked` (`stack_pool`), so the device's work and the launches do not grow with the pool."""
+    pass over `stacked` (`stack_pool`), so the launches do not grow with the pool (the arithmetic does)."""
     acting = _Acting(learner)
     pool = vmap(lambda state: functional_call(acting, state, (obs,)), randomness="different")(stacked)
     moves = torch.cat([_member_actions(learner, obs)[None], out[None].to(pool.dtype), pool]).to(out.dtype)
@@ -210,8 +210,8 @@ class _Acting(nn.Module):
 
 
 def _member_actions(policy: Policy, obs: torch.Tensor) -> torch.Tensor:
-    params, _, _ = policy(obs)
-    return policy.env_actions(policy.sample(params))
+    # The actor alone: an opponent's value is never used, and self-play policies have no recurrent core.
+    return policy.env_actions(policy.sample(policy.actor(policy.encode(obs))))
 
 
 class SelfPlayEnv:

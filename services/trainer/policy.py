@@ -225,16 +225,14 @@ class Policy(nn.Module):
                 return params
             noise = torch.randn(params.shape, dtype=params.dtype, device=params.device, generator=generator)
             return params + noise * self.log_std.exp()
-        actions = []
-        for logits in params.split(self.nvec, dim=-1):
-            if deterministic:
-                actions.append(logits.argmax(-1))
-            else:
-                uniform = torch.rand(
-                    logits.shape, dtype=logits.dtype, device=logits.device, generator=generator
-                )
-                gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
-                actions.append((logits + gumbel).argmax(-1))
+        if not deterministic:
+            # Gumbel-max for every head at once: argmax(logits - log E), E ~ Exp(1), is a sample of
+            # softmax(logits) (-log E is Gumbel noise). Three kernels for all heads, where each head drew and
+            # transformed its own noise: sampling is on the critical path of every step, and of self-play's
+            # opponents. exponential_ never draws 0, so the log is finite.
+            race = torch.empty_like(params).exponential_(generator=generator)
+            params = params - race.log_()
+        actions = [logits.argmax(-1) for logits in params.split(self.nvec, dim=-1)]
         return (
             actions[0]
             if len(actions) == 1 and self.action["kind"] == "discrete"
