@@ -177,22 +177,29 @@ def play_every_member(
     out: torch.Tensor,
 ) -> torch.Tensor:
     """`play_members` as one fixed-shape computation that a CUDA graph replays whatever the mix: every
-    member plays every row and each row keeps its own member's move. The snapshots run as one batched
-    pass over `stacked` (`stack_pool`), so the launches do not grow with the pool (the arithmetic does)."""
+    member plays every row and each row keeps its own member's move. The learner and the snapshots run as
+    one batched pass over `stacked` (`stack_pool`), whose first slot takes the learner's current weights
+    first, so the launches do not grow with the pool (the arithmetic does)."""
+    current = dict([*learner.named_parameters(), *learner.named_buffers()])
+    torch._foreach_copy_(
+        [tensor[0] for tensor in stacked.values()],
+        [current[name.removeprefix("policy.")] for name in stacked],
+    )
     acting = _Acting(learner)
-    pool = vmap(lambda state: functional_call(acting, state, (obs,)), randomness="different")(stacked)
-    moves = torch.cat([_member_actions(learner, obs)[None], out[None].to(pool.dtype), pool]).to(out.dtype)
+    played = vmap(lambda state: functional_call(acting, state, (obs,)), randomness="different")(stacked)
+    moves = torch.cat([played[:1], out[None].to(played.dtype), played[1:]]).to(out.dtype)
     pick = codes.view(1, -1, *([1] * (out.dim() - 1))).expand(1, *out.shape)
     return moves.gather(0, pick).squeeze(0)
 
 
-def stack_pool(snapshots: Sequence[Policy]) -> dict[str, torch.Tensor]:
-    """The snapshots' parameters and buffers stacked slot-first, one tensor per name (named as
-    `_Acting` sees them), and each snapshot's own tensors made views of its slot: loading weights into
-    a snapshot updates what `play_every_member` reads, with no copy to keep in step."""
-    named = [dict([*policy.named_parameters(), *policy.named_buffers()]) for policy in snapshots]
-    stacked = {name: torch.stack([tensors[name] for tensors in named]) for name in named[0]}
-    for k, tensors in enumerate(named):
+def stack_pool(learner: Policy, snapshots: Sequence[Policy]) -> dict[str, torch.Tensor]:
+    """The learner's parameters and buffers (slot 0, a copy that `play_every_member` refreshes) and the
+    snapshots' (slots 1 on) stacked, one tensor per name (named as `_Acting` sees them), each snapshot's
+    own tensors made views of its slot: loading weights into a snapshot updates what `play_every_member`
+    reads, with no copy to keep in step."""
+    named = [dict([*policy.named_parameters(), *policy.named_buffers()]) for policy in (learner, *snapshots)]
+    stacked = {name: torch.stack([tensors[name].detach() for tensors in named]) for name in named[0]}
+    for k, tensors in enumerate(named[1:], start=1):
         for name, tensor in tensors.items():
             tensor.data = stacked[name][k]
     return {f"policy.{name}": tensor for name, tensor in stacked.items()}
@@ -301,7 +308,7 @@ class SelfPlayEnv:
         self._their_codes = alloc((rows,), np.dtype(np.int64))  # the member playing each row
         self._graphed = graphs
         if graphs:
-            self._pool = stack_pool(self._snapshots)
+            self._pool = stack_pool(self.learner, self._snapshots)
             self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
             self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
             self._play_all = Graphed(self._play_captured, True)
