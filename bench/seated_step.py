@@ -41,7 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     config = resolve(args.env, {})
     bot_only = envs_c.make(args.env, args.envs, seed=0, num_threads=args.threads, **config.env)
-    seated = envs_c.make(args.env, args.envs, seed=0, num_threads=args.threads, **{**config.env, "opponent": 1})
+    seated = envs_c.make(
+        args.env, args.envs, seed=0, num_threads=args.threads, **{**config.env, "opponent": 1}
+    )
     policy = Policy(seated.spec.observation_space.shape, seated.spec.to_dict()["action"], config.policy)
     selfplay = SelfPlayEnv(seated, policy, SelfPlayConfig(mirror=0.0, past=0.0, bot=1.0), torch.device("cpu"))
     bot_only.reset(0)
@@ -50,7 +52,9 @@ def main() -> None:
     rows = {}
     for name, env in (("bot_only", bot_only), ("selfplay", selfplay)):
         actions = np.ascontiguousarray(rng.integers(0, 3, size=env.actions.shape), dtype=env.actions.dtype)
-        rows[name] = sorted(per_step(env.step, actions, args.steps) for _ in range(args.repeats))[args.repeats // 2]
+        rows[name] = sorted(per_step(env.step, actions, args.steps) for _ in range(args.repeats))[
+            args.repeats // 2
+        ]
     learner_rows = selfplay.num_agents
     out = {
         "env": args.env,
