@@ -3,7 +3,8 @@
  * bench mode: the same measurement as bench/env_sps.py does from Python (a cache of 1024 pre-generated
  *   random action rows, one memcpy into the action buffer per step, then NAME_vec_step), without Python.
  * asan mode: valid, out-of-range, negative, extreme and (continuous) NaN/inf actions, plus the scripted
- *   policy, log, render and reset entry points, for a fixed number of steps under the sanitizers.
+ *   policy, self-play's seated step, log, render and reset entry points, for a fixed number of steps under
+ *   the sanitizers.
  */
 #ifndef SHOAL_ENV_DRIVER_CORE_H
 #define SHOAL_ENV_DRIVER_CORE_H
@@ -72,6 +73,67 @@ static void fill_continuous(float* out, size_t n, int asan, uint64_t* rng) {
     }
 }
 
+/* Buffers for self-play's seated step (asan mode) over n environments of `agents` agents: the first half of
+ * each environment's agents as seat 0, the second as seat 1 (the games' layout; for other environments
+ * with an even count it is just rows to copy). NULL seat_rows when the count is odd: no seated steps. */
+typedef struct {
+    ShoalSeats job;
+    int32_t* seat_rows;
+} DriverSeats;
+
+static void driver_seats_init(DriverSeats* d, void* envs, int n, int agents, size_t obs_bytes,
+                              size_t act_bytes) {
+    memset(d, 0, sizeof(*d));
+    if (agents % 2 != 0) return;
+    const int half = agents / 2;
+    const size_t rows = (size_t)n * (size_t)half;
+    d->seat_rows = (int32_t*)malloc((size_t)agents * sizeof(int32_t));
+    for (int k = 0; k < agents; k++) d->seat_rows[k] = k;
+    ShoalSeats* s = &d->job;
+    s->envs = envs;
+    s->seat_agents = half;
+    s->seat_rows = d->seat_rows;
+    s->obs_bytes = obs_bytes;
+    s->act_bytes = act_bytes;
+    s->seat = (uint8_t*)calloc((size_t)n, 1);
+    s->bot = (uint8_t*)calloc((size_t)n, 1);
+    s->actions = (const char*)calloc(rows, act_bytes);
+    s->their_actions = (const char*)calloc(rows, act_bytes);
+    s->observations = (char*)calloc(rows, obs_bytes);
+    s->their_observations = (char*)calloc(rows, obs_bytes);
+    s->rewards = (float*)calloc(rows, sizeof(float));
+    s->terminals = (uint8_t*)calloc(rows, 1);
+    s->truncations = (uint8_t*)calloc(rows, 1);
+    s->returns = (double*)calloc((size_t)n, sizeof(double));
+    s->ended = (uint8_t*)calloc((size_t)n, 1);
+}
+
+/* One seated step with hostile actions from `src` (both seats' rows), random seats (any byte: the step
+ * reads only its low bit) and random bot flags. */
+static void driver_seats_step(DriverSeats* d, ShoalPool* pool, shoal_shard_fn fn, int n, const void* src,
+                              uint64_t* rng) {
+    ShoalSeats* s = &d->job;
+    const size_t half_bytes = (size_t)n * (size_t)s->seat_agents * s->act_bytes;
+    memcpy((char*)s->actions, src, half_bytes);
+    memcpy((char*)s->their_actions, (const char*)src + half_bytes, half_bytes);
+    for (int i = 0; i < n; i++) {
+        const uint64_t r = shoal_next(rng);
+        if ((r & 15) == 0) s->seat[i] = (uint8_t)(r >> 8);
+        ((uint8_t*)s->bot)[i] = (uint8_t)((r >> 16) & 1);
+    }
+    s->step = 1;
+    shoal_pool_run(pool, fn, s, n);
+}
+
+static void driver_seats_free(DriverSeats* d) {
+    if (d->seat_rows == NULL) return;
+    ShoalSeats* s = &d->job;
+    free(d->seat_rows);
+    free(s->seat); free((void*)s->bot); free((void*)s->actions); free((void*)s->their_actions);
+    free(s->observations); free(s->their_observations); free(s->rewards); free(s->terminals);
+    free(s->truncations); free(s->returns); free(s->ended);
+}
+
 /* Copy one cached action array into the buffer and step: the same C call VecEnv.step makes (pool is NULL
  * for one thread, and then it is a memcpy and NAME_vec_step). */
 #define DRIVE_STEP(NAME, SRC)                                                                             \
@@ -108,8 +170,14 @@ static void fill_continuous(float* out, size_t n, int asan, uint64_t* rng) {
         res->agents = (int)rows;                                                                          \
         ShoalPool* pool = a->threads > 1 ? shoal_pool_new(a->threads) : NULL;                             \
         if (a->asan) {                                                                                    \
+            DriverSeats seats;                                                                            \
+            driver_seats_init(&seats, envs, n, agents, (size_t)obs_size * sizeof(OBS_T),                  \
+                              (size_t)(ACT_W) * sizeof(ACT_T));                                           \
             for (long s = 0; s < a->steps; s++) {                                                         \
-                if (s % 7 == 3) {                                                                         \
+                if (seats.seat_rows != NULL && s % 5 == 1) {                                              \
+                    driver_seats_step(&seats, pool, NAME##_vec_seats, n, acts + (s % cache) * act_n,      \
+                                      &rng);                                                              \
+                } else if (s % 7 == 3) {                                                                  \
                     NAME##_vec_scripted(envs, n, act);                                                    \
                     DRIVE_STEP(NAME, NULL);                                                               \
                 } else {                                                                                  \
@@ -121,6 +189,7 @@ static void fill_continuous(float* out, size_t n, int asan, uint64_t* rng) {
                 }                                                                                         \
                 if (s == a->steps / 2) NAME##_vec_reset(envs, n, a->seed + 1);                            \
             }                                                                                             \
+            driver_seats_free(&seats);                                                                    \
             res->steps = a->steps;                                                                        \
             res->runs = 0;                                                                                \
         } else {                                                                                          \
