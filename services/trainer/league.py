@@ -325,7 +325,16 @@ class SelfPlayEnv:
         self._device_codes.copy_(torch.from_numpy(self._their_codes), non_blocking=True)
         host = torch.from_numpy(self._their_actions)
         out = torch.zeros_like(host, device=self.device)
-        out = play_every_member(self.learner, self._pool, self._device_obs, self._device_codes, out)
+        # Every member plays every row, (1 + pool_size) times the learner's own forward arithmetic each step,
+        # so the opponents' matrix products run on TF32 tensor cores: sampled moves do not need float32's
+        # last bits. The flag is read as kernels are chosen, so it holds for this graph's capture and
+        # leaves the learner's graphs as they are.
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            out = play_every_member(self.learner, self._pool, self._device_obs, self._device_codes, out)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         host.copy_(out, non_blocking=True)
 
     @torch.no_grad()
