@@ -13,7 +13,8 @@
  *   void NAME_render(T*, uint8_t* rgb)   draw an RGB frame of NAME_RENDER_W x NAME_RENDER_H
  *   void NAME_close(T*)     free what init allocated
  *   void NAME_scripted(T*, ACT_T* out)   a heuristic action for every agent of the environment, in the
- *                           layout of its action rows (games write both seats; callers take what they need)
+ *                           layout of its action rows (games write both seats; callers take what they need);
+ *                           it must not read the action buffer, since self-play passes that buffer as `out`
  *   NAME_num_agents and NAME_obs_size, through SHOAL_SIZES(NAME, T, AGENTS, OBS_SIZE)
  * The macros below write a step's results (SHOAL_STEP_RESULT) and count a finished episode into the Log
  * (SHOAL_LOG_EPISODE), so every environment does both the same way.
