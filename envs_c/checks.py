@@ -158,7 +158,8 @@ def _first_log(env: VecEnv, rng: np.random.Generator, max_steps: int = 20_000) -
 
 def same_seed_same_trajectory(name: str, settings: Settings | None = None, steps: int = 200) -> str:
     """Same seed, same trajectory (also when stepped on two threads, and after reset(seed)); another seed
-    gives another one."""
+    gives another one. The scripted policy reads the state only, not the action buffer (self-play writes
+    the bot's moves straight into it)."""
     kw = dict(settings or {})
     a, b, c = (
         VecEnv(name, 4, seed=7, **kw),
@@ -170,6 +171,15 @@ def same_seed_same_trajectory(name: str, settings: Settings | None = None, steps
         _same(a.reset(), b.reset(), f"{name}: two resets with seed 7 differ")
         differs = not np.array_equal(a.observations, c.reset())
         for t in range(steps):
+            if t % 10 == 0:
+                a.actions[:] = 0
+                b.actions[:] = hostile_actions(b, rng, 1)  # a batch of values the buffer's type holds
+                _same(
+                    a.scripted_actions(),
+                    b.scripted_actions(),
+                    f"{name}: the scripted policy's moves depend on the action buffer at step {t}; it must "
+                    "read the state only (self-play writes the bot's moves into that buffer)",
+                )
             actions = random_actions(a, rng)
             oa, ra, ta, ua = (x.copy() for x in a.step(actions))
             ob, rb, tb, ub = b.step(actions)
@@ -185,7 +195,7 @@ def same_seed_same_trajectory(name: str, settings: Settings | None = None, steps
         expect(differs, f"{name}: seeds 7 and 8 gave identical trajectories")
         first = a.reset(seed=7).copy()
         _same(first, b.reset(seed=7), f"{name}: reset(seed=7) does not replay the start")
-        return f"{steps} steps, 1 and 2 threads"
+        return f"{steps} steps, 1 and 2 threads, scripted moves from the state alone"
     finally:
         for env in (a, b, c):
             env.close()

@@ -312,3 +312,15 @@ def test_env_check_catches_an_out_of_bounds_write_under_asan(user_env: Path, cap
     assert re.search(r"walker_step .*walker\.h:\d+", out), out  # the report points at the line
     # With two threads the stray byte can also race the next shard's own write: determinism may fail too.
     assert re.search(r"walker: FAIL \(.*ASan/UBSan build, 100000 steps\)", out), out
+
+
+def test_env_check_refuses_a_scripted_policy_that_reads_the_action_buffer(user_env: Path) -> None:
+    # Self-play's step has the scripted policy write the bot's moves into the action buffer itself, so a
+    # policy that reads that buffer would play its own last output back.
+    _edit(
+        user_env / "walker.h",
+        "int x = env->gx - env->ax",
+        "int x = env->gx - env->ax + 9 * (env->actions[0] != 0)",
+    )
+    with pytest.raises(checks.CheckFailed, match="depend on the action buffer"):
+        checks.same_seed_same_trajectory("walker")
