@@ -86,24 +86,53 @@ def seat_rows(spec: EnvSpec) -> np.ndarray:
     return rows
 
 
+# The Seats buffers that hold one value per environment, with their dtypes; the others hold seat rows.
+_PER_ENV = {"seat": np.uint8, "bot": np.uint8, "returns": np.float64, "ended": np.uint8}
+# The seat-row buffers shaped like one of the batch's own; the rest are like the batch's buffer of their name.
+_LIKE = {
+    "actions": "actions",
+    "their_actions": "actions",
+    "observations": "observations",
+    "their_observations": "observations",
+}
+
+
+def _seat_layout(env: VecEnvBase) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Every Seats buffer's shape and dtype for `env`'s batch; ValueError for a game without two seats."""
+    rows = env.num_envs * seat_rows(env.spec).shape[1]
+    layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    for field in fields(Seats):
+        if field.name in _PER_ENV:
+            layout[field.name] = (env.num_envs,), np.dtype(_PER_ENV[field.name])
+        else:
+            like = getattr(env, _LIKE.get(field.name, field.name))
+            layout[field.name] = (rows, *like.shape[1:]), like.dtype
+    return layout
+
+
+def allocate_seats(
+    env: VecEnvBase,
+    mine: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+    theirs: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+) -> Seats:
+    """Zeroed Seats for `env`'s batch: the learner's rows from `mine(shape, dtype)`, the other seat's from
+    `theirs` (a trainer passes page-locked allocators), the per-environment values from np.zeros."""
+    alloc = {"their_actions": theirs, "their_observations": theirs}
+    buffers = {}
+    for name, (shape, dtype) in _seat_layout(env).items():
+        make = np.zeros if name in _PER_ENV else (alloc.get(name, mine) or np.zeros)
+        buffers[name] = make(shape, dtype)
+    return Seats(**buffers)
+
+
 def check_seats(env: VecEnvBase, seats: Seats) -> None:
     """The C step trusts every size: refuse a buffer of another shape or dtype, naming it."""
-    n = seat_rows(env.spec).shape[1]
-    per_env = {"seat": np.uint8, "bot": np.uint8, "returns": np.float64, "ended": np.uint8}
-    like = {"actions": env.actions, "their_actions": env.actions, "observations": env.observations}
-    like["their_observations"] = env.observations
-    for field in fields(Seats):
-        a = getattr(seats, field.name)
-        if field.name in per_env:
-            shape, dtype = (env.num_envs,), np.dtype(per_env[field.name])
-        elif field.name in like:
-            shape, dtype = (env.num_envs * n, *like[field.name].shape[1:]), like[field.name].dtype
-        else:
-            shape, dtype = (env.num_envs * n,), getattr(env, field.name).dtype
+    for name, (shape, dtype) in _seat_layout(env).items():
+        a = getattr(seats, name)
         if not (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous):
-            raise ValueError(f"seats.{field.name} must be a C-contiguous {dtype} array of shape {shape}")
+            raise ValueError(f"seats.{name} must be a C-contiguous {dtype} array of shape {shape}")
         if not a.flags.writeable:
-            raise ValueError(f"seats.{field.name} must be writeable")
+            raise ValueError(f"seats.{name} must be writeable")
 
 
 class VecEnvBase:

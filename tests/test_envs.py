@@ -15,7 +15,7 @@ import envs_c
 from envs_c import checks
 from envs_c.checks import random_actions, rollout
 from envs_c.gif import record, write_gif
-from envs_c.vector import Seats
+from envs_c.vector import Seats, allocate_seats
 
 NAMES = envs_c.names()
 # Duels: one agent per seat (the team game, moba, has its own tests in tests/test_moba.py).
@@ -201,20 +201,10 @@ def test_scripted_actions_and_logs_of_a_subset_are_those_environments_rows() -> 
 
 
 def _seats(env: envs_c.VecEnv) -> Seats:
-    rows = env.num_envs * len(env.spec.players[0])
-    return Seats(
-        seat=(np.arange(env.num_envs) % 2).astype(np.uint8),
-        bot=(np.arange(env.num_envs) % 3 == 0).astype(np.uint8),
-        actions=np.zeros((rows, *env.actions.shape[1:]), env.actions.dtype),
-        their_actions=np.zeros((rows, *env.actions.shape[1:]), env.actions.dtype),
-        observations=np.zeros((rows, *env.observations.shape[1:]), env.observations.dtype),
-        their_observations=np.zeros((rows, *env.observations.shape[1:]), env.observations.dtype),
-        rewards=np.zeros(rows, np.float32),
-        terminals=np.zeros(rows, np.uint8),
-        truncations=np.zeros(rows, np.uint8),
-        returns=np.zeros(env.num_envs),
-        ended=np.zeros(env.num_envs, np.uint8),
-    )
+    seats = allocate_seats(env)
+    seats.seat[:] = np.arange(env.num_envs) % 2
+    seats.bot[:] = np.arange(env.num_envs) % 3 == 0
+    return seats
 
 
 def test_the_seated_step_on_the_pool_plays_exactly_as_on_one_thread() -> None:

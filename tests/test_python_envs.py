@@ -16,7 +16,7 @@ import envs_c
 from envs_c.pyenvs import allowlist, baseline, worker
 from envs_c.pyenvs.vector import PythonEnvError
 from envs_c.registry import ENVS, lookup
-from envs_c.vector import Seats
+from envs_c.vector import allocate_seats
 
 CARTPOLE = "gymnasium:CartPole-v1"
 C4 = "pettingzoo:classic.connect_four_v3"
@@ -285,19 +285,9 @@ def test_two_player_game_against_the_bot_and_in_mirror_mode(fixtures_allowed: Pa
     # Self-play's seated step, as on the C environments: the learner's seat and the other one change every
     # game, the bot's games take its moves, the others the network's.
     with envs_c.make(C4, 4, seed=0, opponent=1) as env:
-        seats = Seats(
-            seat=np.array([0, 1, 0, 1], np.uint8),
-            bot=np.array([1, 0, 0, 1], np.uint8),
-            actions=np.zeros(4, np.int32),
-            their_actions=np.zeros(4, np.int32),
-            observations=np.zeros((4, 91), np.uint8),
-            their_observations=np.zeros((4, 91), np.uint8),
-            rewards=np.zeros(4, np.float32),
-            terminals=np.zeros(4, np.uint8),
-            truncations=np.zeros(4, np.uint8),
-            returns=np.zeros(4),
-            ended=np.zeros(4, np.uint8),
-        )
+        seats = allocate_seats(env)
+        seats.seat[:] = [0, 1, 0, 1]
+        seats.bot[:] = [1, 0, 0, 1]
         advance = env.seated(seats)
         env.reset(0)
         advance(False)

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call, vmap
 
-from envs_c.vector import Seats, VecEnv, seat_rows
+from envs_c.vector import VecEnv, allocate_seats, seat_rows
 from services.common.config import SelfPlayConfig
 from services.trainer import checkpoint as ckpt
 from services.trainer.graphs import Graphed, pinned_zeros
@@ -255,18 +255,17 @@ class SelfPlayEnv:
         self.num_envs = env.num_envs
         self._seat = rows.shape[1]  # agents per seat
         self.num_agents = self.num_envs * self._seat
-        alloc = allocate or (lambda shape, dtype: np.zeros(shape, dtype))
-        self.observations = alloc((self.num_agents, *env.observations.shape[1:]), env.observations.dtype)
-        self.actions = alloc((self.num_agents, *env.actions.shape[1:]), env.actions.dtype)
-        self.rewards = alloc((self.num_agents,), env.rewards.dtype)
-        self.terminals = alloc((self.num_agents,), env.terminals.dtype)
-        self.truncations = alloc((self.num_agents,), env.truncations.dtype)
+        # The opponents' rows are page-locked with graphs: their captured play copies them asynchronously.
+        seats = allocate_seats(env, allocate, pinned_zeros if graphs else allocate)
+        self._seats, self.seat = seats, seats.seat
+        self.observations, self.actions = seats.observations, seats.actions
+        self.rewards, self.terminals, self.truncations = seats.rewards, seats.terminals, seats.truncations
         self._result = (self.observations, self.rewards, self.terminals, self.truncations)
-        self.seat = (np.arange(self.num_envs) % 2).astype(np.uint8)
+        self.seat[:] = np.arange(self.num_envs) % 2
         self._snapshots = [
             copy.deepcopy(learner).requires_grad_(False) for _ in range(self.league.fixed + config.pool_size)
         ]
-        self._allocate_opponents(alloc, graphs)
+        self._allocate_opponents(allocate, graphs)
         fields = env.log_fields[:-1]  # n last
         self._fields = {name: k for k, name in enumerate(fields)}
         # Perf and the return are the learner's own in either seat; the environment's other fields are
@@ -279,33 +278,18 @@ class SelfPlayEnv:
         self._restore_pool(ckpt.read_meta(resume)["step"] if resume is not None else 0)
         self._read_elo()
         self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
-        self._bot = (self.opponent == BOT).astype(np.uint8)
+        seats.bot[:] = self.opponent == BOT
         self._their_codes.reshape(self.num_envs, self._seat)[:] = self.opponent[:, None]
-        self._seats = Seats(
-            seat=self.seat,
-            bot=self._bot,
-            actions=self.actions,
-            their_actions=self._their_actions,
-            observations=self.observations,
-            their_observations=self._their_obs,
-            rewards=self.rewards,
-            terminals=self.terminals,
-            truncations=self.truncations,
-            returns=np.zeros(self.num_envs),
-            ended=np.zeros(self.num_envs, np.uint8),
-        )
-        self._advance = env.seated(self._seats)
+        self._advance = env.seated(seats)
 
     def _allocate_opponents(
-        self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray], graphs: bool
+        self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None, graphs: bool
     ) -> None:
-        """Host buffers of the opponents' rows (page-locked with `graphs`) and, with `graphs`, the captured
+        """The member playing each opponent row (page-locked with `graphs`) and, with `graphs`, the captured
         step that plays every network member on all of them (the pool stacked for it)."""
-        alloc = pinned_zeros if graphs else alloc
-        env, rows = self.env, self.num_agents
-        self._their_obs = alloc((rows, *env.observations.shape[1:]), env.observations.dtype)
-        self._their_actions = alloc((rows, *env.actions.shape[1:]), env.actions.dtype)
-        self._their_codes = alloc((rows,), np.dtype(np.int64))  # the member playing each row
+        alloc = pinned_zeros if graphs else (alloc or np.zeros)
+        self._their_obs, self._their_actions = self._seats.their_observations, self._seats.their_actions
+        self._their_codes = alloc((self.num_agents,), np.dtype(np.int64))
         self._graphed = graphs
         if graphs:
             self._pool = stack_pool(self.learner, self._snapshots)
@@ -454,7 +438,7 @@ class SelfPlayEnv:
         self.league.record(self.opponent[ended], results)
         returns[ended] = 0.0
         self.opponent[ended] = self.league.sample(len(ended))
-        self._bot[ended] = self.opponent[ended] == BOT
+        self._seats.bot[ended] = self.opponent[ended] == BOT
         self._their_codes.reshape(self.num_envs, self._seat)[ended] = self.opponent[ended, None]
 
     def log(self) -> dict[str, float]:
