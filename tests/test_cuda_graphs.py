@@ -34,14 +34,14 @@ class Quiet:
         return None
 
 
-def _setup(recurrent: str, seed: int):
+def _setup(recurrent: str, seed: int, segment: int = 0):
     config = resolve("cartpole", {"train": {"num_envs": 64, "num_steps": 32, "minibatch_size": 512}})
     config.policy.recurrent = recurrent
     env = envs_c.make("cartpole", 64, seed=0)
     torch.manual_seed(seed)
     policy = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], config.policy).to(CUDA)
     host_obs, host_act = torch.from_numpy(env.observations), torch.from_numpy(env.actions)
-    buf = loop._Buffers.allocate(policy, host_obs, host_act, 32, CUDA)
+    buf = loop._Buffers.allocate(policy, host_obs, host_act, 32, CUDA, segment)
     generator = torch.Generator(device=CUDA).manual_seed(1)
     buf.obs.copy_(torch.randn(buf.obs.shape, device=CUDA, generator=generator))
     buf.act.copy_(torch.randint(0, 2, buf.act.shape, device=CUDA, generator=generator))
@@ -52,10 +52,11 @@ def _setup(recurrent: str, seed: int):
     return config.train, policy, buf
 
 
-@pytest.mark.parametrize("recurrent", ["none", "lstm"])
-def test_graphed_updates_match_eager_updates(recurrent):
-    tc, eager_policy, eager_buf = _setup(recurrent, seed=3)
-    _, graph_policy, graph_buf = _setup(recurrent, seed=3)
+@pytest.mark.parametrize(("recurrent", "segment"), [("none", 0), ("lstm", 0), ("lstm", 8)])
+def test_graphed_updates_match_eager_updates(recurrent, segment):
+    tc, eager_policy, eager_buf = _setup(recurrent, seed=3, segment=segment)
+    _, graph_policy, graph_buf = _setup(recurrent, seed=3, segment=segment)
+    spread = 32 // (segment or 32)  # columns from every segment
     eager_opt = loop.make_optimizer(eager_policy, tc, graphs=True)
     graph_opt = loop.make_optimizer(graph_policy, tc, graphs=True)
     index = torch.zeros(16, dtype=torch.long, device=CUDA)
@@ -67,7 +68,7 @@ def test_graphed_updates_match_eager_updates(recurrent):
         loop._prepare(eager_policy, eager_buf, tc)
         prepare()
         for begin in (0, 16, 32, 48):
-            columns = torch.arange(begin, begin + 16, device=CUDA).flip(0)
+            columns = torch.arange(begin, begin + 16, device=CUDA).flip(0) * spread
             eager_stats = loop._minibatch(eager_policy, eager_opt, tc, eager_buf, columns)
             index.copy_(columns)
             graph_stats = step()
@@ -78,13 +79,15 @@ def test_graphed_updates_match_eager_updates(recurrent):
 
 
 def test_graphed_acting_stores_each_step_samples_fresh_actions_and_advances_the_state():
-    _, policy, buf = _setup("lstm", seed=4)
+    _, policy, buf = _setup("lstm", seed=4, segment=2)
     host_act = torch.zeros(64, dtype=torch.int32, pin_memory=True)
     act = Graphed(lambda: loop._act(policy, buf, host_act), enabled=True)
     buf.begin_rollout()
     buf.next_obs.copy_(buf.obs[5])
+    acted_from = []
     for t in range(6):  # the last four are replays
         before = tuple(s.clone() for s in buf.state)
+        acted_from.append(before)
         act()
         torch.cuda.synchronize()
         assert int(buf.t) == t + 1
@@ -99,6 +102,9 @@ def test_graphed_acting_stores_each_step_samples_fresh_actions_and_advances_the_
         for current, expected in zip(buf.state, expected_state, strict=True):
             torch.testing.assert_close(current, expected)
     assert not torch.equal(buf.act[5], buf.act[4]), "a replay must draw new random numbers"
+    for segment in range(3):  # each segment keeps the state of its first step, not of a later one
+        for kept, expected in zip(buf.start_state, acted_from[2 * segment], strict=True):
+            torch.testing.assert_close(kept[segment], expected)
 
 
 def test_graphed_observing_stores_the_reward_at_the_step_just_acted_and_restarts_ended_states():
@@ -146,12 +152,16 @@ def test_cartpole_learns_on_the_gpu_with_graphs(tmp_path: Path):
     assert result.final_score >= 0.5
 
 
-def test_graphed_selfplay_opponents_play_their_own_members_moves():
-    # Every opponent row is played by one captured graph that runs every member and keeps each row's own.
-    # Members that always play one column (the learner 0, the two snapshots 1 and 2) show which one played.
+@pytest.mark.parametrize("past_later", [None, 1.0])
+def test_graphed_selfplay_opponents_play_their_own_members_moves(past_later):
+    # Every opponent row is played by one captured graph (the learner on every row, the snapshots on the
+    # rows they hold) that keeps each row's own move. Members that always play one column (the learner 0,
+    # the two snapshots 1 and 2) show which one played. With `past_later` the mix changes halfway so that
+    # the snapshots hold more rows than the play was captured for: it must grow and play them all.
     env = envs_c.make("connect4", 64, seed=0, opponent=1)
     learner = Policy(env.spec.observation_space.shape, env.spec.to_dict()["action"], PolicyConfig()).to(CUDA)
     wrapped = SelfPlayEnv(env, learner, SelfPlayConfig(mirror=0.4, past=0.6, bot=0.0), CUDA, graphs=True)
+    capacity = len(wrapped._past_rows)
     for column in (1, 2, 0):
         learner.load_state_dict(favouring(learner, column).state_dict())
         if column:
@@ -159,13 +169,17 @@ def test_graphed_selfplay_opponents_play_their_own_members_moves():
     wrapped.reset(0)
     plays = {MIRROR: 0, FIRST_SNAPSHOT: 1, FIRST_SNAPSHOT + 1: 2}
     seen: set[int] = set()
-    for _ in range(60):  # games end and draw their next opponents from the full pool
+    for step in range(120 if past_later else 60):  # games end and draw their next opponents from the pool
+        if past_later and step == 40:
+            wrapped.league.config = SelfPlayConfig(mirror=1.0 - past_later, past=past_later, bot=0.0)
         codes, seats = wrapped.opponent.copy(), wrapped.seat.copy()
         wrapped.step(np.zeros_like(wrapped.actions))
         theirs = env.actions.reshape(env.num_envs, 2)[np.arange(env.num_envs), 1 - seats]
         np.testing.assert_array_equal(theirs, [plays[int(c)] for c in codes])
         seen |= {int(c) for c in codes}
     assert seen == set(plays)
+    if past_later:
+        assert (wrapped.opponent >= FIRST_SNAPSHOT).sum() > capacity, "the test must overflow the capture"
     wrapped.close()
 
 

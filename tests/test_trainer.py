@@ -211,3 +211,52 @@ def test_a_python_env_on_a_gpu_leaves_the_trainer_a_core_by_default(monkeypatch:
     assert loop._env_threads("breakout", torch.device("cuda")) == 16
     monkeypatch.setattr(loop, "available_cores", lambda: 1)
     assert loop._env_threads("gymnasium:CartPole-v1", torch.device("cuda")) == 1
+
+
+@pytest.mark.parametrize("bptt", [0, 8])
+def test_each_learning_segment_starts_from_the_state_it_was_acted_from(bptt, tmp_path):
+    """With `bptt_horizon` the learner cuts each agent's rollout into segments; replaying a segment from its
+    stored state must give the log-probabilities and values the policy acted with, or the first update's
+    importance ratios are not 1."""
+    config = resolve(
+        "cartpole",
+        {
+            "train": {"num_envs": 16, "num_steps": 32, "bptt_horizon": bptt, "device": "cpu"},
+            "policy": {"recurrent": "lstm", "hidden_size": 16},
+        },
+    )
+    with loop.Trainer("cartpole", config, 3, tmp_path, loop.Discard(), None) as trainer:
+        trainer.rollout()
+        buf = trainer.buf
+        assert buf.segment == (bptt or 32)
+        assert 0 < buf.done.sum() < buf.done.numel(), "episodes must end inside segments for this to test"
+        idx = torch.arange(trainer.learning_columns).flip(0)
+        rows = buf.column_rows(idx)
+        state = tuple(s.flatten(0, 1)[idx] for s in buf.start_state)
+        with torch.no_grad():
+            params, values = trainer.policy.forward_sequence(
+                buf.columns(buf.obs, rows), buf.columns(buf.done, rows), state
+            )
+            logp, _ = trainer.policy.log_prob_entropy(params, buf.columns(buf.act, rows))
+        torch.testing.assert_close(logp, buf.columns(buf.logp, rows))
+        torch.testing.assert_close(values, buf.columns(buf.val, rows))
+        assert rows.shape == (buf.segment, trainer.learning_columns)
+        assert sorted(rows.flatten().tolist()) == list(range(32 * 16)), "every step is learnt exactly once"
+
+
+def test_a_recurrent_run_with_short_segments_trains(tmp_path):
+    config = resolve(
+        "cartpole",
+        {
+            "train": {"total_timesteps": 8192, "num_envs": 16, "num_steps": 64, "bptt_horizon": 16},
+            "policy": {"recurrent": "lstm"},
+        },
+    )
+    config.train.device = "cpu"
+    result = loop.train("cartpole", config, 0, tmp_path, Recorder())
+    assert result.status == "succeeded" and result.steps == 8192
+
+
+def test_a_bptt_horizon_that_does_not_divide_the_rollout_is_refused():
+    with pytest.raises(ValueError, match="bptt_horizon 24 must divide num_steps 64"):
+        resolve("cartpole", {"train": {"num_steps": 64, "bptt_horizon": 24}})

@@ -38,6 +38,13 @@ class TrainConfig(Strict):
     )
     num_steps: int = Field(64, ge=1, le=8192, description="rollout horizon per update")
     minibatch_size: int = Field(1024, ge=1, le=MAX_BATCH)
+    bptt_horizon: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="steps a recurrent policy learns through: each agent's rollout is cut into segments "
+        "this long, each learnt from the state it was acted from (0: the whole rollout, num_steps)",
+    )
     update_epochs: int = Field(4, ge=1, le=64)
     learning_rate: float = Field(3e-3, gt=0, le=1)
     anneal_lr: bool = True
@@ -86,6 +93,11 @@ class TrainConfig(Strict):
         batch = self.num_envs * self.num_steps
         if batch > MAX_BATCH:
             raise ValueError(f"num_envs * num_steps = {batch} exceeds {MAX_BATCH}")
+        if self.bptt_horizon and self.num_steps % self.bptt_horizon:
+            raise ValueError(
+                f"bptt_horizon {self.bptt_horizon} must divide num_steps {self.num_steps} "
+                "(the rollout is cut into segments of that many steps)"
+            )
         return self
 
 

@@ -250,7 +250,8 @@ class Trainer:
             (self.agents,), np.dtype(np.uint8)
         )
         host_done = torch.from_numpy(self.done_array)
-        self.buf = buf = _Buffers.allocate(policy, host_obs, host_act, self.horizon, device)
+        self.buf = buf = _Buffers.allocate(policy, host_obs, host_act, self.horizon, device, tc.bptt_horizon)
+        self.learning_columns = self.agents * (self.horizon // buf.segment)
 
         # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
         env.reset(self.seed + 7919 * self.epoch)
@@ -261,7 +262,7 @@ class Trainer:
             partial(_observe, buf, host_obs, host_rew, host_done, tc.reward_clamp), self.graphs
         )
         self.prepare = Graphed(partial(_prepare, policy, buf, tc), self.graphs)
-        self.columns = max(1, tc.minibatch_size // self.horizon)
+        self.columns = max(1, tc.minibatch_size // buf.segment)
         self.mb_index = torch.zeros(self.columns, dtype=torch.long, device=device)
         # Capturing the optimizer step needs Adam's capturable mode; Muon runs eagerly. A last, smaller
         # minibatch (agents not a multiple of the columns) runs eagerly too.
@@ -321,11 +322,12 @@ class Trainer:
         if policy.obs_norm is not None:
             policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
         stats.add_explained_variance(self.prepare())
-        # Minibatches are whole agent columns, so a recurrent core sees each sequence in order.
+        # Minibatches are whole columns (one agent's segment), so a recurrent core sees each in order.
+        total = self.learning_columns
         for _ in range(self.tc.update_epochs):
-            order = torch.randperm(self.agents, device=self.device)
-            for begin in range(0, self.agents, columns):
-                if begin + columns <= self.agents:
+            order = torch.randperm(total, device=self.device)
+            for begin in range(0, total, columns):
+                if begin + columns <= total:
                     self.mb_index.copy_(order[begin : begin + columns])
                     stats.add(self.minibatch())
                 else:
@@ -570,8 +572,9 @@ class _Buffers:
     done_u8: torch.Tensor  # the done flags as the environment gives them, before the cast
     next_value: torch.Tensor
     state: State
-    start_state: State
+    start_state: State  # the state each learning segment was acted from: [segments, agents, hidden]
     t: torch.Tensor  # the rollout step being filled, on the device so a captured step can advance it
+    segment: int  # steps per learning segment: the rollout is `horizon / segment` segments per agent
 
     @classmethod
     def allocate(
@@ -581,8 +584,12 @@ class _Buffers:
         host_act: torch.Tensor,
         horizon: int,
         device: torch.device,
+        segment: int = 0,
     ) -> _Buffers:
+        """`segment` (a divisor of `horizon`; 0: the whole horizon) is how many steps a recurrent core
+        learns through, each segment starting from the state it was acted from."""
         agents = host_obs.shape[0]
+        segment = segment or horizon
 
         def steps() -> torch.Tensor:
             return torch.zeros((horizon, agents), device=device)
@@ -604,21 +611,45 @@ class _Buffers:
             done_u8=torch.zeros(agents, dtype=torch.uint8, device=device),
             next_value=torch.zeros(agents, device=device),
             state=state,
-            start_state=None if state is None else tuple(torch.zeros_like(s) for s in state),
+            start_state=None
+            if state is None
+            else tuple(s.new_zeros(horizon // segment, *s.shape) for s in state),
             t=torch.zeros(1, dtype=torch.long, device=device),
+            segment=segment,
         )
 
     def begin_rollout(self) -> None:
         self.t.zero_()
-        if self.state is not None and self.start_state is not None:  # both, with a recurrent core
-            for kept, current in zip(self.start_state, self.state, strict=True):
-                kept.copy_(current)
+
+    def columns(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """The learning columns `flat` (from `column_rows`) of a [horizon, agents, ...] rollout tensor, as
+        [segment, columns, ...]."""
+        return x.flatten(0, 1)[flat]
+
+    def column_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row indices into a flattened [horizon * agents] rollout for the columns `idx`: column c is the
+        agent c % agents over the steps of segment c // agents."""
+        agents = self.obs.shape[1]
+        first_row = (idx // agents) * self.segment * agents + idx % agents
+        steps = torch.arange(self.segment, device=idx.device).unsqueeze(1) * agents
+        return first_row.unsqueeze(0) + steps
+
+    def segment_next(self, step_tensor: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Per learning column, the value of `step_tensor` at the step after its segment: the next
+        segment's first step, or `after` (the step after the rollout) for the last segment."""
+        return torch.cat((step_tensor[self.segment :: self.segment], after.unsqueeze(0))).flatten()
 
 
 @torch.no_grad()
 def _act(policy: Policy, buf: _Buffers, host_act: torch.Tensor) -> None:
     """One acting step on `buf.next_obs`, stored into the rollout at step `buf.t`, which then advances;
     the recurrent state advances in place, and the actions go to the environment's buffer `host_act`."""
+    if buf.state is not None and buf.start_state is not None:  # both, with a recurrent core
+        # A segment's first step keeps the state it is acted from; the learner starts that segment there.
+        slot = torch.div(buf.t, buf.segment, rounding_mode="floor")
+        begins = (buf.t % buf.segment == 0).view(1, 1, 1)
+        for kept, current in zip(buf.start_state, buf.state, strict=True):
+            kept.index_copy_(0, slot, torch.where(begins, current, kept.index_select(0, slot)))
     params, value, state = policy(buf.next_obs, buf.state)
     action = policy.sample(params)
     logp, _ = policy.log_prob_entropy(params, action)
@@ -673,21 +704,24 @@ def _prepare(policy: Policy, buf: _Buffers, tc) -> torch.Tensor:
 
 
 def _minibatch(policy: Policy, optimizer: Optimizer, tc, buf: _Buffers, idx: torch.Tensor) -> torch.Tensor:
-    """One PPO step on the agent columns `idx`; returns the loss statistics as one device vector."""
-    mb_state = None if buf.start_state is None else tuple(s[idx] for s in buf.start_state)
-    params, values = policy.forward_sequence(buf.obs[:, idx], buf.done[:, idx], mb_state)
-    new_logp, entropy = policy.log_prob_entropy(params, buf.act[:, idx])
-    mb_old_logp = buf.logp[:, idx]
-    mb_adv = buf.adv[:, idx]
+    """One PPO step on the learning columns `idx` (see `_Buffers.column_rows`); returns the loss
+    statistics as one device vector."""
+    rows = buf.column_rows(idx)
+    mb_state = None if buf.start_state is None else tuple(s.flatten(0, 1)[idx] for s in buf.start_state)
+    mb_starts = buf.columns(buf.done, rows)
+    params, values = policy.forward_sequence(buf.columns(buf.obs, rows), mb_starts, mb_state)
+    new_logp, entropy = policy.log_prob_entropy(params, buf.columns(buf.act, rows))
+    mb_old_logp = buf.columns(buf.logp, rows)
+    mb_adv = buf.columns(buf.adv, rows)
     if tc.vtrace:
         with torch.no_grad():
             ratio = (new_logp - mb_old_logp).exp()
             mb_adv = advantages(
-                buf.rew[:, idx],
-                buf.val[:, idx],
-                buf.done[:, idx],
-                buf.next_value[idx],
-                buf.next_done[idx],
+                buf.columns(buf.rew, rows),
+                buf.columns(buf.val, rows),
+                mb_starts,
+                buf.segment_next(buf.val, buf.next_value)[idx],
+                buf.segment_next(buf.done, buf.next_done)[idx],
                 tc.gamma,
                 tc.gae_lambda,
                 ratio,
@@ -701,8 +735,8 @@ def _minibatch(policy: Policy, optimizer: Optimizer, tc, buf: _Buffers, idx: tor
         mb_old_logp,
         mb_adv,
         values,
-        buf.val[:, idx],
-        buf.ret[:, idx],
+        buf.columns(buf.val, rows),
+        buf.columns(buf.ret, rows),
         entropy,
         tc.clip_coef,
         tc.vf_coef,
