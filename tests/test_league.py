@@ -18,8 +18,8 @@ from services.trainer.league import (
     MIRROR,
     League,
     SelfPlayEnv,
-    play_every_member,
     play_members,
+    play_pool,
     stack_pool,
 )
 from services.trainer.loop import train
@@ -141,16 +141,16 @@ def test_selfplay_env_shows_the_learner_seat_only(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["connect4", "moba"])
-def test_each_opponent_row_is_played_by_its_own_member_whether_or_not_every_member_runs(name: str) -> None:
-    # The GPU path plays every member on every row and keeps each row's own (one captured graph, the
-    # learner and the pool as one batched pass); the CPU path runs each member on its rows. Members that
-    # always play a fixed, different move tell them apart; loading a snapshot after the pool is stacked must
-    # reach both paths.
+def test_each_opponent_row_is_played_by_its_own_member_on_either_path(name: str) -> None:
+    # The GPU path plays the learner on every row and every snapshot on the snapshots' rows, padded to a
+    # fixed length (one captured graph, the pool as one batched pass), and keeps each row's own move; the
+    # CPU path runs each member on its rows. Members that always play a fixed, different move tell them
+    # apart; loading a snapshot after the pool is stacked must reach both paths.
     spec = envs_c.make_spec(name, opponent=1).to_dict()
     env = envs_c.make(name, 2, seed=0, opponent=1)
     learner = favouring(Policy(env.spec.observation_space.shape, spec["action"], resolve(name).policy), 0)
     snapshots = [copy.deepcopy(learner).requires_grad_(False) for _ in range(2)]
-    stacked = stack_pool(learner, snapshots)
+    stacked = stack_pool(snapshots)
     for k, snapshot in enumerate(snapshots):
         snapshot.load_state_dict(favouring(learner, k + 1).state_dict())
     rows = 64
@@ -158,19 +158,21 @@ def test_each_opponent_row_is_played_by_its_own_member_whether_or_not_every_memb
     obs = torch.from_numpy(np.random.default_rng(1).random((rows, *env.observations.shape[1:]))).to(
         torch.from_numpy(env.observations).dtype
     )
+    held = torch.nonzero(codes >= 2).squeeze(1)
+    past_rows = torch.cat((held.flip(0), torch.full((5,), rows)))  # any order, then the padding
     expected = {MIRROR: 0, BOT: -1, 2: 1, 3: 2}
     want = torch.tensor([expected[int(c)] for c in codes], dtype=torch.int32)
     with torch.no_grad():
-        for every_member in (False, True):
+        for pooled in (False, True):
             untouched = torch.full((rows, *env.actions.shape[1:]), -1, dtype=torch.int32)
-            if every_member:
-                out = play_every_member(learner, stacked, obs, codes, untouched)
+            if pooled:
+                out = play_pool(learner, stacked, obs, codes, past_rows, untouched)
             else:
                 out = play_members(learner, snapshots, obs, codes, untouched)
             torch.testing.assert_close(out, want.view(-1, *([1] * (out.dim() - 1))).expand_as(out))
-        # The mirror is the learner as it is now: an update after stacking reaches the batched pass.
+        # The mirror is the learner as it is now: an update after stacking reaches the pooled pass.
         learner.load_state_dict(favouring(learner, 2).state_dict())
-        out = play_every_member(learner, stacked, obs, codes, torch.full_like(untouched, -1))
+        out = play_pool(learner, stacked, obs, codes, past_rows, torch.full_like(untouched, -1))
         assert (out[codes == MIRROR] == 2).all() and (out[codes == 2] == 1).all()
     env.close()
 

@@ -5,7 +5,8 @@ checkpoints the config names, the scripted bot), prioritised fictitious self-pla
 learner's results against every member. `SelfPlayEnv` wraps a game created with both seats reading the
 action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
 already uses; every step it fills the other seat on the learner's device, launched right after the
-environment step (on a GPU in one captured graph that plays the whole pool as one batched pass) and
+environment step (on a GPU in one captured graph: the learner on every row, the snapshots as one batched
+pass over the rows they hold) and
 collected by the next step. The learner changes seat every game, so it learns to move second in the board
 games too.
 
@@ -17,6 +18,7 @@ of the learner against pool members and the stems of the checkpoints the config 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -169,37 +171,42 @@ def play_members(
     return out
 
 
-def play_every_member(
+def play_pool(
     learner: Policy,
     stacked: dict[str, torch.Tensor],
     obs: torch.Tensor,
     codes: torch.Tensor,
+    past_rows: torch.Tensor,
     out: torch.Tensor,
 ) -> torch.Tensor:
-    """`play_members` as one fixed-shape computation that a CUDA graph replays whatever the mix: every
-    member plays every row and each row keeps its own member's move. The learner and the snapshots run as
-    one batched pass over `stacked` (`stack_pool`), whose first slot takes the learner's current weights
-    first, so the launches do not grow with the pool (the arithmetic does)."""
-    current = dict([*learner.named_parameters(), *learner.named_buffers()])
-    torch._foreach_copy_(
-        [tensor[0] for tensor in stacked.values()],
-        [current[name.removeprefix("policy.")] for name in stacked],
-    )
+    """`play_members` as one fixed-shape computation that a CUDA graph replays whatever the mix. The learner
+    plays every row (the mirror holds half of them by default), and every snapshot plays the rows
+    `past_rows`: the rows any snapshot holds, padded to a fixed length with the row count, as one batched
+    pass over `stacked` (`stack_pool`), so the launches do not grow with the pool. Each row keeps its own
+    member's move; the bot's rows keep `out`'s."""
+    rows = obs.shape[0]
+    per_row = (-1, *([1] * (out.dim() - 1)))
+    mirror = _member_actions(learner, obs).to(out.dtype)
+    moves = torch.where(codes.view(per_row) == MIRROR, mirror, out)
+    padded_obs = torch.cat((obs, obs[:1]))[past_rows]  # the padding reads row 0, and its moves go nowhere
     acting = _Acting(learner)
-    played = vmap(lambda state: functional_call(acting, state, (obs,)), randomness="different")(stacked)
-    moves = torch.cat([played[:1], out[None].to(played.dtype), played[1:]]).to(out.dtype)
-    pick = codes.view(1, -1, *([1] * (out.dim() - 1))).expand(1, *out.shape)
-    return moves.gather(0, pick).squeeze(0)
+    play = vmap(lambda state: functional_call(acting, state, (padded_obs,)), randomness="different")
+    played = play(stacked)
+    padded_codes = torch.cat((codes, codes.new_full((1,), FIRST_SNAPSHOT)))[past_rows]
+    member = (padded_codes - FIRST_SNAPSHOT).clamp(min=0).view(1, *per_row).expand(1, *played.shape[1:])
+    chosen = played.gather(0, member).squeeze(0).to(out.dtype)
+    moves = torch.cat((moves, moves[:1]))
+    moves.index_put_((past_rows,), chosen)  # the padding's rows all land on the extra last row
+    return moves[:rows]
 
 
-def stack_pool(learner: Policy, snapshots: Sequence[Policy]) -> dict[str, torch.Tensor]:
-    """The learner's parameters and buffers (slot 0, a copy that `play_every_member` refreshes) and the
-    snapshots' (slots 1 on) stacked, one tensor per name (named as `_Acting` sees them), each snapshot's
-    own tensors made views of its slot: loading weights into a snapshot updates what `play_every_member`
-    reads, with no copy to keep in step."""
-    named = [dict([*policy.named_parameters(), *policy.named_buffers()]) for policy in (learner, *snapshots)]
+def stack_pool(snapshots: Sequence[Policy]) -> dict[str, torch.Tensor]:
+    """The snapshots' parameters and buffers stacked, one tensor per name (named as `_Acting` sees them),
+    each snapshot's own tensors made views of its slot: loading weights into a snapshot updates what
+    `play_pool` reads, with no copy to keep in step."""
+    named = [dict([*policy.named_parameters(), *policy.named_buffers()]) for policy in snapshots]
     stacked = {name: torch.stack([tensors[name].detach() for tensors in named]) for name in named[0]}
-    for k, tensors in enumerate(named[1:], start=1):
+    for k, tensors in enumerate(named):
         for name, tensor in tensors.items():
             tensor.data = stacked[name][k]
     return {f"policy.{name}": tensor for name, tensor in stacked.items()}
@@ -280,6 +287,8 @@ class SelfPlayEnv:
         self.opponent = self.league.sample(env.num_envs)  # per environment, a member code
         seats.bot[:] = self.opponent == BOT
         self._their_codes.reshape(self.num_envs, self._seat)[:] = self.opponent[:, None]
+        if graphs:
+            self._gather_past_rows()
         self._advance = env.seated(seats)
 
     def _allocate_opponents(
@@ -292,10 +301,14 @@ class SelfPlayEnv:
         self._their_codes = alloc((self.num_agents,), np.dtype(np.int64))
         self._graphed = graphs
         if graphs:
-            self._pool = stack_pool(self.learner, self._snapshots)
+            self._pool = stack_pool(self._snapshots)
             self._device_obs = torch.empty_like(torch.from_numpy(self._their_obs), device=self.device)
             self._device_codes = torch.empty_like(torch.from_numpy(self._their_codes), device=self.device)
-            self._play_all = Graphed(self._play_captured, True)
+            # The snapshots play the rows the past share holds, about `past` of them: room for the
+            # binomial draw's four standard deviations, grown (and the play captured again) if ever short.
+            past, envs = self.config.past, self.num_envs
+            likely = past * envs + 4.0 * math.sqrt(envs * past * (1.0 - past)) + 1.0
+            self._size_past_rows(min(envs, math.ceil(likely)) * self._seat)
             # The opponents play on a stream of their own, beside the learner's next forward pass. Both
             # streams are held by name and switched with set_stream: torch's current-stream lookups and
             # stream contexts cost tens of microseconds each, every step.
@@ -304,19 +317,36 @@ class SelfPlayEnv:
             self._weights = torch.cuda.Event()
             self._ready = torch.cuda.Event()
 
+    def _size_past_rows(self, capacity: int) -> None:
+        """Room for `capacity` snapshot rows in the captured play, captured again at its next call."""
+        self._past_rows = pinned_zeros((capacity,), np.dtype(np.int64))
+        self._device_past_rows = torch.empty(capacity, dtype=torch.long, device=self.device)
+        self._play_all = Graphed(self._play_captured, True)
+
+    def _gather_past_rows(self) -> None:
+        """The rows the snapshots hold now into the captured play's list, padded with the row count."""
+        rows = np.flatnonzero(self._their_codes >= FIRST_SNAPSHOT)
+        if len(rows) > len(self._past_rows):
+            self._size_past_rows(min(self.num_agents, math.ceil(1.25 * len(rows))))
+        self._past_rows[: len(rows)] = rows
+        self._past_rows[len(rows) :] = self.num_agents
+
     def _play_captured(self) -> None:
         self._device_obs.copy_(torch.from_numpy(self._their_obs), non_blocking=True)
         self._device_codes.copy_(torch.from_numpy(self._their_codes), non_blocking=True)
+        self._device_past_rows.copy_(torch.from_numpy(self._past_rows), non_blocking=True)
         host = torch.from_numpy(self._their_actions)
         out = torch.zeros_like(host, device=self.device)
-        # Every member plays every row, (1 + pool_size) times the learner's own forward arithmetic each step,
-        # so the opponents' matrix products run on TF32 tensor cores: sampled moves do not need float32's
-        # last bits. The flag is read as kernels are chosen, so it holds for this graph's capture and
-        # leaves the learner's graphs as they are.
+        # Every snapshot plays every past row, pool_size times the arithmetic those rows need, so the
+        # opponents' matrix products run on TF32 tensor cores: sampled moves do not need float32's last
+        # bits. The flag is read as kernels are chosen, so it holds for this graph's capture and leaves
+        # the learner's graphs as they are.
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = True
         try:
-            out = play_every_member(self.learner, self._pool, self._device_obs, self._device_codes, out)
+            out = play_pool(
+                self.learner, self._pool, self._device_obs, self._device_codes, self._device_past_rows, out
+            )
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         host.copy_(out, non_blocking=True)
@@ -440,6 +470,8 @@ class SelfPlayEnv:
         self.opponent[ended] = self.league.sample(len(ended))
         self._seats.bot[ended] = self.opponent[ended] == BOT
         self._their_codes.reshape(self.num_envs, self._seat)[ended] = self.opponent[ended, None]
+        if self._graphed:
+            self._gather_past_rows()
 
     def log(self) -> dict[str, float]:
         """Like VecEnv.log, for the learner's seat (perf is its result against the mix of opponents)."""
