@@ -83,6 +83,13 @@ CASES = [
         "exceeds",
     ),
     (
+        "bptt horizon not dividing the rollout",
+        {"env": "cartpole", "hyperparameters": {"train": {"num_steps": 64, "bptt_horizon": 24}}},
+        422,
+        "bptt_horizon",
+        "must divide num_steps",
+    ),
+    (
         "env setting out of range",
         {"env": "cartpole", "hyperparameters": {"env": {"max_steps": -1}}},
         422,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import envs_c
-from services.common.config import resolve
+from services.common.config import ConfigError, resolve
 from services.trainer import checkpoint as ckpt
 from services.trainer import loop
 from services.trainer.policy import Policy
@@ -244,11 +244,18 @@ def test_each_learning_segment_starts_from_the_state_it_was_acted_from(bptt, tmp
         assert sorted(rows.flatten().tolist()) == list(range(32 * 16)), "every step is learnt exactly once"
 
 
-def test_a_recurrent_run_with_short_segments_trains(tmp_path):
+@pytest.mark.parametrize("vtrace", [False, True])
+def test_a_recurrent_run_with_short_segments_trains(vtrace, tmp_path):
     config = resolve(
         "cartpole",
         {
-            "train": {"total_timesteps": 8192, "num_envs": 16, "num_steps": 64, "bptt_horizon": 16},
+            "train": {
+                "total_timesteps": 8192,
+                "num_envs": 16,
+                "num_steps": 64,
+                "bptt_horizon": 16,
+                "vtrace": vtrace,
+            },
             "policy": {"recurrent": "lstm"},
         },
     )
@@ -258,5 +265,28 @@ def test_a_recurrent_run_with_short_segments_trains(tmp_path):
 
 
 def test_a_bptt_horizon_that_does_not_divide_the_rollout_is_refused():
-    with pytest.raises(ValueError, match="bptt_horizon 24 must divide num_steps 64"):
+    with pytest.raises(ConfigError, match=r"train\.bptt_horizon: 24 must divide num_steps \(64\)"):
         resolve("cartpole", {"train": {"num_steps": 64, "bptt_horizon": 24}})
+
+
+def test_a_segment_bootstraps_from_the_step_after_it():
+    # V-trace recomputes advantages per learning column; a segment that ends inside the rollout must
+    # bootstrap from the value (and the done flag) of the next segment's first step, the last one from
+    # the step after the rollout.
+    horizon, agents, segment = 12, 5, 4
+    policy = Policy((3,), {"kind": "discrete", "n": 2}, resolve("cartpole").policy)
+    buf = loop._Buffers.allocate(
+        policy, torch.zeros(agents, 3), torch.zeros(agents, dtype=torch.int32), horizon, "cpu", segment
+    )
+    buf.val.copy_(torch.arange(horizon * agents, dtype=torch.float32).view(horizon, agents))
+    buf.next_value.copy_(torch.full((agents,), -1.0))
+    columns = torch.arange(horizon // segment * agents)
+    following = buf.segment_next(buf.val, buf.next_value)[columns]
+    for column, value in zip(columns.tolist(), following.tolist(), strict=True):
+        seg, agent = divmod(column, agents)
+        after = (seg + 1) * segment
+        assert value == (buf.val[after, agent].item() if after < horizon else -1.0)
+    # and within a segment the column's last step is the one just before it
+    last = buf.columns(buf.val, buf.column_rows(columns))[-1]
+    inside = following >= 0
+    torch.testing.assert_close(last[inside] + agents, following[inside])

@@ -93,11 +93,6 @@ class TrainConfig(Strict):
         batch = self.num_envs * self.num_steps
         if batch > MAX_BATCH:
             raise ValueError(f"num_envs * num_steps = {batch} exceeds {MAX_BATCH}")
-        if self.bptt_horizon and self.num_steps % self.bptt_horizon:
-            raise ValueError(
-                f"bptt_horizon {self.bptt_horizon} must divide num_steps {self.num_steps} "
-                "(the rollout is cut into segments of that many steps)"
-            )
         return self
 
 
@@ -214,6 +209,12 @@ def resolve(env: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     if config.train.minibatch_size > batch:
         raise ConfigError(
             "train.minibatch_size", f"{config.train.minibatch_size} exceeds the batch ({batch})"
+        )
+    segment, steps = config.train.bptt_horizon, config.train.num_steps
+    if segment and steps % segment:
+        raise ConfigError(
+            "train.bptt_horizon",
+            f"{segment} must divide num_steps ({steps}): the rollout is cut into segments of that many steps",
         )
     return config
 
