@@ -6,9 +6,8 @@ learner's results against every member. `SelfPlayEnv` wraps a game created with 
 action buffer and shows the training loop only the learner's seat, with the VecEnv interface the loop
 already uses; every step it fills the other seat on the learner's device, launched right after the
 environment step (on a GPU in one captured graph: the learner on every row, the snapshots as one batched
-pass over the rows they hold) and
-collected by the next step. The learner changes seat every game, so it learns to move second in the board
-games too.
+pass over the rows they hold) and collected by the next step. The learner changes seat every game, so it
+learns to move second in the board games too.
 
 Snapshots are written to `pool_dir` as they are taken, so a run resumed from a checkpoint gets back the pool
 it had at that checkpoint. A `LeagueLink` (the worker's database glue) supplies the Elo service's results
@@ -337,18 +336,9 @@ class SelfPlayEnv:
         self._device_past_rows.copy_(torch.from_numpy(self._past_rows), non_blocking=True)
         host = torch.from_numpy(self._their_actions)
         out = torch.zeros_like(host, device=self.device)
-        # Every snapshot plays every past row, pool_size times the arithmetic those rows need, so the
-        # opponents' matrix products run on TF32 tensor cores: sampled moves do not need float32's last
-        # bits. The flag is read as kernels are chosen, so it holds for this graph's capture and leaves
-        # the learner's graphs as they are.
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        try:
-            out = play_pool(
-                self.learner, self._pool, self._device_obs, self._device_codes, self._device_past_rows, out
-            )
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+        out = play_pool(
+            self.learner, self._pool, self._device_obs, self._device_codes, self._device_past_rows, out
+        )
         host.copy_(out, non_blocking=True)
 
     @torch.no_grad()
