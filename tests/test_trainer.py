@@ -230,7 +230,7 @@ def test_each_learning_segment_starts_from_the_state_it_was_acted_from(bptt, tmp
         buf = trainer.buf
         assert buf.segment == (bptt or 32)
         assert 0 < buf.done.sum() < buf.done.numel(), "episodes must end inside segments for this to test"
-        idx = torch.arange(trainer.learning_columns).flip(0)
+        idx = torch.arange(buf.learning_columns).flip(0)
         rows = buf.column_rows(idx)
         state = tuple(s.flatten(0, 1)[idx] for s in buf.start_state)
         with torch.no_grad():
@@ -240,7 +240,7 @@ def test_each_learning_segment_starts_from_the_state_it_was_acted_from(bptt, tmp
             logp, _ = trainer.policy.log_prob_entropy(params, buf.columns(buf.act, rows))
         torch.testing.assert_close(logp, buf.columns(buf.logp, rows))
         torch.testing.assert_close(values, buf.columns(buf.val, rows))
-        assert rows.shape == (buf.segment, trainer.learning_columns)
+        assert rows.shape == (buf.segment, buf.learning_columns)
         assert sorted(rows.flatten().tolist()) == list(range(32 * 16)), "every step is learnt exactly once"
 
 

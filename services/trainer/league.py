@@ -294,7 +294,7 @@ class SelfPlayEnv:
         self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None, graphs: bool
     ) -> None:
         """The member playing each opponent row (page-locked with `graphs`) and, with `graphs`, the captured
-        step that plays every network member on all of them (the pool stacked for it)."""
+        step that plays them (`play_pool`, the pool stacked for it)."""
         alloc = pinned_zeros if graphs else (alloc or np.zeros)
         self._their_obs, self._their_actions = self._seats.their_observations, self._seats.their_actions
         self._their_codes = alloc((self.num_agents,), np.dtype(np.int64))

@@ -251,7 +251,6 @@ class Trainer:
         )
         host_done = torch.from_numpy(self.done_array)
         self.buf = buf = _Buffers.allocate(policy, host_obs, host_act, self.horizon, device, tc.bptt_horizon)
-        self.learning_columns = self.agents * (self.horizon // buf.segment)
 
         # Reseeding by epoch makes a resumed run continue on fresh episodes rather than replaying old ones.
         env.reset(self.seed + 7919 * self.epoch)
@@ -323,7 +322,7 @@ class Trainer:
             policy.obs_norm.update(buf.obs.flatten(0, 1).flatten(1).float())
         stats.add_explained_variance(self.prepare())
         # Minibatches are whole columns (one agent's segment), so a recurrent core sees each in order.
-        total = self.learning_columns
+        total = buf.learning_columns
         for _ in range(self.tc.update_epochs):
             order = torch.randperm(total, device=self.device)
             for begin in range(0, total, columns):
@@ -621,10 +620,17 @@ class _Buffers:
     def begin_rollout(self) -> None:
         self.t.zero_()
 
-    def columns(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        """The learning columns `flat` (from `column_rows`) of a [horizon, agents, ...] rollout tensor, as
-        [segment, columns, ...]."""
-        return x.flatten(0, 1)[flat]
+    @property
+    def learning_columns(self) -> int:
+        """The (segment, agent) columns a minibatch draws from: agents x horizon / segment."""
+        horizon, agents = self.obs.shape[:2]
+        return horizon // self.segment * agents
+
+    @staticmethod
+    def columns(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The learning columns whose `rows` `column_rows` gave, of a [horizon, agents, ...] rollout
+        tensor, as [segment, columns, ...]."""
+        return x.flatten(0, 1)[rows]
 
     def column_rows(self, idx: torch.Tensor) -> torch.Tensor:
         """Row indices into a flattened [horizon * agents] rollout for the columns `idx`: column c is the
